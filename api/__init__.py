@@ -1,0 +1,29 @@
+"""The Flask API: app factory and one blueprint per surface (health, auth, rest, functions, realtime)."""
+from __future__ import annotations
+
+from flask import Flask
+
+from schemas.settings import Settings
+
+
+def create_app(settings: Settings | None = None, *, services=None) -> Flask:
+    """Build the WSGI app from one Settings object; nothing connects or configures logging at import time."""
+    from api import auth, functions, health, realtime, rest
+    from api.errors import register_error_handlers
+    from api.http import init_http
+    from api.services import Services
+
+    settings = settings or Settings()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["segbase"] = services or Services.from_settings(settings)
+
+    register_error_handlers(app)
+    init_http(app, settings)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(auth.bp, url_prefix="/auth/v1")
+    app.register_blueprint(rest.bp, url_prefix="/rest/v1")
+    app.register_blueprint(functions.bp, url_prefix="/functions/v1")
+    realtime.init_app(app)
+    return app

@@ -1,0 +1,101 @@
+"""One error envelope. `ApiError` carries a stable snake_case code, an HTTP status and data; one handler renders it.
+
+Supabase-compatible surfaces need the body shapes their clients parse (GoTrue `{code, message}`, PostgREST
+`{code, message, details, hint}`, the edge runtime's `{msg}`), so an error may override `body()` and `headers()`;
+everything else gets segbase's own `{"error": {"code", "message", ...}}`.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from flask import Flask, Response, g, jsonify
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
+                 **data: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+        self.data = data
+
+    def body(self) -> Any:
+        return {"error": {"code": self.code, "message": self.message, **self.data}}
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    def response(self) -> Response:
+        response = jsonify(self.body())
+        response.status_code = self.status
+        for name, value in self.headers().items():
+            response.headers[name] = value
+        return response
+
+
+class NotFoundError(ApiError):
+    status, code = 404, "not_found"
+
+
+class UnauthorizedError(ApiError):
+    status, code = 401, "unauthorized"
+
+
+class PayloadTooLargeError(ApiError):
+    status, code = 413, "payload_too_large"
+
+
+class ServiceUnavailableError(ApiError):
+    status, code = 503, "service_unavailable"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.data.get("retry_after", 5))}
+
+    def body(self) -> Any:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+def validation_error(exc: ValidationError) -> ApiError:
+    """Map a pydantic error to the envelope, naming each offending field."""
+    fields = [
+        {"field": ".".join(str(part) for part in err["loc"]) or "body", "message": err["msg"]}
+        for err in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+    first = fields[0] if fields else {"field": "body", "message": "invalid"}
+    return ApiError(f"{first['field']}: {first['message']}", status=422, code="validation_failed", fields=fields)
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> Response:
+        return exc.response()
+
+    @app.errorhandler(ValidationError)
+    def _validation_error(exc: ValidationError) -> Response:
+        return validation_error(exc).response()
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        code = (exc.name or "error").lower().replace(" ", "_")
+        error = ApiError(exc.description or exc.name, status=exc.code or 500, code=code)
+        if exc.code == 413:
+            error = PayloadTooLargeError("request body too large")
+        return error.response()
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        error_id = uuid.uuid4().hex
+        log.exception("unhandled error %s (request %s)", error_id, getattr(g, "request_id", "-"))
+        return ApiError("internal error", status=500, code="internal_error", error_id=error_id).response()

@@ -1,0 +1,33 @@
+-- Why: the roles Supabase has in every project, created only where missing, so a real Supabase database is left
+-- as it is. The API logs in as `authenticator` (NOINHERIT) and `SET LOCAL ROLE`s per request, like PostgREST.
+do $$
+begin
+  if not exists (select from pg_roles where rolname = 'anon') then
+    create role anon nologin noinherit;
+  end if;
+  if not exists (select from pg_roles where rolname = 'authenticated') then
+    create role authenticated nologin noinherit;
+  end if;
+  if not exists (select from pg_roles where rolname = 'service_role') then
+    create role service_role nologin noinherit bypassrls;
+  end if;
+  if not exists (select from pg_roles where rolname = 'supabase_auth_admin') then
+    create role supabase_auth_admin nologin noinherit createrole;
+  end if;
+  if not exists (select from pg_roles where rolname = 'authenticator') then
+    execute format('create role authenticator login noinherit password %L',
+                   nullif(current_setting('segbase.authenticator_password', true), ''));
+    comment on role authenticator is 'segbase: API login role';
+  elsif shobj_description((select oid from pg_roles where rolname = 'authenticator'), 'pg_authid')
+        = 'segbase: API login role'
+        and nullif(current_setting('segbase.authenticator_password', true), '') is not null then
+    -- Ours (not a Supabase project's): follow DB_AUTHENTICATOR_PASSWORD so it can be rotated.
+    execute format('alter role authenticator password %L', current_setting('segbase.authenticator_password'));
+  end if;
+end
+$$;
+
+grant anon, authenticated, service_role to authenticator;
+-- Our /auth/v1 endpoints run in the API process, so they reach `auth.*` by SET LOCAL ROLE, as GoTrue's own login
+-- role would. No JWT can select this role: the API maps tokens only to anon/authenticated/service_role.
+grant supabase_auth_admin to authenticator;

@@ -1,0 +1,1 @@
+"""segbase: a self-hostable, Supabase-compatible backend for AI-job products."""

@@ -1,0 +1,3 @@
+from segbase.cli import main
+
+raise SystemExit(main())

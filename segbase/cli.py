@@ -1,0 +1,182 @@
+"""`segbase` — one subcommand per process an operator runs."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+from schemas.settings import Settings
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from db.migrate import MigrationError, migrate, migration_status, new_migration
+
+    try:
+        if args.action == "new":
+            if not args.description:
+                print("usage: segbase migrate new <description>", file=sys.stderr)
+                return 2
+            print(new_migration(" ".join(args.description)))
+            return 0
+        if args.status:
+            status = migration_status(settings)
+            print(json.dumps({"applied": status.applied, "pending": status.pending, "current": status.current}))
+            return 0
+        applied = migrate(settings)
+        print(f"migrations up to date ({len(applied)} applied now)")
+        return 0
+    except MigrationError as exc:
+        print(f"segbase migrate: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    from segbase.server import run_api
+
+    run_api(settings, port=args.port)
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from workers.main import run_worker
+
+    return run_worker(settings, concurrency=args.concurrency)
+
+
+def cmd_worker_ping(settings: Settings, args: argparse.Namespace) -> int:
+    """Exit 0 when a worker of this deployment answers Celery's `inspect ping` (container healthchecks)."""
+    from workers.celery_app import create_celery
+
+    replies = create_celery(settings).control.inspect(timeout=args.timeout).ping() or {}
+    print(json.dumps(replies))
+    return 0 if replies else 1
+
+
+def cmd_beat(settings: Settings, args: argparse.Namespace) -> int:
+    from workers.main import run_beat
+
+    return run_beat(settings)
+
+
+def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
+    from workers.relay import run_relay
+
+    return run_relay(settings)
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    from segbase.status import collect_status
+
+    status = collect_status(settings)
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        for key, value in status.items():
+            print(f"{key:>24}: {value}")
+    return 0
+
+
+RUN_PROCESSES = ("api", "worker", "beat", "relay")
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    """Migrate, then run api, worker, beat and relay in the foreground with prefixed logs; Ctrl-C stops all."""
+    code = cmd_migrate(settings, argparse.Namespace(action=None, description=[], status=False))
+    if code:
+        return code
+    env = {**os.environ, **settings.to_env()}
+    children: dict[str, subprocess.Popen] = {}
+    for name in RUN_PROCESSES:
+        children[name] = subprocess.Popen([sys.executable, "-m", "segbase", name], env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+
+    def pump(name: str, stream) -> None:
+        for line in stream:
+            sys.stdout.write(f"{name:>6} | {line}")
+            sys.stdout.flush()
+
+    pumps = [threading.Thread(target=pump, args=(n, p.stdout), daemon=True) for n, p in children.items()]
+    for thread in pumps:
+        thread.start()
+    print(f"   run | segbase is up: {settings.public_url} (Ctrl-C stops everything)", flush=True)
+
+    stopping = threading.Event()
+
+    def stop(*_: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    exit_code = 0
+    while not stopping.is_set():
+        for name, child in children.items():
+            if child.poll() is not None:
+                print(f"   run | {name} exited with {child.returncode}; stopping the rest", flush=True)
+                exit_code = child.returncode or 1
+                stopping.set()
+                break
+        stopping.wait(0.5)
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + settings.api_graceful_timeout_seconds + 5
+    for child in children.values():
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+    for thread in pumps:
+        thread.join(timeout=1)
+    return exit_code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segbase", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    migrate = sub.add_parser("migrate", help="apply db/bootstrap and pending db/migrations")
+    migrate.add_argument("action", nargs="?", choices=["new"], help="`new <description>` creates a migration file")
+    migrate.add_argument("description", nargs="*")
+    migrate.add_argument("--status", action="store_true", help="print applied and pending versions as JSON")
+    migrate.set_defaults(func=cmd_migrate)
+
+    api = sub.add_parser("api", help="the HTTP + WebSocket API (gunicorn, gevent workers)")
+    api.add_argument("--port", type=int, default=None)
+    api.set_defaults(func=cmd_api)
+
+    worker = sub.add_parser("worker", help="a Celery worker")
+    worker.add_argument("--concurrency", type=int, default=None)
+    worker.set_defaults(func=cmd_worker)
+
+    ping = sub.add_parser("worker-ping", help="exit 0 if a worker answers Celery's inspect ping")
+    ping.add_argument("--timeout", type=float, default=5.0)
+    ping.set_defaults(func=cmd_worker_ping)
+
+    sub.add_parser("beat", help="the periodic-job scheduler (run one per deployment)").set_defaults(func=cmd_beat)
+    sub.add_parser("relay", help="publish committed outbox events to Redis").set_defaults(func=cmd_relay)
+    sub.add_parser("run", help="migrate, then api + worker + beat + relay in the foreground").set_defaults(
+        func=cmd_run)
+
+    status = sub.add_parser("status", help="URLs, keys and pipeline health, like `supabase status`")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from segbase.logs import configure_logging
+
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        print(f"segbase: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    return int(args.func(settings, args) or 0)
