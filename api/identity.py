@@ -109,3 +109,41 @@ def mint_access_token(settings: Settings, *, user: dict[str, Any], session_id: s
     }
     token = jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256")
     return AccessToken(token=token, expires_in=settings.jwt_expiry_seconds, expires_at=expires_at)
+
+
+def session_is_alive(engine, session_id: str) -> bool:
+    """True while the user's session exists (logout and refresh-token reuse delete or revoke it).
+
+    The Auth issue owns this check (and may cache it briefly); until then every user token's session is looked
+    up in `auth.sessions` as `supabase_auth_admin`.
+    """
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        with conn.begin():
+            conn.execute(text("select set_config('role', 'supabase_auth_admin', true)"))
+            row = conn.execute(text("select 1 from auth.sessions where id = cast(:id as uuid) "
+                                    "and (not_after is null or not_after > now())"), {"id": session_id}).first()
+    return row is not None
+
+
+def resolve_caller(*, apikey: str | None, bearer: str | None, settings: Settings, engine=None) -> Caller:
+    """Who a request acts as, as Supabase's gateway + PostgREST decide it.
+
+    `apikey` (header or `?apikey=`) must be a valid anon or service_role key; the Bearer token, when present,
+    decides the role (a user token → `authenticated`, checked against its live session when `engine` is given);
+    without one the apikey's role applies.
+    """
+    if not apikey:
+        raise TokenError("missing_apikey", "No API key found in request")
+    try:
+        key_claims = decode_token(apikey, settings)
+    except TokenError as exc:
+        raise TokenError("invalid_apikey", "Invalid API key") from exc
+    if key_claims.get("role") not in API_KEY_ROLES or "aud" in key_claims:
+        raise TokenError("invalid_apikey", "Invalid API key")
+    claims = decode_token(bearer, settings) if bearer else key_claims
+    if claims.get("role") == "authenticated" and engine is not None and not claims.get("_external"):
+        if not session_is_alive(engine, str(claims.get("session_id", ""))):
+            raise TokenError("session", "Session from session_id claim in JWT does not exist")
+    return caller_from_claims(claims)
