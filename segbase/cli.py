@@ -174,7 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from segbase.logs import configure_logging
 
     try:
-        settings = Settings()
+        # SEGBASE_ENV_FILE="" disables the .env file (test processes get every setting from their environment).
+        settings = Settings(_env_file=os.environ.get("SEGBASE_ENV_FILE", ".env") or None)
     except ValueError as exc:
         print(f"segbase: invalid settings: {exc}", file=sys.stderr)
         return 2

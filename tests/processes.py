@@ -43,6 +43,7 @@ class SegbaseProcess:
         env.update(self.settings.to_env())
         env.update(self.extra_env)
         env["PYTHONUNBUFFERED"] = "1"
+        env["SEGBASE_ENV_FILE"] = ""  # every setting comes from `settings`, never from a developer's .env
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "segbase", self.command, *self.args], cwd=ROOT,
                                      env=env, stdout=self._log, stderr=subprocess.STDOUT,
