@@ -104,7 +104,13 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     pumps = [threading.Thread(target=pump, args=(n, p.stdout), daemon=True) for n, p in children.items()]
     for thread in pumps:
         thread.start()
-    print(f"   run | segbase is up: {settings.public_url} (Ctrl-C stops everything)", flush=True)
+    from api.tokens import api_key
+
+    print(f"   run | segbase: API {settings.public_url}  (Ctrl-C stops everything)\n"
+          f"   run |   anon key:        {api_key(settings, 'anon')}\n"
+          f"   run |   webhook:         POST {settings.public_url}/functions/v1/process-webhook (X-API-Key)\n"
+          f"   run |   realtime:        {settings.public_url.replace('http', 'ws', 1)}/realtime/v1/websocket\n"
+          f"   run |   all keys:        .venv/bin/segbase status", flush=True)
 
     stopping = threading.Event()
 
