@@ -8,6 +8,7 @@ import uuid
 from flask import Flask, Response, g, request
 
 from api.errors import PayloadTooLargeError
+from segbase.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from schemas.settings import Settings
 
 log = logging.getLogger("segbase.access")
@@ -52,8 +53,13 @@ def init_http(app: Flask, settings: Settings) -> None:
                 response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
                 response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
                 response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        # Label by the route template, not the raw path, so ids in URLs cannot explode the series count.
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        HTTP_LATENCY.labels(request.method, route).observe(elapsed)
         # The path only: query strings may carry `apikey`, tokens or user data.
-        elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        elapsed_ms = elapsed * 1000
         log.info("request", extra={"request_id": g.get("request_id"), "method": request.method,
                                    "path": request.path, "status": response.status_code,
                                    "duration_ms": round(elapsed_ms, 2)})

@@ -41,5 +41,16 @@ class ApiServer(BaseApplication):
         return create_app(self.settings)
 
 
+def _child_exit(server, worker) -> None:
+    from segbase.metrics import mark_process_dead
+
+    mark_process_dead(worker.pid)
+
+
 def run_api(settings: Settings, port: int | None = None) -> None:
-    ApiServer(settings, gunicorn_options(settings, port)).run()
+    from segbase.metrics_dir import prepare_multiprocess_dir
+
+    prepare_multiprocess_dir("api", settings.instance_id)  # before any worker forks
+    options = gunicorn_options(settings, port)
+    options["child_exit"] = _child_exit
+    ApiServer(settings, options).run()

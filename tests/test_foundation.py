@@ -209,3 +209,29 @@ def test_access_log_never_contains_query_secrets(api_server):
     httpx.get(f"{api_server.url}/healthz?apikey=super-secret-value&token=tok-123")
     log = api_server.log_text()
     assert "super-secret-value" not in log and "tok-123" not in log
+
+
+def test_metrics_count_requests_by_route(api_server):
+    httpx.get(f"{api_server.url}/healthz")
+    text = httpx.get(f"{api_server.url}/metrics").text
+    assert 'segbase_http_requests_total{method="GET",route="/healthz",status="200"}' in text
+    assert "segbase_http_request_duration_seconds_bucket" in text
+
+
+def test_metrics_can_be_protected_and_disabled(settings):
+    from tests.processes import ApiProcess
+
+    protected = make_test_settings(settings.database_url, settings.instance_id, metrics_token="m" * 20)
+    server = ApiProcess(protected).start()
+    try:
+        assert httpx.get(f"{server.url}/metrics").status_code == 401
+        ok = httpx.get(f"{server.url}/metrics", headers={"Authorization": "Bearer " + "m" * 20})
+        assert ok.status_code == 200 and "segbase_http_requests_total" in ok.text
+    finally:
+        server.stop()
+    disabled = make_test_settings(settings.database_url, settings.instance_id, metrics_enabled=False)
+    server = ApiProcess(disabled).start()
+    try:
+        assert httpx.get(f"{server.url}/metrics").status_code == 404
+    finally:
+        server.stop()
