@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +22,7 @@ DB_DIR = Path(__file__).resolve().parent
 BOOTSTRAP_DIR = DB_DIR / "bootstrap"
 MIGRATIONS_DIR = DB_DIR / "migrations"
 MIGRATION_NAME = re.compile(r"^(?P<version>\d{14})_(?P<name>[a-z0-9_]+)\.sql$")
-# One advisory lock key for every runner of every deployment on this cluster: roles are cluster-wide.
+# Serialises runners of one database (advisory locks are per database; see _run_cluster_wide for roles).
 MIGRATION_LOCK_KEY = 0x5E6BA5E
 
 
@@ -119,13 +120,30 @@ def check_migrations(applied: dict[str, str], on_disk: list[Migration]) -> list[
     return pending
 
 
+# Advisory locks are per database, but roles are per cluster: two runners migrating different databases of one
+# cluster (test workers, several deployments) can race on role DDL, which PostgreSQL reports as these errors.
+# The bootstrap is idempotent, so the loser simply runs it again.
+_CLUSTER_RACE_SQLSTATES = {"XX000", "42710", "23505", "40001", "40P01"}
+
+
+def _run_cluster_wide(conn: psycopg.Connection, statements: str, attempts: int = 8) -> None:
+    for attempt in range(attempts):
+        try:
+            with conn.transaction():
+                conn.execute(statements)
+            return
+        except psycopg.Error as exc:
+            if exc.sqlstate not in _CLUSTER_RACE_SQLSTATES or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
 def run_bootstrap(conn: psycopg.Connection, settings: Settings) -> None:
     """Apply db/bootstrap/*.sql (roles, `auth`, `extensions`, publication) — idempotent and guarded."""
     conn.execute("select set_config('segbase.authenticator_password', %s, false)",
                  (settings.db_authenticator_password.get_secret_value(),))
     for path in sorted(BOOTSTRAP_DIR.glob("*.sql")):
-        with conn.transaction():
-            conn.execute(path.read_text())
+        _run_cluster_wide(conn, path.read_text())
     conn.execute("select set_config('segbase.authenticator_password', '', false)")
 
 

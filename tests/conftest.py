@@ -2,7 +2,8 @@
 
 Each pytest(-xdist) worker process gets its own database (created and migrated here, dropped at the end) and its
 own INSTANCE_ID, so tests never touch the development database or its Redis namespace, and two test runs on one
-machine do not collide. Cluster-wide roles are created by the bootstrap under the runner's advisory lock.
+machine do not collide. Cluster-wide roles are created by the bootstrap under a lock held in the `postgres`
+database (`migrate_serialised`).
 """
 from __future__ import annotations
 
@@ -52,6 +53,17 @@ def drop_database(name: str) -> None:
         conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
 
 
+CLUSTER_BOOTSTRAP_LOCK = 0x5E6B0075  # held in the `postgres` database: advisory locks are per database
+
+
+def migrate_serialised(test_settings: Settings, **kwargs):
+    """Migrate a test database while holding a cluster-wide lock, so the bootstrap's role DDL (roles are
+    cluster-wide) runs once at a time across pytest workers and concurrent test runs."""
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as lock_conn:
+        lock_conn.execute("select pg_advisory_lock(%s)", (CLUSTER_BOOTSTRAP_LOCK,))
+        return migrate(test_settings, log=lambda *_: None, **kwargs)
+
+
 @pytest.fixture(scope="session")
 def run_id(worker_id: str) -> str:
     return f"{uuid.uuid4().hex[:8]}{worker_id.replace('gw', 'w')}"
@@ -63,7 +75,7 @@ def settings(run_id: str) -> Iterator[Settings]:
     name = f"segbase_t_{run_id}"
     url = create_database(name)
     test_settings = make_test_settings(url, f"t{run_id}")
-    migrate(test_settings, log=lambda *_: None)
+    migrate_serialised(test_settings)
     yield test_settings
     drop_database(name)
 
