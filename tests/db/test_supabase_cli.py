@@ -13,8 +13,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from db.migrate import MIGRATION_LOCK_KEY, discover_migrations, libpq_url, run_bootstrap
-from tests.conftest import create_database, drop_database, make_test_settings
+from db.migrate import discover_migrations, libpq_url, run_bootstrap
+from tests.conftest import (CLUSTER_BOOTSTRAP_LOCK, PG_ADMIN_URL, create_database, drop_database,
+                            make_test_settings)
 
 pytestmark = [pytest.mark.node]
 
@@ -31,16 +32,14 @@ def supabase(*args: str, workdir: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def bootstrapped_database(run_id: str) -> Iterator[str]:
-    """A fresh database with only db/bootstrap applied (under the runner's lock: roles are cluster-wide)."""
+    """A fresh database with only db/bootstrap applied, under the suite's cluster-wide lock (roles are
+    cluster-wide; advisory locks are per database, so it is held in the `postgres` database)."""
     name = f"segbase_t_{run_id}_cli"
-    drop_database(name)
     url = create_database(name)
-    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
-        conn.execute("select pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
-        try:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as lock_conn:
+        lock_conn.execute("select pg_advisory_lock(%s)", (CLUSTER_BOOTSTRAP_LOCK,))
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
             run_bootstrap(conn, make_test_settings(url, f"t{run_id}cli"))
-        finally:
-            conn.execute("select pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
     # The CLI speaks TLS by default; the local server has none.
     yield f"{url}?sslmode=disable"
     drop_database(name)
