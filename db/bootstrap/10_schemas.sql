@@ -7,6 +7,9 @@ create schema if not exists auth;
 grant usage on schema auth to anon, authenticated, service_role, supabase_auth_admin;
 
 grant usage on schema public to anon, authenticated, service_role;
+-- PostgreSQL 15 no longer lets PUBLIC create objects in `public`, but a cluster upgraded from an older major keeps
+-- the old grant; no client role may ever create objects in the exposed schema. (A no-op where it is already so.)
+revoke create on schema public from public;
 alter default privileges in schema public grant all on tables to anon, authenticated, service_role;
 alter default privileges in schema public grant all on functions to anon, authenticated, service_role;
 alter default privileges in schema public grant all on sequences to anon, authenticated, service_role;
