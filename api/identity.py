@@ -2,10 +2,13 @@
 
 A token is an HS256 JWT signed with JWT_SECRET. API keys (anon, service_role) carry no `aud` and count for their
 role; user access tokens carry `aud=authenticated`, `sub` and `session_id`, and are valid only while their
-session is alive. Each surface maps `TokenError` to the error body its clients parse.
+session is alive. With AUTH_EXTERNAL_JWT_SECRET set, user tokens (role `authenticated`, never an API key) signed by
+an external Supabase Auth are accepted too. Each surface maps `TokenError` to the error body its clients parse;
+`gateway_error()` gives the Supabase gateway's answer for the two API-key kinds.
 """
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -17,12 +20,19 @@ from db.uow import Caller
 from schemas.settings import Settings
 
 ALGORITHMS = ["HS256"]  # pinned: `alg: none` and algorithm confusion are refused by PyJWT
-LEEWAY_SECONDS = 30
+LEEWAY_SECONDS = 30  # PostgREST's clock-skew allowance
 API_KEY_ROLES = frozenset({"anon", "service_role"})
+# The only roles a token may ever become; `supabase_auth_admin` (db/auth.py) is deliberately not one of them.
+TOKEN_ROLES = frozenset({"anon", "authenticated", "service_role"})
+# How long a session lookup is trusted. Realtime re-checks sockets with it, so a logout or a refresh-token reuse
+# reaches every surface of every process within this many seconds; the process that revokes forgets at once.
+SESSION_CACHE_SECONDS = 2.0
+SESSION_CACHE_MAX_ENTRIES = 50_000
 
 
 class TokenError(Exception):
-    """A token was refused. `kind` is one of malformed | signature | expired | claims | session."""
+    """A token was refused. `kind` is one of missing_apikey | invalid_apikey | malformed | signature | expired |
+    claims | session."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -37,8 +47,9 @@ def _decode(token: str, secret: str) -> dict[str, Any]:
 
 def decode_token(token: str, settings: Settings) -> dict[str, Any]:
     """Verify signature, `exp` and the claims a role needs; return the claims. Does not check the session."""
-    if token.count(".") != 2:
-        raise TokenError("malformed", f"Expected 3 parts in JWT; got {token.count('.') + 1}")
+    if not isinstance(token, str) or token.count(".") != 2:
+        parts = token.count(".") + 1 if isinstance(token, str) else 0
+        raise TokenError("malformed", f"Expected 3 parts in JWT; got {parts}")
     external = settings.auth_external_jwt_secret
     try:
         try:
@@ -75,8 +86,12 @@ def decode_token(token: str, settings: Settings) -> dict[str, Any]:
 
 
 def caller_from_claims(claims: dict[str, Any]) -> Caller:
+    """The database identity for verified claims (from `decode_token`); never an internal role."""
+    role = claims.get("role")
+    if role not in TOKEN_ROLES:
+        raise TokenError("claims", f"role {role!r} is not allowed")
     public_claims = {k: v for k, v in claims.items() if not k.startswith("_")}
-    return Caller(claims["role"], public_claims)
+    return Caller(role, public_claims)
 
 
 @dataclass(frozen=True)
@@ -111,20 +126,42 @@ def mint_access_token(settings: Settings, *, user: dict[str, Any], session_id: s
     return AccessToken(token=token, expires_in=settings.jwt_expiry_seconds, expires_at=expires_at)
 
 
+# session id → (engine id, alive, trusted until [monotonic]). Session ids are random UUIDs, so one map serves
+# every engine of the process; the engine id guards against a test process holding several databases.
+_session_cache: dict[str, tuple[int, bool, float]] = {}
+_session_cache_lock = threading.Lock()
+
+
+def forget_session(session_id: str) -> None:
+    """Drop a cached lookup (called by the process that revokes the session, so it notices at once)."""
+    with _session_cache_lock:
+        _session_cache.pop(str(session_id), None)
+
+
 def session_is_alive(engine, session_id: str) -> bool:
-    """True while the user's session exists (logout and refresh-token reuse delete or revoke it).
+    """True while the session exists and has not passed `not_after` (logout and refresh-token reuse delete it).
 
-    The Auth issue owns this check (and may cache it briefly); until then every user token's session is looked
-    up in `auth.sessions` as `supabase_auth_admin`.
+    A missing or non-UUID id is simply not alive. Answers are cached for SESSION_CACHE_SECONDS per process.
     """
-    from sqlalchemy import text
+    try:
+        key = str(uuid.UUID(str(session_id)))
+    except ValueError:
+        return False
+    now = time.monotonic()
+    cached = _session_cache.get(key)
+    if cached is not None and cached[0] == id(engine) and cached[2] > now:
+        return cached[1]
 
-    with engine.connect() as conn:
-        with conn.begin():
-            conn.execute(text("select set_config('role', 'supabase_auth_admin', true)"))
-            row = conn.execute(text("select 1 from auth.sessions where id = cast(:id as uuid) "
-                                    "and (not_after is null or not_after > now())"), {"id": session_id}).first()
-    return row is not None
+    from db.auth import AUTH_ADMIN, session_is_live
+    from db.uow import unit_of_work
+
+    with unit_of_work(engine, AUTH_ADMIN) as uow:
+        alive = session_is_live(uow=uow, session_id=key)
+    with _session_cache_lock:
+        if len(_session_cache) >= SESSION_CACHE_MAX_ENTRIES:
+            _session_cache.clear()
+        _session_cache[key] = (id(engine), alive, now + SESSION_CACHE_SECONDS)
+    return alive
 
 
 def resolve_caller(*, apikey: str | None, bearer: str | None, settings: Settings, engine=None) -> Caller:
@@ -143,7 +180,28 @@ def resolve_caller(*, apikey: str | None, bearer: str | None, settings: Settings
     if key_claims.get("role") not in API_KEY_ROLES or "aud" in key_claims:
         raise TokenError("invalid_apikey", "Invalid API key")
     claims = decode_token(bearer, settings) if bearer else key_claims
-    if claims.get("role") == "authenticated" and engine is not None and not claims.get("_external"):
+    if claims.get("role") == "authenticated" and engine is not None:
         if not session_is_alive(engine, str(claims.get("session_id", ""))):
             raise TokenError("session", "Session from session_id claim in JWT does not exist")
     return caller_from_claims(claims)
+
+
+def credentials_from_request(request) -> tuple[str | None, str | None]:
+    """(apikey, bearer) as Supabase's gateway reads them: `apikey` header (any case) or `?apikey=`, and
+    `Authorization: Bearer <token>`."""
+    apikey = request.headers.get("apikey") or request.args.get("apikey") or None
+    authorization = request.headers.get("Authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    bearer = token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return apikey, bearer
+
+
+GATEWAY_HINTS = {
+    "missing_apikey": "No `apikey` request header or url param was found.",
+    "invalid_apikey": "Double check your Supabase `anon` or `service_role` API key.",
+}
+
+
+def gateway_error(exc: TokenError) -> tuple[int, dict[str, str]]:
+    """Status and body Supabase's gateway answers for a missing or invalid API key (401 `{message, hint}`)."""
+    return 401, {"message": exc.message, "hint": GATEWAY_HINTS.get(exc.kind, "")}

@@ -18,7 +18,8 @@ from sqlalchemy import Connection, Engine, text
 log = logging.getLogger(__name__)
 
 Role = Literal["anon", "authenticated", "service_role"]
-DATABASE_ROLES: frozenset[str] = frozenset({"anon", "authenticated", "service_role"})
+# `supabase_auth_admin` is internal: only db/auth.py's AUTH_ADMIN uses it; no JWT ever maps to it (api/identity.py).
+DATABASE_ROLES: frozenset[str] = frozenset({"anon", "authenticated", "service_role", "supabase_auth_admin"})
 
 
 @dataclass(frozen=True)

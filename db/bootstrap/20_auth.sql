@@ -101,3 +101,22 @@ begin
 end
 $$;
 grant execute on function auth.uid(), auth.role(), auth.email(), auth.jwt() to anon, authenticated, service_role;
+
+-- segbase's /auth/v1 stores only a SHA-256 of each refresh token. To honour GoTrue's parent exception (a client that
+-- lost a refresh response retries with the parent and gets the SAME child back), each child is also kept sealed
+-- with AES-GCM under a key derived from its parent token: only a holder of the parent can open it, a database dump
+-- alone reveals no usable token. Added only where missing; where the owner cannot alter GoTrue's table (a hosted
+-- Supabase database, whose users sign in through its own Auth: AUTH_EXTERNAL_JWT_SECRET) it is skipped with a notice.
+do $$
+begin
+  if not exists (select from information_schema.columns
+                 where table_schema = 'auth' and table_name = 'refresh_tokens'
+                   and column_name = 'segbase_sealed_token') then
+    alter table auth.refresh_tokens add column if not exists segbase_sealed_token bytea;
+    comment on column auth.refresh_tokens.segbase_sealed_token is
+      'segbase: this token sealed (AES-GCM) with a key derived from its parent token; never the token in clear.';
+  end if;
+exception when insufficient_privilege then
+  raise notice 'segbase: cannot add auth.refresh_tokens.segbase_sealed_token (%), parent exception limited', sqlerrm;
+end
+$$;

@@ -1,0 +1,166 @@
+"""SQL for GoTrue's tables (`auth.users`, `auth.sessions`, `auth.refresh_tokens`), run as `supabase_auth_admin`.
+
+Every function takes an open unit of work (`uow=`) and never commits: the caller (api/auth/service.py, the test
+factories) owns the transaction. `AUTH_ADMIN` is the only caller that reaches these tables; no JWT maps to it
+(api/identity.py only ever yields anon, authenticated or service_role).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from db.uow import Caller, UnitOfWork
+
+AUTH_ADMIN = Caller("supabase_auth_admin", {"role": "supabase_auth_admin"})  # type: ignore[arg-type]
+# GoTrue writes this instance id on every row it creates; kept so a GoTrue could take over the tables.
+GOTRUE_INSTANCE_ID = "00000000-0000-0000-0000-000000000000"
+
+USER_COLUMNS = ("id, aud, role, email, encrypted_password, email_confirmed_at, confirmation_sent_at, phone, "
+                "raw_app_meta_data, raw_user_meta_data, created_at, updated_at, last_sign_in_at, banned_until, "
+                "deleted_at, is_anonymous")
+
+
+class EmailTakenError(Exception):
+    """A user with this email already exists."""
+
+
+def hash_refresh_token(token: str) -> str:
+    """What `auth.refresh_tokens.token` holds: the SHA-256 (hex) of the opaque token, never the token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _user(row: Any) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    user = dict(row._mapping)
+    user["id"] = str(user["id"])
+    user["raw_app_meta_data"] = user.get("raw_app_meta_data") or {}
+    user["raw_user_meta_data"] = user.get("raw_user_meta_data") or {}
+    return user
+
+
+def find_user_by_email(*, uow: UnitOfWork, email: str) -> dict[str, Any] | None:
+    row = uow.execute(f"select {USER_COLUMNS} from auth.users where email = :email and is_anonymous is false "
+                      "and deleted_at is null order by created_at limit 1", {"email": email}).first()
+    return _user(row)
+
+
+def find_user_by_id(*, uow: UnitOfWork, user_id: str, for_update: bool = False) -> dict[str, Any] | None:
+    lock = " for update" if for_update else ""
+    row = uow.execute(f"select {USER_COLUMNS} from auth.users where id = cast(:id as uuid){lock}",
+                      {"id": user_id}).first()
+    return _user(row)
+
+
+def insert_user(*, uow: UnitOfWork, email: str, password_hash: str, user_metadata: dict[str, Any],
+                confirmed: bool, now: datetime, user_id: str | None = None) -> dict[str, Any]:
+    """Create an email user; its `users_profile` comes from the `on_auth_user_created` trigger.
+
+    The email is serialised with a transaction-scoped advisory lock instead of `on conflict`, because the unique
+    index on `auth.users.email` differs between GoTrue versions (partial on is_sso_user or is_anonymous).
+    """
+    uow.execute("select pg_advisory_xact_lock(hashtextextended('segbase.auth.email:' || :email, 0))",
+                {"email": email})
+    if find_user_by_email(uow=uow, email=email) is not None:
+        raise EmailTakenError(email)
+    app_metadata = {"provider": "email", "providers": ["email"]}
+    row = uow.execute(
+        f"insert into auth.users (instance_id, id, aud, role, email, encrypted_password, email_confirmed_at, "
+        f"confirmation_sent_at, phone, raw_app_meta_data, raw_user_meta_data, created_at, updated_at, is_anonymous) "
+        f"values (cast(:instance_id as uuid), cast(:id as uuid), 'authenticated', 'authenticated', :email, :hash, "
+        f":confirmed_at, :sent_at, null, cast(:app_meta as jsonb), cast(:user_meta as jsonb), :now, :now, false) "
+        f"returning {USER_COLUMNS}",
+        {"instance_id": GOTRUE_INSTANCE_ID, "id": user_id or str(uuid.uuid4()), "email": email,
+         "hash": password_hash, "confirmed_at": now if confirmed else None, "sent_at": None if confirmed else now,
+         "app_meta": json.dumps(app_metadata), "user_meta": json.dumps(user_metadata), "now": now}).first()
+    return _user(row)  # type: ignore[return-value]
+
+
+def update_user(*, uow: UnitOfWork, user_id: str, now: datetime, password_hash: str | None = None,
+                user_metadata: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """Set a new password hash and/or replace `raw_user_meta_data` (the caller merges, as GoTrue does)."""
+    row = uow.execute(
+        f"update auth.users set encrypted_password = coalesce(:hash, encrypted_password), "
+        f"raw_user_meta_data = coalesce(cast(:user_meta as jsonb), raw_user_meta_data), updated_at = :now "
+        f"where id = cast(:id as uuid) returning {USER_COLUMNS}",
+        {"id": user_id, "hash": password_hash, "now": now,
+         "user_meta": None if user_metadata is None else json.dumps(user_metadata)}).first()
+    return _user(row)
+
+
+def record_sign_in(*, uow: UnitOfWork, user_id: str, now: datetime) -> dict[str, Any] | None:
+    row = uow.execute(f"update auth.users set last_sign_in_at = :now, updated_at = :now "
+                      f"where id = cast(:id as uuid) returning {USER_COLUMNS}", {"id": user_id, "now": now}).first()
+    return _user(row)
+
+
+def create_session(*, uow: UnitOfWork, user_id: str, now: datetime, user_agent: str | None = None,
+                   ip: str | None = None, session_id: str | None = None) -> str:
+    session_id = session_id or str(uuid.uuid4())
+    uow.execute("insert into auth.sessions (id, user_id, created_at, updated_at, aal, user_agent, ip) "
+                "values (cast(:id as uuid), cast(:user_id as uuid), :now, :now, 'aal1', :user_agent, "
+                "cast(:ip as inet))",
+                {"id": session_id, "user_id": user_id, "now": now, "user_agent": user_agent, "ip": ip})
+    return session_id
+
+
+def find_session(*, uow: UnitOfWork, session_id: str, for_update: bool = False) -> dict[str, Any] | None:
+    lock = " for update" if for_update else ""
+    row = uow.execute("select id, user_id, created_at, not_after, (not_after is not null and not_after <= now()) "
+                      f"as expired from auth.sessions where id = cast(:id as uuid){lock}", {"id": session_id}).first()
+    return None if row is None else dict(row._mapping)
+
+
+def session_is_live(*, uow: UnitOfWork, session_id: str) -> bool:
+    return uow.execute("select 1 from auth.sessions where id = cast(:id as uuid) "
+                       "and (not_after is null or not_after > now())", {"id": session_id}).first() is not None
+
+
+def touch_session(*, uow: UnitOfWork, session_id: str, now: datetime) -> None:
+    uow.execute("update auth.sessions set refreshed_at = cast(:now as timestamptz) at time zone 'utc', "
+                "updated_at = :now where id = cast(:id as uuid)", {"id": session_id, "now": now})
+
+
+def delete_session(*, uow: UnitOfWork, session_id: str) -> None:
+    """Revoke one session; its refresh tokens go with it (`on delete cascade`)."""
+    uow.execute("delete from auth.sessions where id = cast(:id as uuid)", {"id": session_id})
+
+
+def delete_user_sessions(*, uow: UnitOfWork, user_id: str, except_session_id: str | None = None) -> list[str]:
+    """Revoke all of a user's sessions (global logout) or all but one (`others`, password change)."""
+    rows = uow.execute("delete from auth.sessions where user_id = cast(:user_id as uuid) "
+                       "and (cast(:keep as uuid) is null or id <> cast(:keep as uuid)) returning id",
+                       {"user_id": user_id, "keep": except_session_id}).scalars()
+    return [str(session_id) for session_id in rows]
+
+
+def insert_refresh_token(*, uow: UnitOfWork, token: str, session_id: str, user_id: str, now: datetime,
+                         parent_hash: str | None = None, sealed: bytes | None = None) -> None:
+    uow.execute("insert into auth.refresh_tokens (instance_id, token, user_id, revoked, created_at, updated_at, "
+                "parent, session_id, segbase_sealed_token) values (cast(:instance_id as uuid), :token, :user_id, "
+                "false, :now, :now, :parent, cast(:session_id as uuid), :sealed)",
+                {"instance_id": GOTRUE_INSTANCE_ID, "token": hash_refresh_token(token), "user_id": user_id,
+                 "now": now, "parent": parent_hash, "session_id": session_id, "sealed": sealed})
+
+
+def find_refresh_token(*, uow: UnitOfWork, token_hash: str) -> dict[str, Any] | None:
+    """The token's row, locked: concurrent refreshes with one token run one after the other."""
+    row = uow.execute("select id, token, user_id, revoked, updated_at, parent, session_id from auth.refresh_tokens "
+                      "where token = :token for update", {"token": token_hash}).first()
+    return None if row is None else dict(row._mapping)
+
+
+def find_active_refresh_token(*, uow: UnitOfWork, session_id: str) -> dict[str, Any] | None:
+    """The session's newest unrevoked token (GoTrue's FindCurrentlyActiveRefreshToken)."""
+    row = uow.execute("select id, token, parent, segbase_sealed_token from auth.refresh_tokens "
+                      "where session_id = cast(:id as uuid) and revoked is false order by id desc limit 1",
+                      {"id": session_id}).first()
+    return None if row is None else dict(row._mapping)
+
+
+def revoke_refresh_token(*, uow: UnitOfWork, token_id: int, now: datetime) -> None:
+    uow.execute("update auth.refresh_tokens set revoked = true, updated_at = :now where id = :id",
+                {"id": token_id, "now": now})
