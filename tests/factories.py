@@ -1,17 +1,44 @@
-"""Factories for test data. Users are created the way sign-up creates them (an `auth.users` row whose trigger
-creates the profile, plus a live session) and get a real access token from the one minter, api/identity.py."""
+"""Factories for test data. Users are created by the sign-up code path (db/auth.py as `supabase_auth_admin`: an
+`auth.users` row whose trigger creates the profile, plus a live session and refresh token) and get a real access
+token from the one minter, api/identity.py."""
 from __future__ import annotations
 
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import psycopg
-from psycopg.types.json import Jsonb
 
+from api.auth.passwords import new_argon2
+from api.auth.service import new_refresh_token
 from api.identity import mint_access_token
+from db import auth as auth_db
+from db.engine import create_app_engine
 from db.migrate import libpq_url
+from db.uow import unit_of_work
 from schemas.settings import Settings
+
+# Hundreds of users are made per run: each distinct password is hashed (real argon2id, so signing in with it
+# works) once per process, and one small engine serves each database.
+_password_hashes: dict[str, str] = {}
+_engines: dict[str, object] = {}
+_lock = threading.Lock()
+
+
+def _password_hash(password: str) -> str:
+    if password not in _password_hashes:
+        _password_hashes[password] = new_argon2().hash(password)
+    return _password_hashes[password]
+
+
+def _engine(settings: Settings):
+    with _lock:
+        engine = _engines.get(settings.database_url)
+        if engine is None:
+            engine = create_app_engine(settings, pool_size=1, application_name="segbase-test-factories")
+            _engines[settings.database_url] = engine
+        return engine
 
 
 @dataclass
@@ -29,25 +56,21 @@ class TestUser:
 def create_user(settings: Settings, *, email: str | None = None, password: str = "correct horse battery",
                 credits: int | None = None, tier: str | None = None,
                 display_name: str | None = None) -> TestUser:
-    """Insert an auth user (its profile comes from the sign-up trigger) with a session and an access token."""
-    user_id = str(uuid.uuid4())
-    session_id = str(uuid.uuid4())
-    email = email or f"user-{user_id[:8]}@example.com"
+    """Sign up a user through db/auth.py (its profile comes from the sign-up trigger), with a session, a refresh
+    token and an access token."""
+    email = (email or f"user-{uuid.uuid4().hex[:12]}@example.com").lower()
     now = datetime.now(timezone.utc)
-    app_meta = {"provider": "email", "providers": ["email"]}
-    user_meta = {"display_name": display_name} if display_name else {}
-    with psycopg.connect(libpq_url(settings.database_url), autocommit=True) as conn:
-        with conn.transaction():
-            conn.execute(
-                "insert into auth.users (id, aud, role, email, encrypted_password, email_confirmed_at, "
-                "raw_app_meta_data, raw_user_meta_data, created_at, updated_at, is_anonymous) "
-                "values (%s, 'authenticated', 'authenticated', %s, '', %s, %s, %s, %s, %s, false)",
-                (user_id, email, now, Jsonb(app_meta), Jsonb(user_meta), now, now))
-            conn.execute("insert into auth.sessions (id, user_id, created_at, updated_at, aal) "
-                         "values (%s, %s, %s, %s, 'aal1')", (session_id, user_id, now, now))
-            if credits is not None or tier is not None:
-                conn.execute("update public.users_profile set credits = coalesce(%s, credits), "
-                             "tier = coalesce(%s::public.user_tier, tier) where id = %s", (credits, tier, user_id))
-    token = mint_access_token(settings, session_id=session_id, user={
-        "id": user_id, "email": email, "raw_app_meta_data": app_meta, "raw_user_meta_data": user_meta})
-    return TestUser(user_id, email, password, token.token, session_id)
+    user_metadata = {"display_name": display_name} if display_name else {}
+    with unit_of_work(_engine(settings), auth_db.AUTH_ADMIN) as uow:
+        user = auth_db.insert_user(uow=uow, email=email, password_hash=_password_hash(password),
+                                   user_metadata=user_metadata, confirmed=True, now=now)
+        session_id = auth_db.create_session(uow=uow, user_id=user["id"], now=now)
+        auth_db.insert_refresh_token(uow=uow, token=new_refresh_token(), session_id=session_id,
+                                     user_id=user["id"], now=now)
+    if credits is not None or tier is not None:
+        # Credits and tier are not the user's to set: the owner writes them, as an operator would.
+        with psycopg.connect(libpq_url(settings.database_url), autocommit=True) as conn:
+            conn.execute("update public.users_profile set credits = coalesce(%s, credits), "
+                         "tier = coalesce(%s::public.user_tier, tier) where id = %s", (credits, tier, user["id"]))
+    token = mint_access_token(settings, user=user, session_id=session_id)
+    return TestUser(user["id"], email, password, token.token, session_id)
