@@ -114,6 +114,10 @@ def world(settings: Settings, engine: Engine) -> World:
                                            "returning id", {"u": other.id})[0][0])
     usage_log = str(as_service(engine, "insert into public.usage_logs (user_id, action, credits_used) "
                                        "values (:u, 'upload', 0) returning id", {"u": owner.id})[0][0])
+    # The other user has a row in every table too, so listings show that RLS separates two populated owners.
+    as_service(engine, "insert into public.usage_logs (user_id, action, credits_used) values (:u, 'upload', 0)",
+               {"u": other.id})
+    new_result(engine, other.id, other_project, path=("processing", "done"))
     return World(
         owner=owner,
         other=other,

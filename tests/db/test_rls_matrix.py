@@ -113,3 +113,21 @@ def matrix_markdown() -> str:
 
 if __name__ == "__main__":
     print(matrix_markdown())
+
+
+OWNER_COLUMN = {"users_profile": "id", "projects": "user_id", "segmentation_results": "user_id",
+                "usage_logs": "user_id"}
+
+
+@pytest.mark.parametrize("table", list(OWNER_COLUMN))
+@pytest.mark.parametrize("caller", CALLERS)
+def test_an_unfiltered_listing_shows_only_what_the_caller_may_see(engine, world: World, table: str,
+                                                                  caller: str) -> None:
+    """`select *` with no filter, as a client's list call makes it: RLS alone narrows it."""
+    owners = rolled_back(engine, world.caller(caller), lambda uow: {
+        str(owner) for (owner,) in uow.execute(f"select {OWNER_COLUMN[table]} from public.{table}")})
+    expected = {"anon": set(), "owner": {world.owner.id}, "other": {world.other.id}}.get(caller)
+    if expected is None:  # service_role sees every user's rows
+        assert {world.owner.id, world.other.id} <= owners
+    else:
+        assert owners == expected
