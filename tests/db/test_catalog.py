@@ -30,7 +30,8 @@ ALLOWED_TABLE_PRIVILEGES = (
         ("authenticated", "public.projects", "INSERT(description, id, name, user_id)"),
         ("authenticated", "public.projects", "UPDATE(description, id, name, user_id)"),
         ("authenticated", "public.projects", "DELETE"),
-        ("authenticated", "public.segmentation_results", "INSERT(id, project_id, source_image_url, text_prompt, user_id)"),
+        ("authenticated", "public.segmentation_results",
+         "INSERT(id, project_id, source_image_url, text_prompt, user_id)"),
         ("authenticated", "public.segmentation_results", "UPDATE(project_id)"),
         ("authenticated", "public.segmentation_results", "DELETE"),
     }
@@ -58,7 +59,8 @@ def test_functions_anon_and_authenticated_can_execute(owner_conn) -> None:
         from pg_proc p join pg_namespace n on n.oid = p.pronamespace
         cross join unnest(%s::text[]) as r(role)
         where n.nspname <> all(%s) and n.nspname not like 'pg\\_%%'
-          and has_function_privilege(r.role, p.oid, 'EXECUTE')""", (list(CLIENT_ROLES), list(SYSTEM_SCHEMAS))).fetchall()
+          and has_function_privilege(r.role, p.oid, 'EXECUTE')""",
+        (list(CLIENT_ROLES), list(SYSTEM_SCHEMAS))).fetchall()
     executable = {(role, signature) for role, signature, schema, from_extension in rows
                   if not (schema == "extensions" and from_extension)}
     assert executable == ALLOWED_FUNCTIONS, (
