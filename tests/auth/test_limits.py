@@ -1,0 +1,119 @@
+"""Abuse limits: per IP and per email in Redis, 429 + Retry-After + over_request_rate_limit, reset after the window,
+X-Forwarded-For believed only from TRUSTED_PROXIES."""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from api.auth.limits import client_ip
+from schemas.settings import Settings
+from tests.auth.conftest import GoTrue, new_email, start_api
+from tests.processes import ApiProcess
+
+LIMIT = 4
+WINDOW = 2
+
+
+@pytest.fixture(scope="module")
+def proxied_api(settings) -> Iterator[ApiProcess]:
+    """Tight limits, and the test process (127.0.0.1) is a trusted proxy."""
+    server = start_api(settings, auth_rate_limit_sign_in=LIMIT, auth_rate_limit_refresh=3,
+                       auth_rate_limit_window_seconds=WINDOW, trusted_proxies=["127.0.0.1/32"])
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def strict(strict_api, anon_key) -> Iterator[GoTrue]:
+    client = GoTrue(strict_api.url, anon_key)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def proxied(proxied_api, anon_key) -> Iterator[GoTrue]:
+    client = GoTrue(proxied_api.url, anon_key)
+    yield client
+    client.close()
+
+
+def first_limited(send, attempts: int):
+    """Send until a 429; a fixed window may split the burst, so at most 2 × limit pass before it."""
+    for attempt in range(attempts):
+        response = send(attempt)
+        if response.status_code == 429:
+            return attempt, response
+    raise AssertionError(f"no 429 in {attempts} requests")
+
+
+def assert_limited(response) -> int:
+    assert response.status_code == 429
+    assert response.headers["x-supabase-api-version"] == "2024-01-01"
+    assert response.json() == {"code": "over_request_rate_limit", "message": "Request rate limit reached"}
+    retry_after = int(response.headers["Retry-After"])
+    assert 1 <= retry_after <= WINDOW + 1
+    return retry_after
+
+
+def test_sign_in_limit_per_ip_trips_and_resets(strict):
+    attempt, response = first_limited(lambda _: strict.password_grant(new_email()), 2 * LIMIT + 1)
+    assert attempt >= LIMIT
+    retry_after = assert_limited(response)
+    # sign-up shares the bucket
+    assert strict.signup().status_code == 429
+    time.sleep(retry_after)
+    email = new_email()
+    assert strict.signup(email).status_code == 200
+    assert strict.password_grant(email).status_code == 200
+
+
+def test_forwarded_for_is_not_believed_by_default(strict):
+    attempt, response = first_limited(
+        lambda n: strict.password_grant(new_email(), headers={"X-Forwarded-For": f"203.0.113.{n}"}), 2 * LIMIT + 1)
+    assert_limited(response)
+    time.sleep(int(response.headers["Retry-After"]))
+
+
+def test_refresh_limit_per_ip(strict):
+    _, response = first_limited(lambda _: strict.refresh("no-such-refresh-token"), 2 * 3 + 1)
+    time.sleep(assert_limited(response))
+    assert strict.refresh("no-such-refresh-token").json()["code"] == "refresh_token_not_found"
+
+
+def test_trusted_proxy_forwarded_for_separates_clients_and_email_limit_holds(proxied):
+    # Each client address has its own bucket: many addresses, one email → the per-email limit trips.
+    email = new_email()
+    attempt, response = first_limited(
+        lambda n: proxied.password_grant(email, "wrong password", headers={"X-Forwarded-For": f"198.51.100.{n}"}),
+        2 * LIMIT + 1)
+    assert attempt >= LIMIT
+    assert_limited(response)
+    # ...while one more address with another email is not limited by the others' traffic.
+    assert proxied.password_grant(new_email(), headers={"X-Forwarded-For": "198.51.100.200"}).status_code == 400
+
+
+def test_rate_limit_keys_are_namespaced(proxied_api, proxied):
+    proxied.password_grant(new_email(), headers={"X-Forwarded-For": "192.0.2.55"})
+    client = redis.Redis.from_url(proxied_api.settings.redis_url)
+    try:
+        keys = [key.decode() for key in client.scan_iter(match=f"{proxied_api.settings.instance_id}:auth:rate:*")]
+    finally:
+        client.close()
+    assert any(":sign_in_ip:192.0.2.55:" in key for key in keys)
+    assert not any("@" in key for key in keys)  # emails are hashed
+
+
+@pytest.mark.parametrize(("peer", "forwarded", "trusted", "expected"), [
+    ("10.0.0.1", "1.2.3.4", [], "10.0.0.1"),                                # default: never believed
+    ("10.0.0.1", "1.2.3.4", ["10.0.0.0/8"], "1.2.3.4"),
+    ("10.0.0.1", "6.6.6.6, 1.2.3.4", ["10.0.0.0/8"], "1.2.3.4"),            # a client-written left hop is ignored
+    ("10.0.0.1", "1.2.3.4, 10.0.0.2", ["10.0.0.0/8"], "1.2.3.4"),           # a chain of trusted proxies
+    ("192.0.2.1", "1.2.3.4", ["10.0.0.0/8"], "192.0.2.1"),                  # the peer is not a proxy
+    ("10.0.0.1", "garbage", ["10.0.0.0/8"], "10.0.0.1"),
+])
+def test_client_ip(peer, forwarded, trusted, expected):
+    settings = Settings(_env_file=None, trusted_proxies=trusted)
+    assert client_ip(peer, forwarded, settings) == expected
