@@ -51,5 +51,8 @@ def metrics():
         expected = f"Bearer {settings.metrics_token.get_secret_value()}"
         if not hmac.compare_digest(request.headers.get("Authorization", ""), expected):
             return jsonify(error={"code": "unauthorized", "message": "metrics need the metrics token"}), 401
-    body, content_type = render_metrics()
+    from segbase.status import pipeline_health
+
+    svc = services()
+    body, content_type = render_metrics(lambda: pipeline_health(svc.settings, svc.engine, svc.redis))
     return Response(body, content_type=content_type)

@@ -7,7 +7,11 @@ its value class at import time); the process entry points (`segbase api`, `worke
 """
 from __future__ import annotations
 
+import logging
 import os
+import time
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -17,7 +21,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    start_http_server,
 )
+from prometheus_client.core import GaugeMetricFamily
 
 from segbase.metrics_dir import MULTIPROC_ENV
 
@@ -32,10 +38,6 @@ WEBHOOK_EVENTS = Counter("segbase_webhook_events_total",
 TASKS = Counter("segbase_tasks_total", "Celery tasks by name and outcome", ["task", "outcome"])
 TASK_DURATION = Histogram("segbase_task_duration_seconds", "Celery task run time", ["task"],
                           buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
-INBOX_LAG = Gauge("segbase_inbox_oldest_unapplied_seconds", "Age of the oldest unapplied inbox event",
-                  multiprocess_mode="max")
-OUTBOX_LAG = Gauge("segbase_outbox_oldest_unsent_seconds", "Age of the oldest unsent outbox event",
-                   multiprocess_mode="max")
 OUTBOX_PUBLISHED = Counter("segbase_outbox_events_published_total", "Outbox events published to Redis")
 WS_CONNECTIONS = Gauge("segbase_websocket_connections", "Open realtime WebSocket connections",
                        multiprocess_mode="livesum")
@@ -45,15 +47,105 @@ WS_DROPPED = Counter("segbase_websocket_slow_consumers_closed_total",
 CLEANUP_DELETED = Counter("segbase_cleanup_rows_deleted_total", "Rows deleted by cleanup jobs", ["table"])
 RESULTS_TIMED_OUT = Counter("segbase_results_timed_out_total", "Results moved to error by reconciliation")
 LATE_EVENTS = Counter("segbase_webhook_late_events_total", "Events arriving for results already timed out")
+CLEANUP_RUNS = Counter("segbase_cleanup_runs_total", "cleanup-old-results runs by final state", ["state"])
+
+log = logging.getLogger("segbase.metrics")
+
+# Inbox/outbox lag and queue depth are read from PostgreSQL and Redis when /metrics is scraped (a collector, not
+# gauges set by some process), so they are true whichever process serves the scrape and never go stale.
+PIPELINE_GAUGES = {
+    "inbox_oldest_unapplied_seconds": ("segbase_inbox_oldest_unapplied_seconds",
+                                       "Age of the oldest unapplied (received) inbox event; 0 when none"),
+    "inbox_unapplied": ("segbase_inbox_unapplied", "Inbox events not applied yet"),
+    "outbox_oldest_unsent_seconds": ("segbase_outbox_oldest_unsent_seconds",
+                                     "Age of the oldest unsent outbox event; 0 when none"),
+    "outbox_unsent": ("segbase_outbox_unsent", "Outbox events not published yet"),
+    "queue_depth": ("segbase_celery_queue_depth", "Messages waiting in the Celery queue"),
+    "queue_unacked": ("segbase_celery_unacked", "Messages delivered to a worker and not acknowledged yet"),
+}
 
 
-def render_metrics() -> tuple[bytes, str]:
-    """The exposition text: aggregated over every process of this tree in multiprocess mode."""
+class PipelineCollector:
+    """Runs `probe()` (segbase.status.pipeline_health) at scrape time; a failing probe yields
+    segbase_pipeline_probe_up 0 instead of failing the whole scrape."""
+
+    def __init__(self, probe: Callable[[], dict[str, Any]]) -> None:
+        self.probe = probe
+
+    def collect(self):
+        up = GaugeMetricFamily("segbase_pipeline_probe_up", "1 when PostgreSQL and Redis answered the lag probe")
+        try:
+            values = self.probe()
+        except Exception as exc:  # noqa: BLE001 — a scrape reports the failure as a value
+            log.warning("pipeline probe failed: %s", exc.__class__.__name__)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        for key, (name, documentation) in PIPELINE_GAUGES.items():
+            if values.get(key) is not None:
+                yield GaugeMetricFamily(name, documentation, value=float(values[key]))
+
+
+def process_registry() -> CollectorRegistry:
+    """This process tree's samples: the multiprocess files when in multiprocess mode, else the default registry."""
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(), CONTENT_TYPE_LATEST
+        return registry
+    from prometheus_client import REGISTRY
+
+    return REGISTRY
+
+
+def render_metrics(pipeline_probe: Callable[[], dict[str, Any]] | None = None) -> tuple[bytes, str]:
+    """The exposition text: aggregated over every process of this tree in multiprocess mode, plus the pipeline
+    lag read at scrape time when a probe is given."""
+    text_ = generate_latest(process_registry())
+    if pipeline_probe is not None:
+        extra = CollectorRegistry(auto_describe=False)
+        extra.register(PipelineCollector(pipeline_probe))
+        text_ += generate_latest(extra)
+    return text_, CONTENT_TYPE_LATEST
+
+
+def start_metrics_server(port: int, process: str) -> bool:
+    """Serve this process tree's metrics on `port` (WORKER_METRICS_PORT / RELAY_METRICS_PORT; 0 = off). A port
+    already taken (several workers on one host) only logs a warning: metrics must never stop a worker."""
+    if not port:
+        return False
+    try:
+        start_http_server(port, registry=process_registry())
+    except OSError as exc:
+        log.warning("%s metrics endpoint not started: port %d unavailable (%s)", process, port, exc.strerror)
+        return False
+    log.info("%s metrics on :%d/metrics", process, port)
+    return True
+
+
+def install_celery_metrics() -> None:
+    """Count every Celery task by outcome and time it (Celery signals, so tasks need no code for it), and drop
+    the live gauges of prefork children that exit."""
+    from celery import signals
+
+    started: dict[str, float] = {}
+
+    @signals.task_prerun.connect(weak=False)
+    def _prerun(task_id=None, **_: Any) -> None:
+        started[task_id] = time.perf_counter()
+
+    @signals.task_postrun.connect(weak=False)
+    def _postrun(task_id=None, task=None, state=None, **_: Any) -> None:
+        began = started.pop(task_id, None)
+        name = getattr(task, "name", "unknown")
+        TASKS.labels(name, (state or "unknown").lower()).inc()
+        if began is not None:
+            TASK_DURATION.labels(name).observe(time.perf_counter() - began)
+
+    @signals.worker_process_shutdown.connect(weak=False)
+    def _child_exit(pid=None, **_: Any) -> None:
+        mark_process_dead(pid or os.getpid())
 
 
 def mark_process_dead(pid: int) -> None:
