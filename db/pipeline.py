@@ -1,0 +1,99 @@
+"""SQL-facing functions of the webhook pipeline. Each takes an open unit of work (`uow=`) and never commits: the
+caller owns the transaction. The rules themselves (status machine, reservation, charge) live in PostgreSQL
+(db/migrations/2026112400310*_*.sql), so these functions stay thin."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from db.uow import UnitOfWork
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    event_id: str
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    state: str  # received (go on and apply), or the final/missing state to stop at
+    attempts: int
+
+
+@dataclass(frozen=True)
+class ApplyOutcome:
+    state: str  # applied | duplicate | ignored | rejected | missing
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class CreditSummary:
+    credits: int
+    reserved: int
+    tier: str
+    cost_per_segmentation: int
+
+    @property
+    def available(self) -> int:
+        return self.credits - self.reserved
+
+    @property
+    def can_submit(self) -> bool:
+        return self.available >= self.cost_per_segmentation
+
+
+def store_inbox_event(*, uow: UnitOfWork, idempotency_key: str, webhook_id: str | None, result_id: str,
+                      event_status: str, payload: str) -> StoredEvent:
+    """Insert the event unless its idempotency key is already stored; return its id and whether it was a repeat.
+
+    A concurrent insert of the same key waits for the first and then finds its row (ON CONFLICT DO NOTHING + a
+    fresh READ COMMITTED snapshot for the second statement)."""
+    inserted = uow.execute(
+        "insert into internal.webhook_inbox (idempotency_key, webhook_id, result_id, event_status, payload) "
+        "values (:key, :webhook_id, :result_id, :event_status, cast(:payload as jsonb)) "
+        "on conflict (idempotency_key) do nothing returning id",
+        {"key": idempotency_key, "webhook_id": webhook_id, "result_id": result_id, "event_status": event_status,
+         "payload": payload},
+    ).scalar()
+    if inserted is not None:
+        return StoredEvent(str(inserted), duplicate=False)
+    existing = uow.execute("select id from internal.webhook_inbox where idempotency_key = :key",
+                           {"key": idempotency_key}).scalar_one()
+    return StoredEvent(str(existing), duplicate=True)
+
+
+def begin_attempt(*, uow: UnitOfWork, event_id: str, max_attempts: int) -> AttemptOutcome:
+    """Count one delivery of the event (commit this before applying, so a crash still counts)."""
+    row = uow.execute("select state, attempts from internal.begin_webhook_attempt(cast(:id as uuid), :max)",
+                      {"id": event_id, "max": max_attempts}).one()
+    return AttemptOutcome(row.state, row.attempts)
+
+
+def apply_event(*, uow: UnitOfWork, event_id: str) -> ApplyOutcome:
+    """Apply the event to its result (status machine, output columns, charge on done) and record its final state."""
+    row = uow.execute("select state, reason from internal.apply_webhook_event(cast(:id as uuid))",
+                      {"id": event_id}).one()
+    return ApplyOutcome(row.state, row.reason)
+
+
+def claim_stale_events(*, uow: UnitOfWork, min_age_seconds: int, limit: int) -> list[str]:
+    """Mark events not applied within `min_age_seconds` as re-queued now and return their ids (sweeper)."""
+    rows = uow.execute("select id from internal.claim_stale_webhook_events(:age, :limit) as id",
+                       {"age": min_age_seconds, "limit": limit}).scalars()
+    return [str(event_id) for event_id in rows]
+
+
+def credit_summary(*, uow: UnitOfWork, user_id: str) -> CreditSummary | None:
+    """The user's balance, the credits reserved by their in-flight results, tier and the current price."""
+    row = uow.execute(
+        "select p.credits, p.tier::text as tier, "
+        "       coalesce((select sum(r.price) from public.segmentation_results r "
+        "                  where r.user_id = p.id and r.status in ('pending', 'processing')), 0) as reserved, "
+        "       coalesce(internal.config_int('credits_per_segmentation'), 0) as cost "
+        "from public.users_profile p where p.id = :user_id",
+        {"user_id": user_id},
+    ).one_or_none()
+    if row is None:
+        return None
+    return CreditSummary(credits=row.credits, reserved=int(row.reserved), tier=row.tier,
+                         cost_per_segmentation=int(row.cost))
