@@ -1,7 +1,26 @@
-"""Entry points for `segbase worker` and `segbase beat`."""
+"""Entry points for `segbase worker` and `segbase beat`, and the beat schedule (one entry per periodic job)."""
 from __future__ import annotations
 
+import os
+from typing import Any
+
 from schemas.settings import Settings
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The periodic jobs beat sends. Each job must be safe when two beats run (they use SKIP LOCKED / locks)."""
+    from workers import maintenance
+    from workers.celery_app import SWEEP_WEBHOOK_INBOX_TASK
+
+    schedule: dict[str, dict[str, Any]] = dict(maintenance.beat_schedule(settings))
+    if settings.inbox_sweep_enabled:
+        schedule["sweep-webhook-inbox"] = {
+            "task": SWEEP_WEBHOOK_INBOX_TASK,
+            "schedule": float(settings.inbox_sweep_interval_seconds),
+            # A sweep nobody ran in time is superseded by the next one; never let them pile up.
+            "options": {"expires": float(settings.inbox_sweep_interval_seconds)},
+        }
+    return schedule
 
 
 def run_worker(settings: Settings, concurrency: int | None = None) -> int:
@@ -12,7 +31,8 @@ def run_worker(settings: Settings, concurrency: int | None = None) -> int:
         "worker", "--loglevel", settings.log_level, "--pool", "prefork",
         "--concurrency", str(concurrency or settings.worker_concurrency),
         "--queues", queue_name(settings), "--without-gossip", "--without-mingle",
-        "--hostname", f"{settings.instance_id}@%h-%n",
+        # Unique per process, so several workers on one host keep distinct node names.
+        "--hostname", f"{settings.instance_id}.{os.getpid()}@%h",
     ])
     return 0
 
@@ -21,5 +41,6 @@ def run_beat(settings: Settings) -> int:
     from workers.celery_app import create_celery
 
     app = create_celery(settings)
+    app.conf.beat_schedule = beat_schedule(settings)
     app.Beat(loglevel=settings.log_level, schedule=f"/tmp/segbase-beat-{settings.instance_id}.db").run()
     return 0

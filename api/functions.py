@@ -1,6 +1,0 @@
-"""/functions/v1 — filled in by its issue."""
-from __future__ import annotations
-
-from flask import Blueprint
-
-bp = Blueprint("functions", __name__)

@@ -1,0 +1,72 @@
+"""What the functions share: the edge runtime's verify_jwt answers, the user behind a Bearer token, the Celery
+app of this API process, and the 503 for an unreachable database."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from celery import Celery
+from flask import Request
+from sqlalchemy import exc as sa_exc
+
+from api.errors import ApiError, ServiceUnavailableError
+from api.identity import TokenError, caller_from_claims, decode_token, session_is_alive
+from api.services import services
+from db.uow import Caller
+
+DATABASE_RETRY_AFTER_SECONDS = 5
+DATABASE_DOWN = (sa_exc.OperationalError, sa_exc.TimeoutError, sa_exc.DisconnectionError, psycopg.OperationalError)
+
+
+class EdgeAuthError(ApiError):
+    """401 in the body Supabase's edge runtime sends when verify_jwt refuses a request (PROTOCOL §5.3)."""
+
+    status, code = 401, "unauthorized"
+
+    def body(self) -> Any:
+        return {"msg": self.message}
+
+
+def require_user(request: Request) -> Caller:
+    """The signed-in user of a function call, checked as verify_jwt does (plus a live session)."""
+    authorization = request.headers.get("Authorization")
+    if not authorization:
+        raise EdgeAuthError("Error: Missing authorization header")
+    scheme, _, token = authorization.partition(" ")
+    if scheme != "Bearer" or not token.strip():
+        raise EdgeAuthError("Error: Auth header is not 'Bearer {token}'")
+    svc = services()
+    try:
+        claims = decode_token(token.strip(), svc.settings)
+    except TokenError as exc:
+        raise EdgeAuthError("Invalid JWT") from exc
+    if claims.get("role") != "authenticated":
+        raise EdgeAuthError("Error: this function needs a signed-in user's access token, not an API key")
+    with database_or_503():
+        alive = session_is_alive(svc.engine, str(claims.get("session_id", "")))
+    if not alive:
+        raise EdgeAuthError("Invalid JWT")
+    return caller_from_claims(claims)
+
+
+@contextmanager
+def database_or_503() -> Iterator[None]:
+    """Turn an unreachable PostgreSQL into 503 + Retry-After (a client retries; nothing was acknowledged)."""
+    try:
+        yield
+    except DATABASE_DOWN as exc:
+        raise ServiceUnavailableError("the database is unavailable; retry later",
+                                      retry_after=DATABASE_RETRY_AFTER_SECONDS) from exc
+
+
+def celery_app() -> Celery:
+    """This API process's Celery app (a producer only), created on first use."""
+    svc = services()
+    app = svc.extras.get("celery")
+    if app is None:
+        from workers.celery_app import create_celery
+
+        app = svc.extras.setdefault("celery", create_celery(svc.settings))
+    return app

@@ -1,0 +1,94 @@
+"""POST /functions/v1/process-webhook — the inference backend reports a job's progress.
+
+Authenticate (X-API-Key, plus Standard Webhooks signatures when WEBHOOK_SIGNING_SECRET is set), validate the body
+(schemas/webhook.py), store it in the PostgreSQL inbox and commit — only then is it acknowledged (202) and queued
+for a worker by id. A repeat of a stored event answers 200 duplicate. The worker applies it (workers/tasks.py).
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+
+from flask import jsonify, request
+from standardwebhooks import Webhook
+
+from api.errors import ApiError, UnauthorizedError
+from api.functions import bp
+from api.functions.common import celery_app, database_or_503
+from api.services import services
+from db.pipeline import store_inbox_event
+from db.uow import Caller, unit_of_work
+from schemas.settings import Settings
+from schemas.webhook import WebhookAccepted, WebhookDuplicate, WebhookEvent
+
+log = logging.getLogger("segbase.webhook")
+
+MAX_WEBHOOK_ID_LENGTH = 256
+
+
+def require_api_key(settings: Settings) -> None:
+    """`X-API-Key` must equal one of WEBHOOK_API_KEYS; every key is compared in constant time."""
+    presented = request.headers.get("X-API-Key", "").encode()
+    matched = False
+    for key in settings.webhook_api_keys:
+        matched |= hmac.compare_digest(presented, key.encode())
+    if not presented or not matched:
+        raise UnauthorizedError("missing or invalid X-API-Key", code="invalid_api_key")
+
+
+def require_signature(settings: Settings, raw_body: bytes) -> None:
+    """With WEBHOOK_SIGNING_SECRET set, a Standard Webhooks signature (±5 minutes) is required too."""
+    if settings.webhook_signing_secret is None:
+        return
+    try:
+        Webhook(settings.webhook_signing_secret.get_secret_value()).verify(
+            raw_body, dict(request.headers), json_parse=False)
+    except Exception as exc:  # noqa: BLE001 — any malformed header, bad encoding or mismatch is a refusal
+        reason = str(exc) if exc.__class__.__name__ == "WebhookVerificationError" else "malformed signature headers"
+        raise UnauthorizedError(f"webhook signature refused: {reason}", code="invalid_signature") from exc
+
+
+def parse_event(settings: Settings, raw_body: bytes) -> WebhookEvent:
+    # Parsed whatever the Content-Type, as the seed's Deno function (`await req.json()`) did.
+    try:
+        body = json.loads(raw_body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(f"the body is not valid JSON: {exc}", status=400, code="invalid_json") from exc
+    # A pydantic ValidationError becomes 422 `validation_failed` naming each field (api/errors.py).
+    return WebhookEvent.model_validate(body, context={"mask_url_hosts": settings.webhook_mask_url_hosts})
+
+
+def _enqueue_after_commit(event_id: str) -> None:
+    from workers.celery_app import enqueue_webhook_event
+
+    try:
+        enqueue_webhook_event(celery_app(), event_id)
+    except Exception as exc:  # noqa: BLE001 — the event is durable; the sweeper queues it later
+        log.warning("webhook event %s stored but not queued (%s: %s); the inbox sweeper will queue it",
+                    event_id, type(exc).__name__, exc)
+
+
+@bp.post("/process-webhook")
+def process_webhook():
+    svc = services()
+    settings = svc.settings
+    require_api_key(settings)
+    raw_body = request.get_data(cache=True)
+    require_signature(settings, raw_body)
+    event = parse_event(settings, raw_body)
+    webhook_id = request.headers.get("webhook-id") or None
+    if webhook_id is not None and len(webhook_id) > MAX_WEBHOOK_ID_LENGTH:
+        raise ApiError(f"webhook-id header: at most {MAX_WEBHOOK_ID_LENGTH} characters", status=400,
+                       code="invalid_header", field="webhook-id")
+    key = f"webhook-id:{webhook_id}" if webhook_id else event.content_hash()
+
+    with database_or_503(), unit_of_work(svc.engine, Caller.service()) as uow:
+        stored = store_inbox_event(uow=uow, idempotency_key=key, webhook_id=webhook_id,
+                                   result_id=str(event.task_id), event_status=event.status,
+                                   payload=event.inbox_payload())
+        if not stored.duplicate:
+            uow.on_commit(lambda: _enqueue_after_commit(stored.event_id))
+    if stored.duplicate:
+        return jsonify(WebhookDuplicate(event_id=stored.event_id).model_dump()), 200
+    return jsonify(WebhookAccepted(event_id=stored.event_id).model_dump()), 202

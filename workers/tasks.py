@@ -1,0 +1,124 @@
+"""The pipeline's Celery tasks: apply one inbox event, and sweep the inbox for events Redis lost.
+
+Both are thin and idempotent: they carry inbox ids, run as `service_role` and call db/pipeline.py; every rule
+(status machine, reservation, one charge per result) is enforced by PostgreSQL, so a redelivered or concurrent
+message changes nothing twice.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+
+import psycopg
+from celery import shared_task
+from sqlalchemy import Engine
+from sqlalchemy import exc as sa_exc
+
+from db.engine import create_app_engine
+from db.pipeline import apply_event, begin_attempt, claim_stale_events
+from db.uow import Caller, unit_of_work
+from schemas.settings import Settings
+from workers.celery_app import (
+    APPLY_WEBHOOK_EVENT_TASK,
+    SWEEP_WEBHOOK_INBOX_TASK,
+    enqueue_webhook_event,
+    max_retry_countdown,
+)
+
+log = logging.getLogger("segbase.pipeline")
+
+SWEEP_BATCH = 500
+SWEEP_MAX_BATCHES = 20  # at most 10,000 events per run; the next run continues
+# SQLSTATE classes worth retrying: connection (08), serialization/deadlock (40), lock not available and
+# admin shutdown (55P03, 57P0x), statement timeout (57014).
+TRANSIENT_SQLSTATES = ("08", "40", "55P03", "57014", "57P01", "57P02", "57P03")
+
+_engines: dict[str, tuple[int, Engine]] = {}
+
+
+def worker_engine(settings: Settings) -> Engine:
+    """One small `authenticator` engine per process, created after the prefork pool forked (never inherited)."""
+    cached = _engines.get(settings.database_url)
+    if cached is None or cached[0] != os.getpid():
+        engine = create_app_engine(settings, pool_size=1, application_name="segbase-worker")
+        cached = (os.getpid(), engine)
+        _engines[settings.database_url] = cached
+    return cached[1]
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for database errors a retry can cure (lost connection, deadlock, serialization failure, timeout)."""
+    if isinstance(exc, (sa_exc.OperationalError, psycopg.OperationalError, sa_exc.DisconnectionError)):
+        return True
+    orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+    state = getattr(orig, "sqlstate", None) or ""
+    return state.startswith(TRANSIENT_SQLSTATES)
+
+
+def retry_countdown(settings: Settings, retries: int) -> int:
+    """Exponential backoff (1, 2, 4 … s), capped inside the visibility timeout."""
+    return min(2 ** retries, max_retry_countdown(settings))
+
+
+def _settings(task) -> Settings:
+    return task.app.conf.segbase_settings
+
+
+@shared_task(name=APPLY_WEBHOOK_EVENT_TASK, bind=True, ignore_result=True, acks_late=True,
+             reject_on_worker_lost=True, max_retries=None)
+def apply_webhook_event(self, event_id: str) -> str:
+    """Apply inbox event `event_id` once: count the attempt (committed), then apply it in one transaction."""
+    settings = _settings(self)
+    try:
+        event_id = str(uuid.UUID(str(event_id)))
+    except ValueError:
+        log.error("apply_webhook_event: %r is not an inbox id; message dropped", event_id)
+        return "invalid"
+    engine = worker_engine(settings)
+    try:
+        with unit_of_work(engine, Caller.service()) as uow:
+            attempt = begin_attempt(uow=uow, event_id=event_id, max_attempts=settings.inbox_max_attempts)
+        if attempt.state != "received":
+            log.info("webhook event %s: %s (attempt %d), nothing to do", event_id, attempt.state, attempt.attempts)
+            return attempt.state
+        with unit_of_work(engine, Caller.service()) as uow:
+            outcome = apply_event(uow=uow, event_id=event_id)
+    except Exception as exc:
+        if not is_transient(exc):
+            raise  # counted; the sweeper re-queues it and the attempts counter ends a poison event
+        countdown = retry_countdown(settings, self.request.retries)
+        log.warning("webhook event %s: transient %s; retry in %ds", event_id, type(exc).__name__, countdown)
+        raise self.retry(exc=exc, countdown=countdown, max_retries=settings.inbox_max_attempts) from exc
+    log.info("webhook event %s: %s%s", event_id, outcome.state, f" ({outcome.reason})" if outcome.reason else "")
+    return outcome.state
+
+
+@shared_task(name=SWEEP_WEBHOOK_INBOX_TASK, bind=True, ignore_result=True)
+def sweep_webhook_inbox(self) -> int:
+    """Re-queue inbox events not applied within INBOX_SWEEP_DELAY_SECONDS; safe when two beats schedule it."""
+    settings = _settings(self)
+    return sweep_inbox(settings, self.app)
+
+
+def sweep_inbox(settings: Settings, app) -> int:
+    """One sweeper pass: claim stale events in batches (SKIP LOCKED) and queue their ids after each commit."""
+    engine = worker_engine(settings)
+    total = 0
+    for _ in range(SWEEP_MAX_BATCHES):
+        with unit_of_work(engine, Caller.service()) as uow:
+            event_ids = claim_stale_events(uow=uow, min_age_seconds=settings.inbox_sweep_delay_seconds,
+                                           limit=SWEEP_BATCH)
+            uow.on_commit(lambda ids=event_ids: _enqueue_all(app, ids))
+        total += len(event_ids)
+        if len(event_ids) < SWEEP_BATCH:
+            break
+    if total:
+        log.warning("inbox sweeper re-queued %d events not applied within %ds", total,
+                    settings.inbox_sweep_delay_seconds)
+    return total
+
+
+def _enqueue_all(app, event_ids: list[str]) -> None:
+    for event_id in event_ids:
+        enqueue_webhook_event(app, event_id)
