@@ -17,7 +17,7 @@ import psycopg
 from flask import Blueprint, Response, request
 from sqlalchemy.exc import DBAPIError
 
-from api.identity import TokenError, resolve_caller
+from api.identity import TokenError, credentials_from_request, resolve_caller
 from api.rest.errors import PostgrestError, bad_request, database_error, token_error
 from api.services import services
 from db.engine import authenticator_url
@@ -49,15 +49,12 @@ def catalog_cache() -> CatalogCache:
 
 
 def current_caller() -> Caller:
-    apikey = request.headers.get("apikey") or request.args.get("apikey")
-    authorization = request.headers.get("Authorization", "")
-    scheme, _, token = authorization.partition(" ")
-    bearer = token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    apikey, bearer = credentials_from_request(request)
     svc = services()
     try:
         return resolve_caller(apikey=apikey, bearer=bearer, settings=svc.settings, engine=svc.engine)
     except TokenError as exc:
-        raise token_error(exc.kind, exc.message) from exc
+        raise token_error(exc) from exc
 
 
 def check_profile() -> None:
@@ -111,6 +108,8 @@ def in_transaction(caller: Caller, work: Callable[[UnitOfWork], Response]) -> Re
 
 def _db_error(exc: psycopg.Error, caller: Caller) -> PostgrestError:
     if exc.sqlstate is None:
+        if isinstance(exc, psycopg.DataError):  # refused client-side, e.g. a NUL character in a value
+            return PostgrestError(400, "22021", str(exc))
         return PostgrestError(503, "PGRST001", "Database client error. Retrying the connection.")
     return database_error(exc, caller.role)
 
@@ -193,8 +192,8 @@ def read_body() -> Any:
         return None
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PostgrestError(400, "PGRST102", "Empty or invalid json", details=str(exc)) from exc
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise PostgrestError(400, "PGRST102", "Empty or invalid json", details=str(exc)[:200]) from exc
 
 
 # --- tables ----------------------------------------------------------------------------------------------------

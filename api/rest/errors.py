@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 
 from api.errors import ApiError
+from api.identity import TokenError, gateway_error
 
 SNAKE_CODE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
@@ -35,24 +36,23 @@ class PostgrestError(ApiError):
 class GatewayError(ApiError):
     """What Supabase's API gateway answers before PostgREST sees the request (a missing or invalid apikey)."""
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message, status=401, code="unauthorized")
-        self.hint = hint
+    def __init__(self, status: int, body: dict[str, str]) -> None:
+        super().__init__(body.get("message", "unauthorized"), status=status, code="unauthorized")
+        self._body = body
 
     def body(self) -> Any:
-        return {"message": self.message, **({"hint": self.hint} if self.hint else {})}
+        return self._body
 
 
 def bad_request(message: str, details: Any = None, hint: Any = None) -> PostgrestError:
     return PostgrestError(400, "PGRST100", message, details=details, hint=hint)
 
 
-def token_error(kind: str, message: str) -> ApiError:
+def token_error(exc: TokenError) -> ApiError:
     """Map `api.identity.TokenError` kinds to what the gateway / PostgREST answer."""
-    if kind == "missing_apikey":
-        return GatewayError("No API key found in request", "No `apikey` request header or url param was found.")
-    if kind == "invalid_apikey":
-        return GatewayError("Invalid API key", "Double check your Supabase `anon` or `service_role` API key.")
+    kind, message = exc.kind, exc.message
+    if kind in ("missing_apikey", "invalid_apikey"):
+        return GatewayError(*gateway_error(exc))
     code = "PGRST301" if kind in ("malformed", "signature") else "PGRST303"
     if kind == "session":
         message = f"{message}; sign in again"

@@ -19,6 +19,10 @@ ALLOWED_FUNCTIONS = {
     (role, signature)
     for role in CLIENT_ROLES
     for signature in ("auth.uid()", "auth.role()", "auth.email()", "auth.jwt()")
+} | {
+    # the data API's RPCs (20261124005000_rest_rpc_functions.sql): security invoker, the caller's own rows only
+    ("authenticated", "public.my_credit_summary()"),
+    ("authenticated", "public.count_my_results(status segmentation_status)"),
 }
 
 PUBLIC_TABLES = ("public.users_profile", "public.projects", "public.segmentation_results", "public.usage_logs")

@@ -209,6 +209,8 @@ def test_database_errors_map_like_postgrest(http, rest_url, carol, anon_key, ser
     assert_error(http.post(f"{rest_url}/projects", content=b"{not json", headers={
         **h, "Content-Type": "application/json"}), 400, "PGRST102")
     assert_error(http.post(f"{rest_url}/projects", json=[1, 2], headers=h), 400, "PGRST102")
+    assert_error(http.post(f"{rest_url}/projects", content=b"[" * 100_000, headers={
+        **h, "Content-Type": "application/json"}), 400, "PGRST102")
     assert_error(http.patch(f"{rest_url}/projects?id=eq.{carol.projects[0]}", json=[{"name": "x"}], headers=h),
                  400, "PGRST102")
     assert_error(http.post(f"{rest_url}/nope", json={}, headers=h), 404, "PGRST205")
@@ -313,6 +315,9 @@ HOSTILE_WRITES = [
     ("PATCH", {"or": "(id.is.null,true)"}, {"name": "x"}),
     ("PATCH", {"id": "neq.00000000-0000-0000-0000-000000000000"}, {"name = 'x', user_id": "x"}),
     ("PATCH", {"id": "neq.00000000-0000-0000-0000-000000000000"}, {"user_id": "00000000-0000-0000-0000-000000000000"}),
+    ("POST", {}, {"name": "nul \x00 byte"}),
+    ("POST", {}, {"name": "x", "id": [[[[[[[[[[[[[[[[[[[[["deep"]]]]]]]]]]]]]]]]]]]]]}),
+    ("PATCH", {"name": "eq.\x00"}, {"name": "x"}),
     ("DELETE", {"id; drop table public.projects": "eq.1"}, None),
     ("DELETE", {"select": "*", "apikey": "x"}, None),
 ]
