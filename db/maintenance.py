@@ -230,6 +230,10 @@ def time_out_stuck_results(engine: Engine, timeout_seconds: int, batch_size: int
             return timed_out
 
 
+def inbox_reason(uow: UnitOfWork, event_id: str) -> str | None:
+    return uow.execute(f"select reason from {INBOX_TABLE} where id = :id", {"id": event_id}).scalar()
+
+
 # --- pipeline health ------------------------------------------------------------------------------------
 def pipeline_lag(uow: UnitOfWork) -> dict[str, Any]:
     """Age in seconds of the oldest unapplied inbox event and of the oldest unsent outbox event (0 when none),

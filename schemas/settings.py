@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     cleanup_batch_size: int = Field(2000, ge=1)
     inbox_retention_days: int = Field(30, ge=1)
     outbox_retention_hours: int = Field(24, ge=1)
+    reconcile_interval_seconds: int = Field(60, ge=1)  # how often beat times out stuck results
+    worker_metrics_port: int = Field(0, ge=0, le=65535)  # 0 = no metrics endpoint on `segbase worker`
+    relay_metrics_port: int = Field(0, ge=0, le=65535)  # 0 = no metrics endpoint on `segbase relay`
 
     # --- realtime ----------------------------------------------------------------------------------------
     realtime_heartbeat_timeout_seconds: int = Field(60, ge=5)

@@ -43,7 +43,20 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def serve_process_metrics(settings: Settings, process: str, port: int) -> None:
+    """Multiprocess metrics directory first (before prometheus-client is imported), then the process's endpoint."""
+    from segbase.metrics_dir import prepare_multiprocess_dir
+
+    prepare_multiprocess_dir(process, settings.instance_id)
+    from segbase.metrics import install_celery_metrics, start_metrics_server
+
+    if process == "worker":
+        install_celery_metrics()
+    start_metrics_server(port, process)
+
+
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    serve_process_metrics(settings, "worker", settings.worker_metrics_port)
     from workers.main import run_worker
 
     return run_worker(settings, concurrency=args.concurrency)
@@ -65,6 +78,7 @@ def cmd_beat(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
+    serve_process_metrics(settings, "relay", settings.relay_metrics_port)
     from workers.relay import run_relay
 
     return run_relay(settings)

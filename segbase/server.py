@@ -1,6 +1,14 @@
-"""`segbase api`: gunicorn with gevent workers (flask-sock needs no more), configured from Settings."""
+"""`segbase api`: gunicorn with gevent workers (flask-sock needs no more), configured from Settings.
+
+Graceful shutdown (SIGTERM): gunicorn's arbiter closes the listening sockets (no new connections) and passes
+SIGTERM to its workers; each worker stops accepting, lets in-flight requests finish for up to
+API_GRACEFUL_TIMEOUT_SECONDS, and — through `_close_websockets_on_shutdown` — closes its realtime WebSockets at
+once with a 1001 "going away" close frame, so clients reconnect to another API process instead of waiting for the
+timeout and seeing the TCP connection cut.
+"""
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -41,6 +49,38 @@ class ApiServer(BaseApplication):
         return create_app(self.settings)
 
 
+log = logging.getLogger("segbase.server")
+
+SHUTDOWN_CLOSE_REASON = "server shutting down: reconnect"
+CLOSE_GOING_AWAY = 1001
+
+
+def _post_worker_init(worker) -> None:
+    import gevent
+
+    gevent.spawn(_close_websockets_on_shutdown, worker)
+
+
+def _close_websockets_on_shutdown(worker) -> None:
+    """Wait (in a greenlet of the worker) until SIGTERM clears `worker.alive`, then close every WebSocket."""
+    import gevent
+
+    while worker.alive:
+        gevent.sleep(0.2)
+    extensions = getattr(worker.wsgi, "extensions", {})
+    services = extensions.get("segbase")
+    hub = services.extras.get("realtime") if services is not None else None
+    if hub is None:
+        return
+    sockets = hub.connections() if hasattr(hub, "connections") else {c.conn for c in hub.channels()}
+    log.info("shutting down: closing %d realtime sockets", len(sockets))
+    for connection in sockets:
+        try:
+            connection.abort(SHUTDOWN_CLOSE_REASON, CLOSE_GOING_AWAY)
+        except Exception:  # noqa: BLE001 — one broken socket must not keep the others open
+            log.exception("closing a realtime socket on shutdown failed")
+
+
 def _child_exit(server, worker) -> None:
     from segbase.metrics import mark_process_dead
 
@@ -53,4 +93,5 @@ def run_api(settings: Settings, port: int | None = None) -> None:
     prepare_multiprocess_dir("api", settings.instance_id)  # before any worker forks
     options = gunicorn_options(settings, port)
     options["child_exit"] = _child_exit
+    options["post_worker_init"] = _post_worker_init
     ApiServer(settings, options).run()

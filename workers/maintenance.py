@@ -16,7 +16,7 @@ from db import maintenance
 from db.engine import create_app_engine
 from db.uow import Caller, unit_of_work
 from schemas.settings import Settings
-from segbase.metrics import CLEANUP_DELETED, CLEANUP_RUNS, RESULTS_TIMED_OUT
+from segbase.metrics import CLEANUP_DELETED, CLEANUP_RUNS, LATE_EVENTS, RESULTS_TIMED_OUT, WEBHOOK_EVENTS
 
 log = logging.getLogger("segbase.maintenance")
 
@@ -100,3 +100,16 @@ def reconcile_stuck_results(self) -> dict:
         log.warning("timed out %d results stuck in pending/processing for over %d s", len(ids),
                     settings.result_timeout_seconds)
     return {"timed_out": len(ids)}
+
+
+def record_webhook_outcome(engine: Engine, event_id: str, state: str) -> None:
+    """Count an applied inbox event by its final state; a rejection is read back to tell a late event (its
+    result timed out first: reason "late: ...", set by the webhook_inbox_mark_late trigger) from the rest."""
+    WEBHOOK_EVENTS.labels(state).inc()
+    if state != "rejected":
+        return
+    with unit_of_work(engine, Caller.service()) as uow:
+        reason = maintenance.inbox_reason(uow, event_id)
+    if reason and reason.startswith("late:"):
+        LATE_EVENTS.inc()
+        log.warning("webhook event %s arrived after its result timed out: rejected, nothing charged", event_id)

@@ -1,0 +1,97 @@
+"""POST/GET /functions/v1/cleanup-old-results against a live API and a real worker (its own INSTANCE_ID, so its
+queue is its own), with the worker's metrics endpoint on: the same Celery task beat runs, end to end."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from tests.factories import create_user
+from tests.ops.conftest import existing, insert_result
+from tests.processes import ApiProcess, SegbaseProcess, free_port, wait_for
+
+PATH = "/functions/v1/cleanup-old-results"
+
+
+@pytest.fixture(scope="module")
+def ops_stack(settings) -> Iterator[tuple[ApiProcess, SegbaseProcess, int]]:
+    metrics_port = free_port()
+    own = settings.model_copy(update={"instance_id": f"{settings.instance_id}cl",
+                                      "worker_metrics_port": metrics_port})
+    api = ApiProcess(own).start()
+    worker = SegbaseProcess(own, "worker", "--concurrency", "1", name="cleanup-worker").start()
+    try:
+        wait_for(lambda: "ready" in worker.log_text() or not worker.alive(), timeout=60, message="worker start")
+        assert worker.alive(), worker.log_text()
+        yield api, worker, metrics_port
+    finally:
+        worker.stop()
+        api.stop()
+
+
+def service_headers(key: str) -> dict[str, str]:
+    return {"apikey": key, "Authorization": f"Bearer {key}"}
+
+
+def test_only_the_service_role_key_may_run_or_read_cleanup(ops_stack, anon_key, settings):
+    api, _, _ = ops_stack
+    user = create_user(settings)
+    cases = [
+        ({}, 401, {"msg": "Error: Missing authorization header"}),
+        ({"Authorization": "Token abc"}, 401, {"msg": "Error: Auth header is not 'Bearer {token}'"}),
+        ({"Authorization": "Bearer not-a-jwt"}, 401, {"msg": "Invalid JWT"}),
+    ]
+    for headers, status, body in cases:
+        response = httpx.post(api.url + PATH, headers=headers)
+        assert (response.status_code, response.json()) == (status, body)
+    for headers in (service_headers(anon_key), user.headers(anon_key)):
+        for response in (httpx.post(api.url + PATH, headers=headers),
+                         httpx.get(api.url + PATH, params={"job_id": str(uuid.uuid4())}, headers=headers)):
+            assert response.status_code == 403
+            assert response.json()["error"]["code"] == "forbidden"
+
+
+def test_get_names_a_missing_or_malformed_job(ops_stack, service_key):
+    api, _, _ = ops_stack
+    headers = service_headers(service_key)
+    assert httpx.get(api.url + PATH, headers=headers).json()["error"]["code"] == "job_id_required"
+    bad = httpx.get(api.url + PATH, params={"job_id": "nope"}, headers=headers)
+    assert (bad.status_code, bad.json()["error"]["code"]) == (400, "invalid_job_id")
+    missing = httpx.get(f"{api.url}{PATH}/{uuid.uuid4()}", headers=headers)
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "job_not_found")
+
+
+def test_post_queues_the_job_and_get_returns_its_counts(ops_stack, service_key, owner_conn, settings):
+    api, _, metrics_port = ops_stack
+    user = create_user(settings, credits=100)
+    old = [insert_result(owner_conn, user.id, "done", timedelta(days=10)) for _ in range(5)]
+    young = insert_result(owner_conn, user.id, "done", timedelta(days=1))
+    in_flight = insert_result(owner_conn, user.id, "pending", timedelta(days=10), updated_age=timedelta(0))
+
+    started = httpx.post(api.url + PATH, headers=service_headers(service_key), json={})
+    assert started.status_code == 202, started.text
+    job_id = started.json()["job_id"]
+    assert started.json()["status"] == "queued"
+
+    def finished():
+        response = httpx.get(api.url + PATH, params={"job_id": job_id}, headers=service_headers(service_key))
+        return response.status_code == 200 and response
+    job = wait_for(finished, timeout=60, interval=0.2, message="the cleanup job to finish").json()
+
+    assert job["status"] == "done" and job["trigger"] == "request"
+    assert job["counts"]["results"] >= len(old) and job["counts"]["transactions"] >= 3
+    assert set(job["counts"]) >= {"results", "inbox", "outbox", "longest_transaction_ms", "seconds"}
+    assert existing(owner_conn, old + [young, in_flight]) == {young, in_flight}
+    # The same job id by path answers the same.
+    assert httpx.get(f"{api.url}{PATH}/{job_id}", headers=service_headers(service_key)).json()["status"] == "done"
+
+    # The worker's own metrics endpoint counts the task and the deleted rows.
+    text = wait_for(lambda: (body := httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text)
+                    and "segbase_cleanup_rows_deleted_total" in body and body, timeout=10, message="worker metrics")
+    assert 'segbase_tasks_total{outcome="success",task="segbase.maintenance.cleanup_old_results"}' in text
+    deleted = [line for line in text.splitlines()
+               if line.startswith('segbase_cleanup_rows_deleted_total{table="results"}')]
+    assert deleted and float(deleted[0].split()[-1]) >= len(old)
