@@ -80,4 +80,4 @@ def create_celery(settings: Settings) -> Celery:
 
 def enqueue_webhook_event(app: Celery, event_id: str) -> None:
     """Queue one inbox event for a worker; the message carries only the inbox id."""
-    app.send_task(APPLY_WEBHOOK_EVENT_TASK, args=[event_id])
+    app.send_task(APPLY_WEBHOOK_EVENT_TASK, args=[event_id], ignore_result=True)

@@ -42,5 +42,8 @@ def run_beat(settings: Settings) -> int:
 
     app = create_celery(settings)
     app.conf.beat_schedule = beat_schedule(settings)
-    app.Beat(loglevel=settings.log_level, schedule=f"/tmp/segbase-beat-{settings.instance_id}.db").run()
+    # The in-memory scheduler: no schedule file to share or corrupt, so a standby beat (or a second one during a
+    # rollout) can run on the same host. Every entry first runs one period after start, and every job is safe
+    # when two beats send it.
+    app.Beat(loglevel=settings.log_level, scheduler="celery.beat:Scheduler").run()
     return 0

@@ -4,6 +4,7 @@ of its own for each fault test (DB 8–15, claimed with SETNX on DB 0 so concurr
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,6 +66,14 @@ def start_worker(settings: Settings, name: str = "worker", concurrency: int = 2)
              message=f"{name} to start")
     assert worker.alive(), worker.log_text()
     return worker
+
+
+def stop_all(*processes: SegbaseProcess) -> None:
+    """SIGTERM every process first, then wait for each: shutdowns overlap instead of adding up."""
+    for process in processes:
+        process.signal(signal.SIGTERM)
+    for process in processes:
+        process.stop()
 
 
 @dataclass
