@@ -108,8 +108,12 @@ def record_webhook_outcome(engine: Engine, event_id: str, state: str) -> None:
     WEBHOOK_EVENTS.labels(state).inc()
     if state != "rejected":
         return
-    with unit_of_work(engine, Caller.service()) as uow:
-        reason = maintenance.inbox_reason(uow, event_id)
+    try:
+        with unit_of_work(engine, Caller.service()) as uow:
+            reason = maintenance.inbox_reason(uow, event_id)
+    except Exception:  # the event is applied and committed; a metric must never fail its task
+        log.warning("could not read the reason of rejected event %s for metrics", event_id, exc_info=True)
+        return
     if reason and reason.startswith("late:"):
         LATE_EVENTS.inc()
         log.warning("webhook event %s arrived after its result timed out: rejected, nothing charged", event_id)

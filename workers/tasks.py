@@ -25,6 +25,7 @@ from workers.celery_app import (
     enqueue_webhook_event,
     max_retry_countdown,
 )
+from workers.maintenance import record_webhook_outcome
 
 log = logging.getLogger("segbase.pipeline")
 
@@ -91,6 +92,7 @@ def apply_webhook_event(self, event_id: str) -> str:
         log.warning("webhook event %s: transient %s; retry in %ds", event_id, type(exc).__name__, countdown)
         raise self.retry(exc=exc, countdown=countdown, max_retries=settings.inbox_max_attempts) from exc
     log.info("webhook event %s: %s%s", event_id, outcome.state, f" ({outcome.reason})" if outcome.reason else "")
+    record_webhook_outcome(engine, event_id, outcome.state)  # metrics: final inbox state, late events
     return outcome.state
 
 

@@ -21,6 +21,7 @@ from db.pipeline import store_inbox_event
 from db.uow import Caller, unit_of_work
 from schemas.settings import Settings
 from schemas.webhook import WebhookAccepted, WebhookDuplicate, WebhookEvent
+from segbase.metrics import WEBHOOK_EVENTS
 
 log = logging.getLogger("segbase.webhook")
 
@@ -89,6 +90,7 @@ def process_webhook():
                                    payload=event.inbox_payload())
         if not stored.duplicate:
             uow.on_commit(lambda: _enqueue_after_commit(stored.event_id))
+    WEBHOOK_EVENTS.labels("duplicate" if stored.duplicate else "accepted").inc()
     if stored.duplicate:
         return jsonify(WebhookDuplicate(event_id=stored.event_id).model_dump()), 200
     return jsonify(WebhookAccepted(event_id=stored.event_id).model_dump()), 202

@@ -95,3 +95,77 @@ def test_post_queues_the_job_and_get_returns_its_counts(ops_stack, service_key, 
     deleted = [line for line in text.splitlines()
                if line.startswith('segbase_cleanup_rows_deleted_total{table="results"}')]
     assert deleted and float(deleted[0].split()[-1]) >= len(old)
+
+
+def test_a_run_while_another_holds_the_lock_is_recorded_as_skipped(ops_stack, service_key, engine):
+    from db import maintenance
+
+    api, _, _ = ops_stack
+    with maintenance.cleanup_lock(engine):  # as if a second beat's run were in progress
+        job_id = httpx.post(api.url + PATH, headers=service_headers(service_key)).json()["job_id"]
+
+        def finished():
+            response = httpx.get(api.url + PATH, params={"job_id": job_id}, headers=service_headers(service_key))
+            return response.status_code == 200 and response.json()
+        job = wait_for(finished, timeout=60, interval=0.2, message="the cleanup job to finish")
+    assert job["status"] == "skipped" and "lock" in job["detail"]
+
+
+def test_the_reconcile_task_times_out_stuck_results_and_counts_them(ops_stack, owner_conn, settings):
+    from workers.celery_app import create_celery
+    from workers.maintenance import RECONCILE_TASK
+
+    api, _, metrics_port = ops_stack
+    user = create_user(settings, credits=10)
+    stuck = insert_result(owner_conn, user.id, "processing", timedelta(hours=3), updated_age=timedelta(hours=2))
+    own = settings.model_copy(update={"instance_id": f"{settings.instance_id}cl"})
+    create_celery(own).send_task(RECONCILE_TASK)
+    wait_for(lambda: owner_conn.execute("select status::text = 'error' from public.segmentation_results "
+                                        "where id = %s", (stuck,)).fetchone()[0], timeout=60,
+             message="the stuck result to time out")
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+    timed_out = [line for line in text.splitlines() if line.startswith("segbase_results_timed_out_total ")]
+    assert timed_out and float(timed_out[0].split()[-1]) >= 1
+
+
+def test_beat_schedule_has_cleanup_on_the_cron_setting_and_reconciliation(settings):
+    from celery.schedules import crontab
+
+    from workers.maintenance import CLEANUP_TASK, RECONCILE_TASK, beat_schedule, parse_cron
+
+    schedule = beat_schedule(settings.model_copy(update={"cleanup_schedule_cron": "5 4 * * 1-5",
+                                                         "reconcile_interval_seconds": 45}))
+    assert schedule["cleanup-old-results"] == {"task": CLEANUP_TASK, "schedule": crontab("5", "4", day_of_week="1-5")}
+    assert schedule["reconcile-stuck-results"]["task"] == RECONCILE_TASK
+    assert schedule["reconcile-stuck-results"]["schedule"] == 45.0
+    with pytest.raises(ValueError, match="5 cron fields"):
+        parse_cron("every day")
+
+
+def test_a_late_done_is_rejected_charged_nothing_and_counted(ops_stack, owner_conn, settings, engine):
+    from db import maintenance
+
+    api, _, metrics_port = ops_stack
+    user = create_user(settings, credits=2)
+    result = insert_result(owner_conn, user.id, "processing", timedelta(hours=3), updated_age=timedelta(hours=2))
+    assert result in maintenance.time_out_stuck_results(engine, timeout_seconds=3600, batch_size=100)
+
+    response = httpx.post(f"{api.url}/functions/v1/process-webhook", headers={"X-API-Key": "test-webhook-key"},
+                          json={"task_id": result, "status": "done", "mask_url": "https://cdn.example/m.png",
+                                "labels": []})
+    assert response.status_code == 202, response.text
+    event_id = response.json()["event_id"]
+    state, reason = wait_for(lambda: (row := owner_conn.execute(
+        "select state, reason from internal.webhook_inbox where id = %s and state <> 'received'",
+        (event_id,)).fetchone()) and row, timeout=60, message="the late event to be final")
+    assert state == "rejected" and reason.startswith("late:")
+    assert owner_conn.execute("select credits from public.users_profile where id = %s", (user.id,)).fetchone()[0] == 2
+
+    def late_counted():
+        body = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        return 'segbase_webhook_events_total{state="rejected"}' in body and body
+    body = wait_for(late_counted, timeout=10, message="the worker's metrics to count the event")
+    late = [line for line in body.splitlines() if line.startswith("segbase_webhook_late_events_total ")]
+    assert late and float(late[0].split()[-1]) >= 1
+    api_body = httpx.get(f"{api.url}/metrics").text
+    assert 'segbase_webhook_events_total{state="accepted"}' in api_body
