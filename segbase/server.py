@@ -72,7 +72,9 @@ def _close_websockets_on_shutdown(worker) -> None:
     hub = services.extras.get("realtime") if services is not None else None
     if hub is None:
         return
-    sockets = hub.connections() if hasattr(hub, "connections") else {c.conn for c in hub.channels()}
+    # Sockets are found through their joined channels (a Supabase client joins right after connecting); one
+    # that never joined is closed by gunicorn when the graceful timeout ends.
+    sockets = {channel.conn for channel in hub.channels()}
     log.info("shutting down: closing %d realtime sockets", len(sockets))
     for connection in sockets:
         try:

@@ -2,6 +2,7 @@
 queue is its own), with the worker's metrics endpoint on: the same Celery task beat runs, end to end."""
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -169,3 +170,14 @@ def test_a_late_done_is_rejected_charged_nothing_and_counted(ops_stack, owner_co
     assert late and float(late[0].split()[-1]) >= 1
     api_body = httpx.get(f"{api.url}/metrics").text
     assert 'segbase_webhook_events_total{state="accepted"}' in api_body
+
+
+def test_worker_ping_answers_for_a_live_worker_only(ops_stack, settings):
+    from tests.ops.test_health_and_status import run_segbase
+
+    alive = run_segbase(settings.model_copy(update={"instance_id": f"{settings.instance_id}cl"}),
+                        "worker-ping", "--timeout", "5")
+    assert alive.returncode == 0 and json.loads(alive.stdout), alive.stdout + alive.stderr
+    nobody = run_segbase(settings.model_copy(update={"instance_id": f"{settings.instance_id}none"}),
+                         "worker-ping", "--timeout", "1")
+    assert nobody.returncode == 1

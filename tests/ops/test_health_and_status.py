@@ -17,7 +17,7 @@ from db.engine import create_owner_engine
 from db.maintenance import pipeline_lag
 from db.uow import Caller, UnitOfWork
 from schemas.settings import Settings
-from tests.processes import ROOT, free_port
+from tests.processes import ROOT, ApiProcess, free_port
 
 
 def metric(body: str, name: str) -> float:
@@ -31,6 +31,8 @@ def test_lag_is_the_age_of_the_oldest_unfinished_row(settings):
     owner = create_owner_engine(settings)
     try:
         with owner.connect() as conn, conn.begin() as transaction:
+            # The head of the relay's queue is the lowest unsent id: make ours the only unsent row.
+            conn.execute(text("update internal.realtime_outbox set sent_at = now() where sent_at is null"))
             conn.execute(text(
                 "insert into internal.realtime_outbox (schema_name, table_name, op, pk, captured_at) "
                 "values ('public', 'segmentation_results', 'DELETE', '{}', now() - interval '2 hours')"))
@@ -46,11 +48,15 @@ def test_lag_is_the_age_of_the_oldest_unfinished_row(settings):
     assert lag["inbox_oldest_unapplied_seconds"] >= 10800 and lag["inbox_unapplied"] >= 1
 
 
-def _status(settings: Settings) -> dict:
+def run_segbase(settings: Settings, *args: str) -> subprocess.CompletedProcess:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("SEGBASE_", "PYTEST_"))}
     env.update(settings.to_env(), SEGBASE_ENV_FILE="")
-    done = subprocess.run([sys.executable, "-m", "segbase", "status", "--json"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "segbase", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def _status(settings: Settings) -> dict:
+    done = run_segbase(settings, "status", "--json")
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -94,3 +100,13 @@ def test_a_failing_probe_does_not_fail_the_scrape():
 
     body, _ = render_metrics(broken)
     assert "segbase_pipeline_probe_up 0.0" in body.decode()
+
+
+def test_readyz_names_an_unreachable_redis_with_503(settings):
+    api = ApiProcess(settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})).start()
+    try:
+        ready = httpx.get(f"{api.url}/readyz", timeout=30)
+    finally:
+        api.stop()
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["postgres"] == "ok" and ready.json()["checks"]["redis"].startswith("unreachable")
