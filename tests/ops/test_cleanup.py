@@ -108,9 +108,13 @@ def test_prunes_finished_inbox_rows_and_sent_outbox_rows_past_retention(engine, 
         (old_final + [recent_final, unfinished],))}
     assert inbox_left == {recent_final, unfinished}
     assert counts.inbox >= 3
+    # Leave no forever-unapplied event behind for the session's lag figures.
+    owner_conn.execute("update internal.webhook_inbox set state = 'rejected', reason = 'test row', finished_at = now() "
+                       "where id = %s", (unfinished,))
     outbox_left = {row[0] for row in owner_conn.execute(
         "select id from internal.realtime_outbox where id = any(%s)", (list(outbox.values()),))}
     assert outbox_left == {outbox["recent_sent"], outbox["unsent"]}
+    owner_conn.execute("update internal.realtime_outbox set sent_at = now() where id = %s", (outbox["unsent"],))
     assert counts.outbox >= 1
 
 
