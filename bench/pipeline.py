@@ -1,0 +1,224 @@
+"""Pipeline throughput: N webhooks POSTed to /functions/v1/process-webhook at a stated concurrency; accepted/s (2xx
+answers) and applied/s (until every event is committed by the workers), next to pgbench running
+bench/event_tx.sql — the worker's own SQL for one event — with as many clients as worker concurrency, in the same
+run on the same database. While the pipeline drains, py-spy samples the worker and API processes.
+
+    .venv/bin/python -m bench.pipeline [--events 20000] [--concurrency 32]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from bench.common import Sampler, latency_summary
+from bench.stack import WEBHOOK_KEY, Stack, pretty
+from schemas.webhook import WebhookEvent
+
+EVENT_TX = Path(__file__).with_name("event_tx.sql")
+MASK_URL = "https://cdn.example/mask.png"
+
+
+def done_body(result_id: str) -> dict:
+    return {"task_id": result_id, "status": "done", "mask_url": MASK_URL,
+            "labels": [{"label": "cat", "score": 0.93}], "metadata": {"model": "bench"}}
+
+
+def pgbench_path() -> str:
+    return shutil.which("pgbench") or "/usr/lib/postgresql/15/bin/pgbench"
+
+
+def prepare_reference_events(stack: Stack, count: int) -> None:
+    """`count` pending results and, for each, a `done` event stored in the inbox exactly as the API stores it,
+    numbered 1..count in bench.event_queue for event_tx.sql. The bench schema exists only in this database."""
+    users = stack.bulk_users(max(1, count // 100), credits=10_000, tokens=False)
+    results = [r for ids in stack.pending_results(users, 100).values() for r in ids][:count]
+    with stack.owner() as conn:
+        conn.execute("create schema if not exists bench")
+        conn.execute("create table if not exists bench.event_queue (n bigint primary key, event_id uuid not null)")
+        conn.execute("create sequence if not exists bench.event_seq")
+        conn.execute("grant usage on schema bench to authenticator")
+        conn.execute("grant select on bench.event_queue to authenticator")
+        conn.execute("grant usage on sequence bench.event_seq to authenticator")
+        start = conn.execute("select coalesce(max(n), 0) from bench.event_queue").fetchone()[0]
+        rows = []
+        for result_id in results:
+            event = WebhookEvent.model_validate(done_body(result_id))
+            rows.append((event.content_hash(), result_id, event.inbox_payload()))
+        with conn.cursor() as cur:
+            cur.executemany("insert into internal.webhook_inbox (idempotency_key, result_id, event_status, payload) "
+                            "values (%s, %s, 'done', %s::jsonb)", rows)
+        conn.execute("insert into bench.event_queue (n, event_id) "
+                     "select %s + row_number() over (order by received_at, id), id from internal.webhook_inbox "
+                     "where state = 'received' and id not in (select event_id from bench.event_queue)", (start,))
+        conn.execute("select setval('bench.event_seq', %s, %s)", (max(start, 1), start > 0))
+        conn.execute("analyze internal.webhook_inbox")
+        conn.execute("analyze bench.event_queue")
+
+
+def run_pgbench(stack: Stack, *, clients: int, transactions: int, attempt: bool) -> dict:
+    """pgbench -M extended with event_tx.sql, `transactions` events per client, as `authenticator`."""
+    settings = stack.settings
+    url = urlsplit(settings.database_url)
+    env = {**os.environ, "PGPASSWORD": settings.db_authenticator_password.get_secret_value()}
+    command = [pgbench_path(), "-n", "-M", "extended", "-f", str(EVENT_TX), "-D", f"attempt={int(attempt)}",
+               "-c", str(clients), "-j", str(min(clients, 2)), "-t", str(transactions),
+               "-h", url.hostname or "127.0.0.1", "-p", str(url.port or 5432), "-U", "authenticator",
+               url.path.lstrip("/")]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"pgbench failed:\n{done.stdout}\n{done.stderr}")
+    tps = float(re.search(r"tps = ([\d.]+) \(without initial connection time\)", done.stdout).group(1))
+    latency = re.search(r"latency average = ([\d.]+) ms", done.stdout)
+    failed = re.search(r"number of failed transactions: (\d+)", done.stdout)
+    shown = " ".join(os.path.basename(c) if c.endswith(".sql") or c.endswith("pgbench") else c for c in command)
+    return {"command": shown.replace(str(EVENT_TX.name), "bench/event_tx.sql"), "clients": clients,
+            "events": clients * transactions, "tps": round(tps, 1),
+            "latency_avg_ms": float(latency.group(1)) if latency else None,
+            "failed": int(failed.group(1)) if failed else 0}
+
+
+class Progress:
+    """Polls the inbox: how many of the run's events reached a final state, and when the last one did."""
+
+    def __init__(self, stack: Stack, result_ids: list[str]) -> None:
+        self.stack = stack
+        self.result_ids = result_ids
+        self.final = 0
+        self.series: list[tuple[float, int]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> Progress:
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        with self.stack.owner() as conn:
+            conn.execute("create temp table run_results (id uuid primary key)")
+            with conn.cursor() as cur:
+                cur.executemany("insert into run_results values (%s)", [(r,) for r in self.result_ids])
+            while not self.stop.is_set():
+                self.final = conn.execute("select count(*) from internal.webhook_inbox i join run_results r "
+                                          "on r.id = i.result_id where i.state <> 'received'").fetchone()[0]
+                self.series.append((time.perf_counter(), self.final))
+                if self.final >= len(self.result_ids):
+                    return
+                time.sleep(0.2)
+
+
+async def post_all(url: str, bodies: list[dict], concurrency: int) -> dict:
+    """POST every body with `concurrency` connections; returns status counts, latencies and wall time."""
+    statuses: dict[int, int] = {}
+    latencies: list[float] = []
+    queue = iter(bodies)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60,
+                                 headers={"X-API-Key": WEBHOOK_KEY}) as client:
+        async def sender() -> None:
+            for body in queue:
+                t0 = time.perf_counter()
+                response = await client.post("/functions/v1/process-webhook", json=body)
+                latencies.append(time.perf_counter() - t0)
+                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(sender() for _ in range(concurrency)))
+    return {"statuses": statuses, "latency": latency_summary(latencies), "started": started,
+            "ended": time.perf_counter()}
+
+
+def run(stack: Stack, *, events: int = 20_000, concurrency: int = 32, reference_events: int = 8000,
+        profile_seconds: int = 15) -> dict:
+    clients = len(stack.worker_processes) * stack.worker_concurrency
+    per_client = max(1, reference_events // clients)
+    prepare_reference_events(stack, per_client * clients * 2)
+    stack.wait_outbox_drained()
+    reference = run_pgbench(stack, clients=clients, transactions=per_client, attempt=False)
+    reference_two_tx = run_pgbench(stack, clients=clients, transactions=per_client, attempt=True)
+    stack.wait_outbox_drained()
+
+    users = stack.bulk_users(max(1, events // 100), credits=10_000, tokens=False)
+    by_user = stack.pending_results(users, 100)
+    result_ids = [r for ids in by_user.values() for r in ids][:events]
+    stack.wait_outbox_drained()
+    with stack.owner() as conn:
+        conn.execute("analyze")
+        credits_before = conn.execute("select sum(credits) from public.users_profile where id = any(%s::uuid[])",
+                                      ([u.id for u in users],)).fetchone()[0]
+    bodies = [done_body(r) for r in result_ids]
+
+    progress = Progress(stack, result_ids).start()
+    samplers: list[tuple[str, Sampler]] = []
+    if profile_seconds:
+        delay = threading.Timer(2.0, lambda: samplers.extend(
+            [(f"worker {w.name}", Sampler(w.pid, profile_seconds)) for w in stack.worker_processes]
+            + [("api", Sampler(stack.api.pid, profile_seconds))]))
+        delay.start()
+    posted = asyncio.run(post_all(stack.url, bodies, concurrency))
+    progress.thread.join(timeout=1800)
+    progress.stop.set()
+    finished = next((t for t, n in progress.series if n >= len(result_ids)), None)
+    if profile_seconds:
+        delay.join()
+
+    with stack.owner() as conn:
+        states = dict(conn.execute("select state, count(*) from internal.webhook_inbox "
+                                   "where result_id = any(%s::uuid[]) group by 1", (result_ids,)).fetchall())
+        charges = conn.execute("select count(*) from public.usage_logs where user_id = any(%s::uuid[])",
+                               ([u.id for u in users],)).fetchone()[0]
+        credits_after = conn.execute("select sum(credits) from public.users_profile where id = any(%s::uuid[])",
+                                     ([u.id for u in users],)).fetchone()[0]
+
+    accepted = posted["statuses"].get(202, 0)
+    post_wall = posted["ended"] - posted["started"]
+    applied_wall = (finished - posted["started"]) if finished else None
+    applied_per_s = round(len(result_ids) / applied_wall, 1) if applied_wall else 0.0
+    # The drain after the last POST: what the workers do once they no longer share the CPU with the API.
+    tail = [(t, n) for t, n in progress.series if t >= posted["ended"]]
+    drain_rate = None
+    if finished and len(tail) >= 2 and tail[-1][0] > tail[0][0]:
+        drain_rate = round((tail[-1][1] - tail[0][1]) / (tail[-1][0] - tail[0][0]), 1)
+    return {
+        "events": len(result_ids), "users": len(users), "concurrency": concurrency,
+        "worker_processes": len(stack.worker_processes), "worker_concurrency": stack.worker_concurrency,
+        "statuses": posted["statuses"], "post_latency": posted["latency"],
+        "accepted_per_s": round(accepted / post_wall, 1),
+        "applied_per_s": applied_per_s, "applied_wall_s": round(applied_wall, 1) if applied_wall else None,
+        "drain_rate_after_posting_per_s": drain_rate,
+        "inbox_states": states, "charges": charges, "credits_spent": credits_before - credits_after,
+        "pgbench": reference, "pgbench_with_attempt_tx": reference_two_tx,
+        "ratio_applied_vs_pgbench": round(applied_per_s / reference["tps"], 3),
+        "ratio_applied_vs_pgbench_with_attempt_tx": round(applied_per_s / reference_two_tx["tps"], 3),
+        "profiles": {name: sampler.summary(("apply_webhook_event (",) if name != "api" else ("process_webhook (",))
+                     for name, sampler in samplers},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--reference-events", type=int, default=8000)
+    args = parser.parse_args()
+    stack = Stack(tag=f"pipe{uuid.uuid4().hex[:4]}").start()
+    try:
+        print(pretty(run(stack, events=args.events, concurrency=args.concurrency,
+                         reference_events=args.reference_events)))
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()

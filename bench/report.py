@@ -1,0 +1,196 @@
+"""Render a bench.run report as docs/BENCHMARKS.md: the summary table of figures and ratios first, then each
+benchmark's raw numbers and what dominates its path according to py-spy."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+COMMANDS = """\
+make bench                                      # everything below, one stack, writes this file (~15-20 min)
+.venv/bin/python -m bench.run --only pipeline   # any subset: pipeline,e2e,fanout,auth,rls
+.venv/bin/python -m bench.run --quick --output /tmp/b.md   # the smoke test's tiny run (figures meaningless)
+.venv/bin/python -m bench.pipeline --events 20000 --concurrency 32
+.venv/bin/python -m bench.e2e_latency --rates 50,200,500 --seconds 10
+.venv/bin/python -m bench.fanout --users 1000 --per-user 5 --rate 1000 --seconds 10 --clients 4
+.venv/bin/python -m bench.rls --users 10000 --per-user 100 --queries 2000
+.venv/bin/python -m bench.auth --requests 400 --concurrency 20
+pgbench -n -M extended -f bench/event_tx.sql -D attempt=0 -c 4 -t 2000 -U authenticator <db>   # the reference
+"""
+
+STRUCTURE = """\
+How to read the profiles: py-spy samples every thread of the process tree ~97 times a second, idle threads
+included (`--idle`). A sample is "busy" when its stack holds the path's own work (the Celery task
+`apply_webhook_event`, the view `process_webhook`, the hub's `dispatch`/the sockets' `_write_forever`, the relay's
+`publish_batch`, flask's `dispatch_request`, the sign-in view and argon2). "busy by layer" splits those samples by
+the innermost frame that belongs to a known layer: "PostgreSQL round trips" is time inside psycopg, mostly waiting
+for the server's answer (statement execution and the commit's WAL flush); gevent's own hub shows as idle. The
+share of busy samples per process says how much of the time a worker process actually worked."""
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _goal(met: bool | None) -> str:
+    return "—" if met is None else ("met" if met else "**not met**")
+
+
+def summary_rows(results: dict) -> list[list[str]]:
+    rows: list[list[str]] = []
+    p = results.get("pipeline")
+    if p:
+        ref = p["pgbench"]
+        rows.append(["1. Pipeline throughput", f"{p['events']:,} webhooks at concurrency {p['concurrency']}: "
+                     f"accepted {_fmt(p['accepted_per_s'])}/s, applied {_fmt(p['applied_per_s'])}/s "
+                     f"(all committed after {_fmt(p['applied_wall_s'])} s)",
+                     f"pgbench event_tx.sql, {ref['clients']} clients: {_fmt(ref['tps'])} tps "
+                     f"(with the worker's attempt commit too: {_fmt(p['pgbench_with_attempt_tx']['tps'])} tps)",
+                     f"**{p['ratio_applied_vs_pgbench']:.2f}×** "
+                     f"({p['ratio_applied_vs_pgbench_with_attempt_tx']:.2f}× vs two-commit reference)",
+                     "≥ 0.5×", _goal(p["ratio_applied_vs_pgbench"] >= 0.5)])
+    e = results.get("e2e")
+    if e:
+        for r in e["rates"]:
+            rows.append([f"2. End-to-end latency @ {r['offered_per_s']}/s",
+                         f"p50 {_fmt(r['p50_ms'])} ms, p95 {_fmt(r['p95_ms'])} ms, p99 {_fmt(r['p99_ms'])} ms; "
+                         f"{r['delivered']}/{r['events']} delivered at {_fmt(r['delivered_per_s'])}/s; "
+                         f"sustained: {'yes' if r['sustained'] else 'no'}",
+                         "offered rate (open loop)",
+                         f"{r['delivered_per_s'] / r['offered_per_s']:.2f}× of offered",
+                         "p99 ≤ 100 ms" if r["offered_per_s"] == 200 else "—",
+                         _goal(r["p99_ms"] <= 100 and r["sustained"]) if r["offered_per_s"] == 200 else "—"])
+    f = results.get("fanout")
+    if f:
+        o, b = f["segbase"], f["bare_echo"]
+        rows.append(["3. WebSocket fan-out",
+                     f"{o['sockets']:,} sockets / {f['users']:,} users, {_fmt(o['changes_per_s'])} changes/s → "
+                     f"{_fmt(o.get('delivered_per_s', 0))} frames/s delivered ({o.get('frames', 0):,}/"
+                     f"{o['frames_expected']:,}), p95 {_fmt(o.get('p95_ms', 0))} ms, "
+                     f"{_fmt(o['memory_per_connection_kib'])} KiB/connection",
+                     f"bare flask-sock echo, {b['sockets']:,} sockets: {_fmt(b.get('delivered_per_s', 0))} "
+                     f"frames/s, p95 {_fmt(b.get('p95_ms', 0))} ms, {_fmt(b['memory_per_connection_kib'])} "
+                     f"KiB/connection",
+                     f"**{f['ratio_delivered_vs_bare']:.2f}×** frames/s; "
+                     f"{o['memory_per_connection_kib'] / max(b['memory_per_connection_kib'], 0.1):.1f}× memory",
+                     "≥ 5,000/s at p95 ≤ 100 ms",
+                     _goal(o.get("delivered_per_s", 0) >= 5000 and o.get("p95_ms", 1e9) <= 100)])
+    r = results.get("rls")
+    if r:
+        rows.append(["4. RLS overhead (SQL)",
+                     f"{r['rows']:,} results / {r['users']:,} users, 20 latest as the user: "
+                     f"p50 {r['sql_as_user']['p50_ms']:.3f} ms, mean {r['sql_as_user']['mean_ms']:.3f} ms",
+                     f"same SQL as service_role + explicit filter: p50 "
+                     f"{r['sql_as_service_role_filtered']['p50_ms']:.3f} ms, mean "
+                     f"{r['sql_as_service_role_filtered']['mean_ms']:.3f} ms",
+                     f"**{r['ratio_user_vs_service_p50']:.2f}×** p50 ({r['ratio_user_vs_service_mean']:.2f}× mean)",
+                     "≤ 1.1×", _goal(r["ratio_user_vs_service_p50"] <= 1.1)])
+        h = r["http_rest_v1"]
+        rows.append(["4. RLS list via /rest/v1", f"p50 {h['p50_ms']:.2f} ms, p95 {h['p95_ms']:.2f} ms "
+                     f"({h['n']:,} sequential requests, keep-alive)",
+                     f"direct SQL as the user p50 {r['sql_as_user']['p50_ms']:.3f} ms",
+                     f"{h['p50_ms'] / r['sql_as_user']['p50_ms']:.1f}× p50", "p95 ≤ 5 ms", _goal(h["p95_ms"] <= 5)])
+    a = results.get("auth")
+    if a:
+        s = a["sign_in"]
+        raw = a["raw_argon2id_hashes_per_s"]
+        pool = next(v for k, v in raw.items() if k != "1_thread")
+        rows.append(["5. Auth sign-in", f"concurrency {a['concurrency']}: {_fmt(s['throughput_per_s'])}/s, "
+                     f"p50 {_fmt(s['p50_ms'])} ms, p95 {_fmt(s['p95_ms'])} ms ({s['failures']} failures)",
+                     f"raw argon2id (m={a['argon2id']['memory_kib']} KiB, t={a['argon2id']['time_cost']}, "
+                     f"p={a['argon2id']['parallelism']}): {_fmt(pool)}/s on {a['auth_hash_threads']} threads, "
+                     f"{_fmt(raw['1_thread'])}/s on 1",
+                     f"**{a['ratio_sign_in_vs_raw_hashes']:.2f}×**", "—", "—"])
+        t = a.get("token_verification") or {}
+        if t:
+            rows.append(["5. Token verification", f"decode_token p50 {t['decode_token_us']['p50']} µs; "
+                         f"resolve_caller (with session check) p50 {t['resolve_caller_us']['p50']} µs, "
+                         f"p95 {t['resolve_caller_us']['p95']} µs per request", "—", "—", "—", "—"])
+    return rows
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _profiles(profiles: dict) -> str:
+    out = []
+    for name, prof in (profiles or {}).items():
+        if "error" in prof:
+            out.append(f"- **{name}**: {prof['error']}")
+            continue
+        busy = ", ".join(f"{v}%" for v in prof["busy_pct_per_process"].values())
+        layers = ", ".join(f"{k} {v}%" for k, v in list(prof["busy_by_layer_pct"].items())[:5])
+        leaves = ", ".join(f"`{k}` {v}%" for k, v in list(prof["busy_top_leaf_frames_pct"].items())[:4])
+        outside = ", ".join(f"{k} {v}%" for k, v in list(prof["outside_busy_by_layer_pct"].items())[:3])
+        out.append(f"- **{name}** ({prof['samples']:,} samples, {prof['processes']} process(es); busy share per "
+                   f"process: {busy}). Busy time by layer: {layers or 'none'}. Top frames: {leaves or 'none'}. "
+                   f"Outside the path's work: {outside or 'none'}.")
+    return "\n".join(out) if out else "_no profile in this run_"
+
+
+def _strip_profiles(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_profiles(v) for k, v in value.items() if k != "profiles"}
+    if isinstance(value, list):
+        return [_strip_profiles(v) for v in value]
+    return value
+
+
+def render(report: dict) -> str:
+    results = report["results"]
+    m = report["machine"]
+    parts = [
+        "# Benchmarks",
+        "",
+        "_Written by `make bench` (bench/run.py); do not edit by hand — re-run it. Every figure is next to a "
+        "reference measured in the same run on the same machine, because the machine is shared and noisy: the "
+        "ratios are the result, the absolute numbers are context._",
+        "",
+        f"- Run: {report['started']} → {report['finished']} (UTC), command `{report.get('command', 'make bench')}`",
+        f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}, Python "
+        f"{m['python']}; load average at start {', '.join(f'{x:.2f}' for x in m['load_average_at_start'])} "
+        "(other engineers' test runs share these 2 cores)",
+        f"- PostgreSQL {report['versions']['postgresql']} (synchronous_commit={report['versions']['synchronous_commit']}, "
+        f"fsync={report['versions']['fsync']}, shared_buffers={report['versions']['shared_buffers']}, "
+        f"max_connections={report['versions']['max_connections']}), Redis {report['versions']['redis']}, "
+        f"{m['pgbench']}, py-spy {m['py-spy']}",
+        "- Packages: " + ", ".join(f"{k} {v}" for k, v in m["packages"].items()),
+        "- Stack (bench/stack.py): a fresh database migrated with db.migrate, `segbase api` (gunicorn + gevent), "
+        "`segbase relay`, 2 × `segbase worker`, its own INSTANCE_ID and Redis DB 2; all load on loopback. "
+        "Settings: " + ", ".join(f"{k}={v}" for k, v in report["settings"].items()),
+        f"- File-descriptor limit (RLIMIT_NOFILE, raised to the hard limit with resource.setrlimit in the bench "
+        f"process, inherited by the servers and the client processes): {report['fd_limit']:,}",
+        f"- Durations (s): " + ", ".join(f"{k} {v}" for k, v in report["durations_s"].items()),
+        "",
+        "## Figures and ratios",
+        "",
+        _table(["Benchmark", "segbase", "Reference (same run)", "Ratio", "Goal", ""], summary_rows(results)),
+        "",
+        "## What dominates each path (py-spy)",
+        "",
+        STRUCTURE,
+        "",
+    ]
+    titles = {"pipeline": "Pipeline (during the 20k-event run)", "e2e": "End-to-end (during the 200/s rate)",
+              "fanout": "Fan-out (during the change stream)", "rls": "/rest/v1 list (during the HTTP loop)",
+              "auth": "Sign-in (during the load)"}
+    for name, title in titles.items():
+        res = results.get(name)
+        if not res:
+            continue
+        profiles = res.get("profiles") or {}
+        if name == "e2e":
+            profiles = next((r.get("profiles") for r in res["rates"] if r.get("profiles")), {})
+        if name == "fanout":
+            profiles = res["segbase"].get("profiles") or {}
+        parts += [f"### {title}", "", _profiles(profiles), ""]
+    parts += ["## Commands", "", "```", COMMANDS.rstrip(), "```", "",
+              "## Sizes used", "", "```json", json.dumps(report["sizes"], indent=1, default=str), "```", "",
+              "## Raw numbers", "", "```json", json.dumps(_strip_profiles(results), indent=1, default=str), "```", ""]
+    return "\n".join(parts)

@@ -1,0 +1,124 @@
+"""`make bench`: start the benchmark's own stack, run every benchmark with its same-run reference, and write
+docs/BENCHMARKS.md (date, machine, versions, settings, commands, raw numbers, ratios, profiles).
+
+    .venv/bin/python -m bench.run [--quick] [--only pipeline,e2e,fanout,rls,auth] [--output docs/BENCHMARKS.md]
+                                  [--json results.json]
+
+`--quick` is a tiny run of everything (the smoke test's sizes); its figures mean nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench import auth, e2e_latency, fanout, pipeline, rls
+from bench.common import py_spy_path
+from bench.stack import ROOT, Stack, raise_fd_limit
+
+FULL = {
+    "pipeline": {"events": 20_000, "concurrency": 32, "reference_events": 8000, "profile_seconds": 15},
+    "e2e": {"rates": (50, 200, 500), "seconds": 10, "profile_seconds": 8},
+    "fanout": {"users": 1000, "per_user": 5, "rate": 1000, "seconds": 10, "clients": 4, "profile_seconds": 8},
+    "rls": {"users": 10_000, "per_user": 100, "queries": 2000, "profile_seconds": 8},
+    "auth": {"requests": 400, "concurrency": 20, "users": 40, "hashes": 60, "verify_calls": 5000,
+             "profile_seconds": 8},
+}
+QUICK = {
+    "pipeline": {"events": 60, "concurrency": 4, "reference_events": 8, "profile_seconds": 0},
+    "e2e": {"rates": (20,), "seconds": 1, "profile_seconds": 0},
+    "fanout": {"users": 4, "per_user": 2, "rate": 20, "seconds": 1, "clients": 1, "profile_seconds": 0},
+    "rls": {"users": 30, "per_user": 25, "queries": 10, "profile_seconds": 0},
+    "auth": {"requests": 4, "concurrency": 2, "users": 2, "hashes": 2, "verify_calls": 10, "profile_seconds": 0},
+}
+RUNNERS = {"pipeline": pipeline.run, "e2e": e2e_latency.run, "fanout": fanout.run, "rls": rls.run,
+           "auth": auth.run}
+ORDER = ("pipeline", "e2e", "fanout", "auth", "rls")  # rls last: its 1M rows would weigh on the others
+
+
+def _version(command: list[str]) -> str:
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=10).stdout.strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return "?"
+
+
+def machine() -> dict:
+    from importlib.metadata import version
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+               if line.startswith("MemTotal"))
+    packages = {name: version(name) for name in ("flask", "flask-sock", "gunicorn", "gevent", "celery", "kombu",
+                                                 "redis", "psycopg", "SQLAlchemy", "websockets", "httpx",
+                                                 "argon2-cffi", "PyJWT")}
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem / 1024 / 1024, 1),
+            "kernel": platform.release(), "python": platform.python_version(),
+            "pgbench": _version([pipeline.pgbench_path(), "--version"]),
+            "py-spy": _version([py_spy_path(), "--version"]) if py_spy_path() else "not installed",
+            "load_average_at_start": os.getloadavg(), "packages": packages}
+
+
+def run_all(only: tuple[str, ...], sizes: dict) -> dict:
+    fd_limit = raise_fd_limit()
+    stack = Stack(tag=f"run{uuid.uuid4().hex[:4]}").start()
+    report = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "fd_limit": fd_limit,
+              "machine": machine(), "versions": stack.versions(), "settings": _settings(stack), "sizes": sizes,
+              "results": {}, "durations_s": {}}
+    try:
+        for name in ORDER:
+            if name not in only:
+                continue
+            started = time.perf_counter()
+            print(f"bench: {name} …", flush=True)
+            report["results"][name] = RUNNERS[name](stack, **sizes[name])
+            report["durations_s"][name] = round(time.perf_counter() - started, 1)
+            print(f"bench: {name} done in {report['durations_s'][name]} s", flush=True)
+    finally:
+        stack.stop()
+    report["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return report
+
+
+def _settings(stack: Stack) -> dict:
+    s = stack.settings
+    return {"api_workers": s.api_workers, "api_worker_connections": s.api_worker_connections,
+            "db_pool_size (per API process)": s.db_pool_size, "worker processes": len(stack.worker_processes),
+            "worker_concurrency (prefork, per process)": s.worker_concurrency,
+            "auth_hash_threads": s.auth_hash_threads, "log_level": s.log_level,
+            "realtime_send_queue_size": s.realtime_send_queue_size,
+            "webhook signing": "off (X-API-Key only)" if s.webhook_signing_secret is None else "on"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test); figures mean nothing")
+    parser.add_argument("--only", default=",".join(ORDER))
+    parser.add_argument("--output", default=str(ROOT / "docs" / "BENCHMARKS.md"))
+    parser.add_argument("--json", default="")
+    args = parser.parse_args()
+    only = tuple(n.strip() for n in args.only.split(",") if n.strip())
+    unknown = set(only) - set(RUNNERS)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    report = run_all(only, QUICK if args.quick else FULL)
+    report["command"] = "make bench" if not args.quick and only == ORDER else " ".join(
+        ["python -m bench.run", *sys.argv[1:]])
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+    from bench.report import render
+
+    Path(args.output).write_text(render(report))
+    print(f"bench: wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""A tiny run of every benchmark (bench/run.py --quick sizes) on its own stack, so none of them rots: the same
+code `make bench` runs, at sizes that take seconds. It checks the runs completed and were correct (every event
+applied once, every frame delivered) — never how fast."""
+from __future__ import annotations
+
+import pytest
+
+from bench import run as bench_run
+from bench.report import render
+
+
+@pytest.fixture(scope="module")
+def report():
+    data = bench_run.run_all(bench_run.ORDER, bench_run.QUICK)
+    data["finished"] = data.get("finished", "")
+    return data
+
+
+def test_pipeline_applies_every_event_once_and_pgbench_runs_the_worker_sql(report) -> None:
+    result = report["results"]["pipeline"]
+    assert result["statuses"] == {202: result["events"]}
+    assert result["inbox_states"] == {"applied": result["events"]}
+    assert result["charges"] == result["events"] == result["credits_spent"]
+    assert result["pgbench"]["failed"] == 0 and result["pgbench"]["tps"] > 0
+    assert result["pgbench_with_attempt_tx"]["tps"] > 0
+    assert result["ratio_applied_vs_pgbench"] > 0
+
+
+def test_end_to_end_delivers_every_update(report) -> None:
+    for rate in report["results"]["e2e"]["rates"]:
+        assert rate["delivered"] == rate["events"], rate
+        assert rate["p99_ms"] > 0
+
+
+def test_fanout_delivers_to_every_socket_and_the_bare_reference_echoes(report) -> None:
+    result = report["results"]["fanout"]
+    ours = result["segbase"]
+    assert ours["sockets"] == result["users"] * result["sockets_per_user"]
+    assert ours["frames"] == ours["frames_expected"] > 0
+    assert result["bare_echo"]["sockets"] == ours["sockets"]
+    assert result["bare_echo"]["frames"] > 0
+
+
+def test_rls_and_auth_produce_their_ratios(report) -> None:
+    rls = report["results"]["rls"]
+    assert rls["rows"] >= 30 * 25 and "segmentation_results_" in rls["plans"]["user"]
+    assert rls["ratio_user_vs_service_p50"] > 0 and rls["http_rest_v1"]["n"] == 10
+    auth = report["results"]["auth"]
+    assert auth["sign_in"]["ok"] == 4 and auth["sign_in"]["failures"] == 0
+    assert auth["token_verification"]["resolve_caller_us"]["p50"] > 0
+
+
+def test_the_report_renders_every_section(report) -> None:
+    text = render(report)
+    for heading in ("## Figures and ratios", "## What dominates each path", "## Commands", "## Raw numbers"):
+        assert heading in text
+    for row in ("1. Pipeline throughput", "2. End-to-end latency", "3. WebSocket fan-out", "4. RLS overhead",
+                "5. Auth sign-in"):
+        assert row in text
