@@ -9,13 +9,14 @@ The grammar, what is left out and the error mapping are in docs/REST.md.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
 
 import psycopg
 from flask import Blueprint, Response, request
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from api.identity import TokenError, credentials_from_request, resolve_caller
 from api.rest.errors import PostgrestError, bad_request, database_error, token_error
@@ -44,7 +45,6 @@ def catalog_cache() -> CatalogCache:
         url = libpq_url(authenticator_url(svc.settings))
         cache = svc.extras.setdefault("rest_catalog", CatalogCache(
             lambda: psycopg.connect(url, application_name="segbase-rest-catalog", connect_timeout=5)))
-    cache.start_listener()
     return cache
 
 
@@ -139,6 +139,19 @@ def content_range(offset: int, rows: int, total: int | None) -> str:
     return f"*/{total_text}" if rows == 0 else f"{offset}-{offset + rows - 1}/{total_text}"
 
 
+def database_unavailable_is_503(view: Callable[..., Response]) -> Callable[..., Response]:
+    """Losing the database (schema-cache load, session check, pool checkout) is PostgREST's 503, which the clients
+    retry for GET/HEAD — never a 500."""
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Response:
+        try:
+            return view(*args, **kwargs)
+        except (psycopg.OperationalError, OperationalError) as exc:
+            raise PostgrestError(503, "PGRST001", "Database client error. Retrying the connection.",
+                                 details=str(exc).splitlines()[0][:200]) from exc
+    return wrapper
+
+
 # --- names from the schema cache -------------------------------------------------------------------------------
 
 def lookup_table(cache: CatalogCache, name: str) -> Table:
@@ -199,6 +212,7 @@ def read_body() -> Any:
 # --- tables ----------------------------------------------------------------------------------------------------
 
 @bp.route("/<name>", methods=["GET", "HEAD", "POST", "PATCH", "DELETE", "PUT"])
+@database_unavailable_is_503
 def table_endpoint(name: str) -> Response:
     check_profile()
     caller = current_caller()
@@ -377,6 +391,7 @@ def lookup_function(catalog: Catalog, name: str, arguments: dict[str, Any]) -> F
 
 
 @bp.route("/rpc/<name>", methods=["GET", "HEAD", "POST"])
+@database_unavailable_is_503
 def rpc_endpoint(name: str) -> Response:
     check_profile()
     caller = current_caller()

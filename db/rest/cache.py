@@ -37,6 +37,7 @@ class CatalogCache:
     def get(self) -> Catalog:
         if self._stale or self._catalog is None:
             self._reload()
+            self.start_listener()  # once the database answered (lazily, so after gunicorn forked the worker)
         assert self._catalog is not None
         return self._catalog
 
@@ -63,7 +64,7 @@ class CatalogCache:
                                                        "functions": len(catalog.functions)})
 
     def start_listener(self) -> None:
-        """Start the LISTEN loop once per process (call lazily, after gunicorn forked the worker)."""
+        """Start the LISTEN loop once per process."""
         with self._lock:
             if self._listener is not None:
                 return
