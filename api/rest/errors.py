@@ -15,6 +15,9 @@ import psycopg
 from api.errors import ApiError
 from api.identity import TokenError, gateway_error
 
+# Contention rather than a bad request (a lock wait bounded by lock_timeout, a serialization failure or deadlock, an
+# admin shutdown): 503 + Retry-After, so a retry is the obvious move (PostgREST itself answers 500 for these).
+TRANSIENT_SQLSTATES = frozenset({"55P03", "40001", "40P01", "57P01", "57P02", "57P03"})
 SNAKE_CODE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
@@ -84,4 +87,6 @@ def database_error(exc: psycopg.Error, role: str) -> PostgrestError:
         status = int(custom.group(1))
         code = hint if hint and SNAKE_CODE.match(hint) else sqlstate
         return PostgrestError(status, code, message, details=details, hint=None)
+    if sqlstate in TRANSIENT_SQLSTATES:
+        return PostgrestError(503, sqlstate, message, details=details, hint=hint, headers={"Retry-After": "1"})
     return PostgrestError(_status_for(sqlstate, role), sqlstate, message, details=details, hint=hint)

@@ -1,4 +1,4 @@
-"""The URL grammar parser on its own: pure logic, no database."""
+"""Pure logic without a database: the URL grammar parser and the PostgreSQL → HTTP error mapping."""
 from __future__ import annotations
 
 import pytest
@@ -94,3 +94,13 @@ def test_columns_and_splitting() -> None:
     assert split_top_level('a,"b,c",(d,e)') == ["a", '"b,c"', "(d,e)"]
     with pytest.raises(GrammarError):
         parse_columns("a,,b")
+
+
+def test_postgres_errors_map_to_postgrest_statuses() -> None:
+    from api.rest.errors import _status_for
+
+    assert _status_for("42501", "anon") == 401 and _status_for("42501", "authenticated") == 403
+    assert {code: _status_for(code, "authenticated") for code in ("23505", "23503", "22P02", "23502", "23514",
+                                                                   "P0001", "42P01", "42883", "42703", "08006")} == {
+        "23505": 409, "23503": 409, "22P02": 400, "23502": 400, "23514": 400, "P0001": 400, "42P01": 404,
+        "42883": 404, "42703": 400, "08006": 503}
