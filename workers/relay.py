@@ -1,15 +1,129 @@
-"""`segbase relay`: publishes committed outbox events to Redis pub/sub. Filled in by the Realtime issue."""
+"""`segbase relay`: publishes committed outbox events to Redis pub/sub, in outbox order, at least once.
+
+One relay is active per database: it holds a session advisory lock on a dedicated connection (a second relay
+waits for that lock as a standby and takes over when the first one's connection ends). The active relay LISTENs
+on the capture trigger's channel and reads unsent rows when notified, with a slow fallback poll in case a
+notification is lost (e.g. across a reconnect). A batch is published to Redis first and marked sent in the same
+transaction afterwards, so a crash in between repeats frames rather than losing them (docs/REALTIME.md).
+"""
 from __future__ import annotations
 
+import logging
 import signal
 import threading
+import time
 
+import psycopg
+import redis
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
+
+from db.engine import authenticator_url, create_app_engine
+from db.outbox import NOTIFY_CHANNEL, RELAY_LOCK_KEY, TableCatalog, event_message, mark_sent, prune_sent, read_unsent
+from db.uow import Caller, unit_of_work
 from schemas.settings import Settings
+
+log = logging.getLogger("segbase.relay")
+
+BATCH_SIZE = 500
+FALLBACK_POLL_SECONDS = 10.0
+STANDBY_RETRY_SECONDS = 1.0
+PRUNE_EVERY_SECONDS = 600.0
+RETRYABLE = (psycopg.OperationalError, sa_exc.OperationalError, sa_exc.DBAPIError, redis.RedisError, OSError)
+
+
+def changes_channel(settings: Settings) -> str:
+    """The one Redis pub/sub channel every API process subscribes to (namespaced by INSTANCE_ID)."""
+    return settings.redis_key("realtime", "changes")
+
+
+def libpq_authenticator_url(settings: Settings) -> str:
+    url = make_url(authenticator_url(settings))
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class Relay:
+    def __init__(self, settings: Settings, stop: threading.Event) -> None:
+        self.settings = settings
+        self.stop = stop
+        self.engine = create_app_engine(settings, pool_size=1, application_name="segbase-relay")
+        self.redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+        self.channel = changes_channel(settings)
+        self.catalog = TableCatalog()
+        self.published = 0
+
+    def publish_batch(self) -> int:
+        """Publish up to BATCH_SIZE unsent rows in id order, then mark them sent; returns how many."""
+        with unit_of_work(self.engine, Caller.service()) as uow:
+            rows = read_unsent(uow, BATCH_SIZE)
+            if not rows:
+                return 0
+            pipe = self.redis.pipeline(transaction=False)
+            for row in rows:
+                pipe.publish(self.channel, event_message(row, self.catalog.shape(uow, row.schema_name, row.table_name)))
+            pipe.execute()
+            mark_sent(uow, [row.id for row in rows])
+        self.published += len(rows)
+        return len(rows)
+
+    def prune(self) -> None:
+        with unit_of_work(self.engine, Caller.service()) as uow:
+            removed = prune_sent(uow, self.settings.outbox_retention_hours)
+        if removed:
+            log.info("pruned %d sent outbox rows", removed)
+
+    def acquire(self, conn: psycopg.Connection) -> bool:
+        """Wait (as a standby) until this process holds the relay lock, or stop is requested."""
+        announced = False
+        while not self.stop.is_set():
+            if conn.execute("select pg_try_advisory_lock(%s)", (RELAY_LOCK_KEY,)).fetchone()[0]:
+                return True
+            if not announced:
+                log.info("relay standby: another relay is active")
+                announced = True
+            self.stop.wait(STANDBY_RETRY_SECONDS)
+        return False
+
+    def serve(self, conn: psycopg.Connection) -> None:
+        """The active relay's loop: drain, then sleep until NOTIFY (or the fallback poll), until stopped."""
+        conn.execute(f"listen {NOTIFY_CHANNEL}")
+        log.info("relay active: publishing to %s", self.channel)
+        last_prune = 0.0
+        while not self.stop.is_set():
+            while self.publish_batch() == BATCH_SIZE and not self.stop.is_set():
+                pass
+            if time.monotonic() - last_prune > PRUNE_EVERY_SECONDS:
+                self.prune()
+                last_prune = time.monotonic()
+            waited = 0.0
+            notified = False
+            while not notified and waited < FALLBACK_POLL_SECONDS and not self.stop.is_set():
+                # Short waits keep SIGTERM responsive; any notification means "read again".
+                for _ in conn.notifies(timeout=1.0, stop_after=1):
+                    notified = True
+                waited += 1.0
+
+    def run(self) -> int:
+        backoff = 0.5
+        while not self.stop.is_set():
+            try:
+                with psycopg.connect(libpq_authenticator_url(self.settings), autocommit=True,
+                                     application_name="segbase-relay-lock") as conn:
+                    if not self.acquire(conn):
+                        break
+                    backoff = 0.5
+                    self.serve(conn)
+            except RETRYABLE as exc:
+                log.warning("relay interrupted (%s); retrying in %.1fs", exc.__class__.__name__, backoff)
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+        self.engine.dispose()
+        log.info("relay stopped after publishing %d events", self.published)
+        return 0
 
 
 def run_relay(settings: Settings) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
-    return 0
+    return Relay(settings, stop).run()

@@ -1,0 +1,54 @@
+"""/realtime/v1/websocket — Supabase Realtime's Phoenix protocol (postgres_changes) over flask-sock.
+
+`protocol` holds the wire format, `hub` this process's channels and its one Redis subscription, `connection` one
+socket. Design and delivery contract: docs/REALTIME.md.
+"""
+from __future__ import annotations
+
+from flask import Flask, jsonify, request
+from flask_sock import Sock
+
+from api.identity import TokenError, resolve_caller
+from api.realtime import protocol
+from api.realtime.hub import Hub
+from api.services import services
+
+WEBSOCKET_PATH = "/realtime/v1/websocket"
+
+
+def hub() -> Hub:
+    """This process's hub, created on first use (after gunicorn forked and gevent patched)."""
+    extras = services().extras
+    if "realtime" not in extras:
+        extras["realtime"] = Hub(services().settings, services().engine)
+    return extras["realtime"]
+
+
+def _apikey() -> str | None:
+    return request.args.get("apikey") or request.headers.get("apikey") or request.headers.get("x-api-key")
+
+
+def _refuse_before_upgrade():
+    """Refuse a bad apikey or vsn with an HTTP error instead of the 101, as Realtime's endpoint does."""
+    if request.path != WEBSOCKET_PATH:
+        return None
+    vsn = request.args.get("vsn", protocol.VSN_OBJECTS)
+    if vsn not in protocol.SUPPORTED_VSN:
+        return jsonify(message=f"unsupported vsn {vsn!r}; use 1.0.0 or 2.0.0"), 400
+    try:
+        resolve_caller(apikey=_apikey(), bearer=None, settings=services().settings)
+    except TokenError as exc:
+        return jsonify(message=exc.message), 401 if exc.kind == "missing_apikey" else 403
+    return None
+
+
+def init_app(app: Flask) -> None:
+    """Register the WebSocket route."""
+    from api.realtime.connection import Connection
+
+    sock = Sock(app)
+    app.before_request(_refuse_before_upgrade)
+
+    @sock.route(WEBSOCKET_PATH)
+    def realtime_websocket(ws) -> None:
+        Connection(ws, hub(), request.args.get("vsn", protocol.VSN_OBJECTS), _apikey() or "").serve()

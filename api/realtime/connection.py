@@ -1,0 +1,251 @@
+"""One WebSocket: reads client frames in the request greenlet, writes every frame from one writer greenlet fed by
+a bounded queue, so a slow or stuck client only ever fills its own queue (and is closed when it overflows)."""
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import threading
+import time
+from typing import Any
+
+from simple_websocket import ConnectionClosed
+
+from api.identity import TokenError, resolve_caller
+from api.realtime import protocol
+from api.realtime.hub import Channel, Hub
+from db.uow import Caller
+
+log = logging.getLogger("segbase.realtime")
+
+CLOSE_POLICY = 1008
+CLOSE_GOING_AWAY = 1001
+CLOSE_GRACE_SECONDS = 5.0
+_CLOSE = object()
+
+TOKEN_ERROR_REASONS = {
+    "malformed": "MalformedJWT: The token provided is not a valid JWT",
+    "signature": "JwtSignatureError: Failed to validate JWT signature",
+    "claims": "InvalidJWTToken: Fields `role` and `exp` are required in JWT",
+    "session": "InvalidJWTToken: Session from session_id claim in JWT does not exist",
+    "invalid_apikey": "InvalidJWTToken: Invalid API key",
+    "missing_apikey": "InvalidJWTToken: No API key found in request",
+}
+
+
+def token_error_reason(exc: TokenError) -> str:
+    if exc.kind == "expired":
+        return "InvalidJWTToken: Token has expired"
+    return TOKEN_ERROR_REASONS.get(exc.kind, f"InvalidJWTToken: {exc.message}")
+
+
+class Connection:
+    def __init__(self, ws, hub: Hub, vsn: str, apikey: str) -> None:
+        self.ws = ws
+        self.hub = hub
+        self.vsn = vsn
+        self.apikey = apikey
+        self.settings = hub.settings
+        self.queue: queue.Queue = queue.Queue(maxsize=self.settings.realtime_send_queue_size)
+        self.channels: dict[str, Channel] = {}
+        self.closing = False
+        self.close_reason: str | None = None
+        self._writer: threading.Thread | None = None
+
+    # --- outgoing ---------------------------------------------------------------------------------------
+    def push(self, frame: str) -> bool:
+        """Queue a frame without ever blocking the caller; a full queue closes this socket with a reason."""
+        if self.closing:
+            return False
+        try:
+            self.queue.put_nowait(frame)
+            return True
+        except queue.Full:
+            self.abort(f"send queue overflowed ({self.settings.realtime_send_queue_size} frames): "
+                       "the client is not reading fast enough")
+            return False
+
+    def abort(self, reason: str, code: int = CLOSE_POLICY) -> None:
+        """Drop what is queued, tell the client why (system message + close frame), force it after a grace."""
+        if self.closing:
+            return
+        self.closing = True
+        self.close_reason = reason
+        log.warning("closing realtime socket: %s", reason)
+        for channel in list(self.channels.values()):
+            self.hub.unregister(channel)
+        while True:
+            try:
+                self.queue.get_nowait()
+            except queue.Empty:
+                break
+        for channel in list(self.channels.values()):
+            self.queue.put_nowait(protocol.encode(self.vsn, channel.topic, "system", protocol.system_payload(
+                channel.topic, "error", reason, extension="system"), None, channel.join_ref))
+            if self.queue.full():
+                break
+        try:
+            self.queue.put_nowait((_CLOSE, code, reason))
+        except queue.Full:
+            pass
+        threading.Thread(target=self._force_close, daemon=True).start()
+
+    def _force_close(self) -> None:
+        """A client that stopped reading blocks the writer's send: shut the TCP socket after a grace period."""
+        time.sleep(CLOSE_GRACE_SECONDS)
+        if self.ws.connected:
+            try:
+                self.ws.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _write_forever(self) -> None:
+        try:
+            while True:
+                item = self.queue.get()
+                if isinstance(item, tuple) and item and item[0] is _CLOSE:
+                    self.ws.close(reason=item[1], message=item[2][:120])
+                    return
+                self.ws.send(item)
+        except (ConnectionClosed, OSError):
+            self.closing = True
+        except Exception:
+            log.exception("realtime writer failed")
+            self.closing = True
+
+    def send_reply(self, message: protocol.Message, status: str, response: dict[str, Any]) -> None:
+        self.push(protocol.reply(self.vsn, message, status, response))
+
+    def send_system(self, channel_topic: str, join_ref: str | None, status: str, text: str,
+                    extension: str = "postgres_changes") -> None:
+        self.push(protocol.encode(self.vsn, channel_topic, "system",
+                                  protocol.system_payload(channel_topic, status, text, extension), None, join_ref))
+
+    # --- lifecycle --------------------------------------------------------------------------------------
+    def serve(self) -> None:
+        """The request greenlet: read and handle frames until the client leaves or stops heartbeating."""
+        self._writer = threading.Thread(target=self._write_forever, name="realtime-writer", daemon=True)
+        self._writer.start()
+        timeout = self.settings.realtime_heartbeat_timeout_seconds
+        try:
+            while not self.closing:
+                text = self.ws.receive(timeout=timeout)
+                if text is None:
+                    if self.closing:
+                        break
+                    self.abort(f"heartbeat timeout: nothing received for {timeout} s", CLOSE_GOING_AWAY)
+                    break
+                try:
+                    self.handle(text)
+                except protocol.ProtocolError as exc:
+                    log.info("refused a realtime frame: %s", exc.reason)
+                except Exception:
+                    log.exception("realtime frame handling failed")
+        except ConnectionClosed:
+            pass
+        finally:
+            self.closing = True
+            for channel in list(self.channels.values()):
+                self.hub.unregister(channel)
+            self.channels.clear()
+            try:
+                self.queue.put_nowait((_CLOSE, CLOSE_GOING_AWAY, self.close_reason or "bye"))
+            except queue.Full:
+                pass
+            self._writer.join(CLOSE_GRACE_SECONDS + 1)
+
+    def handle(self, text: str | bytes) -> None:
+        message = protocol.decode(text, self.vsn)
+        if message.topic == "phoenix":
+            if message.event == "heartbeat":
+                self.send_reply(message, "ok", {})
+            return
+        if message.event == "phx_join":
+            self.join(message)
+            return
+        channel = self.channels.get(message.topic)
+        if channel is None:
+            if message.ref is not None:
+                self.send_reply(message, "error", {"reason": "unmatched topic"})
+            return
+        if message.event == "phx_leave":
+            self.hub.unregister(channel)
+            del self.channels[message.topic]
+            self.send_reply(message, "ok", {})
+            self.push(protocol.encode(self.vsn, channel.topic, "phx_close", {}, channel.join_ref, channel.join_ref))
+        elif message.event == "access_token":
+            self.swap_token(channel, message.payload.get("access_token"))
+        # broadcast/presence pushes are not served; Realtime ignores what a channel does not handle.
+
+    # --- channels ---------------------------------------------------------------------------------------
+    def authorize(self, token: Any) -> tuple[Caller, float | None, str | None]:
+        """The caller a join (or token swap) acts as; a null or `sb_` token means the socket's apikey."""
+        bearer = token if isinstance(token, str) and token and not token.startswith("sb_") else None
+        caller = resolve_caller(apikey=self.apikey, bearer=bearer, settings=self.settings, engine=self.hub.engine)
+        claims = caller.claims
+        exp = claims.get("exp")
+        expires_at = float(exp) if isinstance(exp, (int, float)) else None
+        if expires_at is not None and expires_at <= time.time():
+            raise TokenError("expired", "JWT expired")
+        session_id = claims.get("session_id") if caller.role == "authenticated" else None
+        return caller, expires_at, (str(session_id) if session_id else None)
+
+    def join(self, message: protocol.Message) -> None:
+        topic = message.topic
+        old = self.channels.pop(topic, None)
+        if old is not None:  # Phoenix replaces a duplicate join of the same topic
+            self.hub.unregister(old)
+        if not topic.startswith(protocol.TOPIC_PREFIX):
+            self.send_reply(message, "error", {"reason": "unmatched topic"})
+            return
+        try:
+            caller, expires_at, session_id = self.authorize(message.payload.get("access_token"))
+        except TokenError as exc:
+            self.send_reply(message, "error", {"reason": token_error_reason(exc)})
+            return
+        config = message.payload.get("config") or {}
+        try:
+            if not isinstance(config, dict):
+                raise protocol.ProtocolError("config must be an object")
+            bindings = protocol.parse_bindings(config.get("postgres_changes"), self.hub.published_tables())
+        except protocol.ProtocolError as exc:
+            self.send_reply(message, "error", {"reason": exc.reason})
+            return
+        channel = Channel(self, topic, message.join_ref or message.ref, bindings, caller, expires_at, session_id)
+        self.channels[topic] = channel
+        subscribed = self.hub.wait_subscribed() if bindings else True
+        self.hub.register(channel)
+        self.send_reply(message, "ok", protocol.join_response(bindings))
+        if bindings:
+            if subscribed:
+                self.send_system(topic, channel.join_ref, "ok", "Subscribed to PostgreSQL")
+            else:
+                self.send_system(topic, channel.join_ref, "error", "Realtime is reconnecting to its event stream")
+
+    def swap_token(self, channel: Channel, token: Any) -> None:
+        """`access_token`: re-authorize the channel with the new token (no reply, as Realtime); a refused
+        token ends the channel with a system error."""
+        if not isinstance(token, str) or not token or token.startswith("sb_"):
+            return
+        try:
+            caller, expires_at, session_id = self.authorize(token)
+        except TokenError as exc:
+            self.end_channel(channel, token_error_reason(exc))
+            return
+        self.hub.unregister(channel)
+        channel.caller, channel.expires_at, channel.session_id = caller, expires_at, session_id
+        self.hub.register(channel)
+
+    def end_channel(self, channel: Channel, reason: str) -> None:
+        """End one channel the way Realtime does: a system error, then phx_close."""
+        self.hub.unregister(channel)
+        if self.channels.get(channel.topic) is channel:
+            del self.channels[channel.topic]
+        self.send_system(channel.topic, channel.join_ref, "error", reason, extension="system")
+        self.push(protocol.encode(self.vsn, channel.topic, "phx_close", {}, channel.join_ref, channel.join_ref))
+
+    def channel_errored(self, channel: Channel) -> None:
+        """phx_error: the client rejoins (with backoff) and resynchronises."""
+        if self.channels.get(channel.topic) is channel:
+            del self.channels[channel.topic]
+        self.push(protocol.encode(self.vsn, channel.topic, "phx_error", {}, channel.join_ref, channel.join_ref))

@@ -1,0 +1,108 @@
+"""The realtime outbox (internal.realtime_outbox): reading unsent rows, marking them sent, and the published shape.
+
+The capture trigger (migration 20261124004000) writes one row per committed change; the relay turns each into
+the JSON message API processes fan out. Everything here runs in a unit of work as `service_role`.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+
+from db.uow import UnitOfWork
+
+NOTIFY_CHANNEL = "segbase_realtime_outbox"
+# pg_advisory_lock key of the active relay; advisory locks are per database, so one relay per deployment.
+RELAY_LOCK_KEY = 0x5E6BA5E_0E
+ROLES_WITH_COLUMN_LIMITS = ("authenticated", "anon")
+CATALOG_TTL_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class TableShape:
+    """What a change event needs from the catalog: `columns` as Realtime sends them, and the columns each
+    non-service role may not SELECT (column privileges), which the API strips before delivery."""
+
+    columns: list[dict[str, str]]
+    hidden: dict[str, list[str]]
+
+
+class TableCatalog:
+    """Column names/types and column privileges of published tables, cached briefly (a GRANT applies within
+    CATALOG_TTL_SECONDS)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str], tuple[float, TableShape]] = {}
+
+    def shape(self, uow: UnitOfWork, schema: str, table: str) -> TableShape:
+        now = time.monotonic()
+        cached = self._cache.get((schema, table))
+        if cached and now - cached[0] < CATALOG_TTL_SECONDS:
+            return cached[1]
+        rows = uow.execute(
+            """
+            select a.attname, t.typname,
+                   has_column_privilege('authenticated', c.oid, a.attnum, 'SELECT') as authenticated,
+                   has_column_privilege('anon', c.oid, a.attnum, 'SELECT') as anon
+              from pg_class c
+              join pg_namespace n on n.oid = c.relnamespace
+              join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+              join pg_type t on t.oid = a.atttypid
+             where n.nspname = :schema and c.relname = :table
+             order by a.attnum
+            """, {"schema": schema, "table": table}).all()
+        shape = TableShape(
+            columns=[{"name": row.attname, "type": row.typname} for row in rows],
+            hidden={role: [row.attname for row in rows if not getattr(row, role)] for role in ROLES_WITH_COLUMN_LIMITS},
+        )
+        self._cache[(schema, table)] = (now, shape)
+        return shape
+
+
+def format_commit_timestamp(value) -> str:
+    """Realtime's `commit_timestamp`: UTC, millisecond precision, `Z`."""
+    from datetime import timezone
+
+    value = value.astimezone(timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def read_unsent(uow: UnitOfWork, limit: int) -> list[Any]:
+    """Unsent rows in id order. Rows are found by `sent_at is null`, never by an id cursor, so a row whose
+    transaction committed after a higher id was sent is still picked up on the next read."""
+    return uow.execute(
+        "select id, schema_name, table_name, op, owner_id, pk, record, captured_at "
+        "from internal.realtime_outbox where sent_at is null order by id limit :limit",
+        {"limit": limit}).all()
+
+
+def mark_sent(uow: UnitOfWork, ids: list[int]) -> None:
+    uow.execute("update internal.realtime_outbox set sent_at = now() where id = any(:ids)", {"ids": ids})
+
+
+def prune_sent(uow: UnitOfWork, retention_hours: int, batch: int = 5000) -> int:
+    """Delete sent rows older than the retention (kept meanwhile for inspection and replay by hand)."""
+    result = uow.execute(
+        "delete from internal.realtime_outbox where id in (select id from internal.realtime_outbox "
+        "where sent_at < now() - make_interval(hours => :hours) limit :batch)",
+        {"hours": retention_hours, "batch": batch})
+    return result.rowcount
+
+
+def event_message(row: Any, shape: TableShape) -> str:
+    """The JSON published on Redis for one outbox row (one message = one change, fanned out by API processes)."""
+    return json.dumps({
+        "id": row.id,
+        "schema": row.schema_name,
+        "table": row.table_name,
+        "type": row.op,
+        "owner": str(row.owner_id) if row.owner_id is not None else None,
+        "commit_timestamp": format_commit_timestamp(row.captured_at),
+        "columns": shape.columns,
+        "hidden": shape.hidden,
+        "record": row.record,
+        "old_record": row.pk if row.op != "INSERT" else None,
+    }, separators=(",", ":"))

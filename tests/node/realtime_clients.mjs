@@ -1,0 +1,50 @@
+// supabase-js 2.119.0 realtime driver for tests/realtime: subscribes the channels given as JSON in argv[2] and
+// prints one JSON line per status change, change event and system message. Commands arrive as JSON lines on
+// stdin: {"cmd":"token","token":...} swaps the access token (setAuth sends `access_token` to every channel),
+// {"cmd":"unsubscribe","channel":...}, {"cmd":"exit"}. Run with `node --experimental-websocket`.
+import { createClient } from '@supabase/supabase-js'
+import readline from 'node:readline'
+
+const url = process.env.SUPABASE_URL
+const anonKey = process.env.SUPABASE_ANON_KEY
+let token = process.env.ACCESS_TOKEN || anonKey
+const specs = JSON.parse(process.argv[2] || '[]')
+const vsn = process.env.REALTIME_VSN // unset: the client's default (2.0.0)
+
+const out = (line) => process.stdout.write(JSON.stringify(line) + '\n')
+
+const supabase = createClient(url, anonKey, {
+  accessToken: async () => token,
+  realtime: vsn ? { vsn } : {},
+})
+
+// A signed-in app has its token before it subscribes; without this the first join races the async callback.
+await supabase.realtime.setAuth()
+
+const channels = {}
+for (const spec of specs) {
+  const channel = supabase.channel(spec.name)
+  spec.bindings.forEach((binding, index) => {
+    channel.on('postgres_changes', binding, (payload) => out({ kind: 'change', channel: spec.name, binding: index, payload }))
+  })
+  channel.on('system', {}, (payload) => out({ kind: 'system', channel: spec.name, payload }))
+  channel.subscribe((status, err) => out({ kind: 'status', channel: spec.name, status, error: err ? String(err.message || err) : null }))
+  channels[spec.name] = channel
+}
+
+const rl = readline.createInterface({ input: process.stdin })
+rl.on('line', async (line) => {
+  const command = JSON.parse(line)
+  if (command.cmd === 'token') {
+    token = command.token
+    await supabase.realtime.setAuth()
+    out({ kind: 'token-set' })
+  } else if (command.cmd === 'unsubscribe') {
+    const status = await channels[command.channel].unsubscribe()
+    out({ kind: 'unsubscribed', channel: command.channel, status })
+  } else if (command.cmd === 'exit') {
+    await supabase.removeAllChannels()
+    process.exit(0)
+  }
+})
+rl.on('close', () => process.exit(0))
