@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import psycopg
 
-from db.migrate import run_bootstrap
-from tests.conftest import CLUSTER_BOOTSTRAP_LOCK, PG_ADMIN_URL
+from db.migrate import libpq_url, run_bootstrap
+from tests.conftest import (CLUSTER_BOOTSTRAP_LOCK, PG_ADMIN_URL, create_database, drop_database,
+                            make_test_settings)
 
 FINGERPRINT = """
     select jsonb_build_object(
@@ -54,3 +55,21 @@ def test_bootstrap_runs_again_without_changing_anything(settings, owner_conn) ->
         lock_conn.execute("select pg_advisory_lock(%s)", (CLUSTER_BOOTSTRAP_LOCK,))
         run_bootstrap(owner_conn, settings)
     assert owner_conn.execute(FINGERPRINT).fetchone()[0] == before
+
+
+def test_bootstrap_leaves_a_supabase_databases_own_objects_alone(run_id: str) -> None:
+    """On a Supabase database `auth.uid()` and friends already exist: the bootstrap must not replace them."""
+    name = f"segbase_t_{run_id}_guard"
+    url = create_database(name)
+    try:
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            conn.execute("create schema auth; create function auth.uid() returns uuid language sql stable "
+                         "as $$ select '00000000-0000-0000-0000-00000000beef'::uuid $$")
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as lock_conn:
+                lock_conn.execute("select pg_advisory_lock(%s)", (CLUSTER_BOOTSTRAP_LOCK,))
+                run_bootstrap(conn, make_test_settings(url, f"t{run_id}guard"))
+            assert str(conn.execute("select auth.uid()").fetchone()[0]) == "00000000-0000-0000-0000-00000000beef"
+            # what was missing was still added
+            assert conn.execute("select to_regprocedure('auth.role()') is not null").fetchone()[0]
+    finally:
+        drop_database(name)
