@@ -1,5 +1,6 @@
-"""Graceful shutdown and scaling with real processes, each test on an INSTANCE_ID of its own (its own Celery
-queue and pub/sub channel; Redis is never flushed here), the inbox sweeper off so Celery alone must deliver.
+"""Graceful shutdown and scaling with real processes, on a database of this module's own (their hundreds of
+results stay out of the session database other tests list) and an INSTANCE_ID per test (its own Celery queue
+and pub/sub channel; Redis is never flushed here), the inbox sweeper off so Celery alone must deliver.
 
 * SIGTERM to an API process, a worker and the relay, each in the middle of a webhook burst (sent to the main
   process, as `docker stop` does): every event acknowledged is applied once, every result charged once, every
@@ -14,17 +15,37 @@ import random
 import signal
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import psycopg
 import pytest
 import redis
 from websockets.exceptions import ConnectionClosed
 
+from db.engine import create_app_engine
+from db.migrate import libpq_url
+from tests.conftest import create_database, drop_database, migrate_serialised
 from tests.factories import create_user
 from tests.pipeline.conftest import event_body, figures, post_event, start_worker, submit_results, wait_until_final
 from tests.processes import LOG_DIR, ApiProcess, SegbaseProcess, free_port, wait_for
 from tests.realtime.conftest import PhoenixSocket, wait_relay_active
+
+
+@pytest.fixture(scope="module")
+def ops_db(settings, run_id) -> Iterator[tuple]:
+    """(settings, engine, owner connection) of a database created for this module."""
+    name = f"segbase_t_{run_id}_ops"
+    own = settings.model_copy(update={"database_url": create_database(name)})
+    try:
+        migrate_serialised(own)
+        engine = create_app_engine(own, pool_size=2, application_name="segbase-tests-ops")
+        with psycopg.connect(libpq_url(own.database_url), autocommit=True) as conn:
+            yield own, engine, conn
+        engine.dispose()
+    finally:
+        drop_database(name)
 
 
 def own_settings(settings, suffix: str, **overrides):
@@ -76,8 +97,8 @@ def outbox_ids(conn, result_ids: list[str]) -> set[int]:
 
 @pytest.mark.fault
 @pytest.mark.xdist_group("serial")
-def test_sigterm_mid_burst_to_api_worker_and_relay_loses_and_doubles_nothing(settings, engine, owner_conn,
-                                                                             service_key):
+def test_sigterm_mid_burst_to_api_worker_and_relay_loses_and_doubles_nothing(ops_db, service_key):
+    settings, engine, owner_conn = ops_db
     own = own_settings(settings, "gs")
     api_a, api_b = ApiProcess(own).start(), ApiProcess(own).start()
     workers = [start_worker(own, "gs-worker-1")]
@@ -85,10 +106,11 @@ def test_sigterm_mid_burst_to_api_worker_and_relay_loses_and_doubles_nothing(set
     received: list[dict] = []
     subscriber = redis.Redis.from_url(own.redis_url).pubsub(ignore_subscribe_messages=True)
     socket = None
+    listener = None
+    stop_listening = threading.Event()
     try:
         wait_relay_active(relays[0])
         subscriber.subscribe(own.redis_key("realtime", "changes"))
-        stop_listening = threading.Event()
 
         def listen() -> None:
             while not stop_listening.is_set():
@@ -145,7 +167,8 @@ def test_sigterm_mid_burst_to_api_worker_and_relay_loses_and_doubles_nothing(set
 
         # Nothing acknowledged was lost, nothing was doubled.
         assert statuses.count(202) + statuses.count(200) == len(events)
-        final = wait_until_final(owner_conn, results, timeout=120)
+        wait_until_final(owner_conn, results, timeout=120)
+        final = figures(owner_conn, results)  # read again: every event is final, so the figures are stable
         assert final.states == {"applied": len(results)}, final
         assert (final.done, final.charges, final.double_charged) == (len(results), len(results), 0)
         balances = dict(owner_conn.execute("select id::text, credits from public.users_profile where id = any(%s)",
@@ -162,9 +185,10 @@ def test_sigterm_mid_burst_to_api_worker_and_relay_loses_and_doubles_nothing(set
         wait_for(lambda: expected <= {m["id"] for m in received}, timeout=30, message="every event on Redis")
         published = Counter(m["id"] for m in received if m["id"] in expected)
         assert set(published.values()) == {1}
-        stop_listening.set()
-        listener.join(5)
     finally:
+        stop_listening.set()
+        if listener is not None:
+            listener.join(5)
         if socket is not None:
             socket.close()
         subscriber.close()
@@ -174,7 +198,8 @@ def test_sigterm_mid_burst_to_api_worker_and_relay_loses_and_doubles_nothing(set
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("serial")
-def test_three_workers_and_two_api_processes_apply_a_doubled_burst_exactly_once(settings, engine, owner_conn):
+def test_three_workers_and_two_api_processes_apply_a_doubled_burst_exactly_once(ops_db):
+    settings, engine, owner_conn = ops_db
     metrics_port = free_port()
     own = own_settings(settings, "sc", worker_metrics_port=metrics_port)
     apis = [ApiProcess(own).start(), ApiProcess(own).start()]
@@ -192,7 +217,8 @@ def test_three_workers_and_two_api_processes_apply_a_doubled_burst_exactly_once(
         with ThreadPoolExecutor(8) as pool:
             statuses = Counter(pool.map(Sender([api.url for api in apis]).send, posts))
 
-        final = wait_until_final(owner_conn, results, timeout=120)
+        wait_until_final(owner_conn, results, timeout=120)
+        final = figures(owner_conn, results)
         assert statuses[202] == len(results) and statuses[200] == len(results)
         assert final.events == len(results) and final.states == {"applied": len(results)}
         assert (final.done, final.charges, final.double_charged) == (len(results), len(results), 0)
