@@ -1,7 +1,7 @@
-"""Realtime delivery latency: a committed change (or a webhook POST) → the supabase-py postgres_changes callback,
+"""Realtime delivery latency: a webhook POST (or a committed SQL change) → the supabase-py postgres_changes callback,
 next to a bare Redis publish → flask-sock send → client receive, measured in the same run on the same machine.
 
-    .venv/bin/python -m bench.realtime_latency [--events 250] [--via sql|webhook]
+    .venv/bin/python -m bench.realtime_latency [--events 250] [--via webhook|sql]
 
 It creates and drops its own database and starts `segbase api`, `segbase relay` (and for --via webhook a
 `segbase worker`) plus the bare reference server (bench/realtime_bare_server.py). Events are sequential: each is
@@ -25,6 +25,7 @@ import websockets
 from supabase import acreate_client
 
 from api.tokens import api_key
+from db.engine import create_app_engine
 from db.migrate import libpq_url, migrate
 from tests.conftest import create_database, drop_database, make_test_settings
 from tests.factories import create_user
@@ -70,7 +71,48 @@ async def bare_latency(port: int, redis_url: str, channel: str, events: int) -> 
     return samples
 
 
+async def webhook_latency(settings, api_url: str, events: int) -> list[float]:
+    """POST /functions/v1/process-webhook `done` for a pending result → the callback of its UPDATE to done."""
+    from tests.pipeline.conftest import event_body
+    from tests.realtime.conftest import submit_as_user
+
+    user = create_user(settings, credits=events + 10)
+    engine = create_app_engine(settings, pool_size=1)
+    result_ids = [str(uuid.uuid4()) for _ in range(events)]
+    for result_id in result_ids:
+        submit_as_user(engine, user, result_id)
+    engine.dispose()
+    client = await acreate_client(api_url, api_key(settings, "anon"))
+    await client.realtime.set_auth(user.access_token)
+    waiting: dict[str, asyncio.Future] = {}
+
+    def on_change(payload) -> None:
+        record = payload["data"].get("record") or {}
+        future = waiting.get(record.get("id"))
+        if record.get("status") == "done" and future and not future.done():
+            future.set_result(time.perf_counter())
+
+    channel = client.channel("bench-webhook")
+    channel.on_postgres_changes("UPDATE", schema="public", table="segmentation_results", callback=on_change)
+    ready = asyncio.get_running_loop().create_future()
+    await channel.subscribe(lambda state, err: ready.done() or ready.set_result(state))
+    await asyncio.wait_for(ready, 15)
+    samples = []
+    async with httpx.AsyncClient(timeout=30) as http:
+        for result_id in result_ids:
+            future = waiting[result_id] = asyncio.get_running_loop().create_future()
+            start = time.perf_counter()
+            response = await http.post(f"{api_url}/functions/v1/process-webhook", json=event_body(result_id, "done"),
+                                       headers={"X-API-Key": settings.webhook_api_keys[0]})
+            assert response.status_code in (200, 202), response.text
+            samples.append(await asyncio.wait_for(future, 30) - start)
+    await client.remove_all_channels()
+    return samples
+
+
 async def segbase_latency(settings, api_url: str, events: int, via: str) -> list[float]:
+    if via == "webhook":
+        return await webhook_latency(settings, api_url, events)
     user = create_user(settings, credits=events * 2 + 10)
     client = await acreate_client(api_url, api_key(settings, "anon"))
     await client.realtime.set_auth(user.access_token)
@@ -108,8 +150,9 @@ async def segbase_latency(settings, api_url: str, events: int, via: str) -> list
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=250)
-    parser.add_argument("--via", choices=["sql"], default="sql",
-                        help="sql: a committed UPDATE as service_role (the webhook path is not on main yet)")
+    parser.add_argument("--via", choices=["webhook", "sql"], default="webhook",
+                        help="webhook: POST process-webhook `done` (API → inbox → Celery worker → UPDATE); "
+                             "sql: a committed UPDATE as service_role")
     args = parser.parse_args()
 
     name = f"segbase_bench_rt_{uuid.uuid4().hex[:8]}"
@@ -122,6 +165,10 @@ def main() -> None:
         api = ApiProcess(settings).start()
         relay = SegbaseProcess(settings, "relay").start()
         processes += [api, relay]
+        if args.via == "webhook":
+            from tests.pipeline.conftest import start_worker
+
+            processes.append(start_worker(settings, "bench-worker"))
         wait_for(lambda: "relay active" in relay.log_text(), 30, message="relay active")
         bare_channel = settings.redis_key("bench", "bare")
         bare, port = start_bare_server(settings.redis_url, bare_channel)
@@ -129,8 +176,8 @@ def main() -> None:
         bare_samples = asyncio.run(bare_latency(port, settings.redis_url, bare_channel, args.events))
         asyncio.run(segbase_latency(settings, api.url, 20, args.via))  # warm-up
         ours = asyncio.run(segbase_latency(settings, api.url, args.events, args.via))
-        report = {"segbase_commit_to_callback": summary(ours), "bare_publish_to_receive": summary(bare_samples)}
-        report["ratio_p50"] = round(report["segbase_commit_to_callback"]["p50_ms"]
+        report = {"via": args.via, "segbase_to_callback": summary(ours), "bare_publish_to_receive": summary(bare_samples)}
+        report["ratio_p50"] = round(report["segbase_to_callback"]["p50_ms"]
                                     / report["bare_publish_to_receive"]["p50_ms"], 1)
         print(json.dumps(report, indent=2))
     finally:

@@ -140,3 +140,61 @@ class PhoenixSocket:
 
 def changes(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [m for m in messages if m["event"] == "postgres_changes"]
+
+
+# The pipeline's session worker (it consumes what the session's `segbase api` enqueues).
+from tests.pipeline.conftest import event_body, pipeline_worker, post_event  # noqa: E402,F401
+
+
+def submit_as_user(engine, user: TestUser, result_id: str, prompt: str = "a cat") -> None:
+    """Submit a result the way the data API does: as the user, under RLS and the reservation trigger."""
+    from sqlalchemy import text
+
+    from db.uow import Caller, unit_of_work
+
+    caller = Caller("authenticated", {"sub": user.id, "role": "authenticated", "aud": "authenticated"})
+    with unit_of_work(engine, caller) as uow:
+        uow.execute(text("insert into public.segmentation_results (id, source_image_url, text_prompt) "
+                         "values (cast(:id as uuid), 'https://img.example/in.png', :prompt)"),
+                    {"id": result_id, "prompt": prompt})
+
+
+def delete_as_user(engine, user: TestUser, result_id: str) -> None:
+    from sqlalchemy import text
+
+    from db.uow import Caller, unit_of_work
+
+    caller = Caller("authenticated", {"sub": user.id, "role": "authenticated", "aud": "authenticated"})
+    with unit_of_work(engine, caller) as uow:
+        assert uow.execute(text("delete from public.segmentation_results where id = cast(:id as uuid)"),
+                           {"id": result_id}).rowcount == 1
+
+
+def job_lifecycle(settings: Settings, engine, api_url: str, user: TestUser, watched: str) -> str:
+    """What the issue's client tests watch: a rolled-back submission (delivers nothing), an unwatched result,
+    then `watched` submitted by the user, moved to processing and done by process-webhook + the worker (which
+    charges the credit), and deleted by the user. Returns the unwatched result's id."""
+    import httpx
+
+    with pytest.raises(RuntimeError):
+        with psycopg.connect(libpq_url(settings.database_url)) as conn:
+            conn.execute("insert into public.segmentation_results (id, user_id, source_image_url, text_prompt) "
+                         "values (%s, %s, 'https://img.example/in.png', 'rolled back')", (str(uuid.uuid4()), user.id))
+            raise RuntimeError("roll back")
+    unwatched = str(uuid.uuid4())
+    submit_as_user(engine, user, unwatched, prompt="not watched")
+    submit_as_user(engine, user, watched, prompt="watched")
+
+    def status_is(wanted: str):
+        with psycopg.connect(libpq_url(settings.database_url)) as conn:
+            row = conn.execute("select status::text from public.segmentation_results where id = %s",
+                               (watched,)).fetchone()
+        return row and row[0] == wanted
+
+    with httpx.Client(timeout=30) as client:
+        for status in ("processing", "done"):
+            response = post_event(client, api_url, event_body(watched, status))
+            assert response.status_code in (200, 202), response.text
+            wait_for(lambda: status_is(status), 60, interval=0.1, message=f"result {status}")
+    delete_as_user(engine, user, watched)
+    return unwatched

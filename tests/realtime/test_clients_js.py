@@ -1,14 +1,13 @@
-"""supabase-js 2.119.0 (vsn 2.0.0) under Node against the live API + relay + Redis."""
+"""supabase-js 2.119.0 (vsn 2.0.0) under Node against the live API + relay + Redis, the job driven by
+/functions/v1/process-webhook and a `segbase worker`."""
 from __future__ import annotations
 
 import uuid
 
-import psycopg
 import pytest
 
-from db.migrate import libpq_url
 from tests.realtime.clients import NodeRealtimeClient, change_events
-from tests.realtime.conftest import insert_result, service_sql
+from tests.realtime.conftest import insert_result, job_lifecycle
 
 pytestmark = pytest.mark.node
 
@@ -16,8 +15,8 @@ RESULTS = {"event": "*", "schema": "public", "table": "segmentation_results"}
 PROFILE = {"event": "UPDATE", "schema": "public", "table": "users_profile"}
 
 
-def test_supabase_js_sees_its_jobs_and_credits_and_nothing_else(api_server, relay, settings, anon_key, user,
-                                                                other_user):
+def test_supabase_js_sees_its_jobs_and_credits_and_nothing_else(api_server, relay, pipeline_worker, settings, engine,
+                                                                anon_key, user, other_user):
     watched = str(uuid.uuid4())
     mine = NodeRealtimeClient(api_server.url, anon_key, user.access_token, [
         {"name": "jobs", "bindings": [RESULTS, PROFILE]},
@@ -27,19 +26,7 @@ def test_supabase_js_sees_its_jobs_and_credits_and_nothing_else(api_server, rela
     try:
         for client, channel in ((mine, "jobs"), (mine, "one-job"), (theirs, "jobs")):
             client.wait_subscribed(channel)
-        with pytest.raises(RuntimeError):  # a rolled-back job delivers nothing
-            with psycopg.connect(libpq_url(settings.database_url)) as conn:
-                conn.execute("insert into public.segmentation_results (id, user_id, source_image_url, text_prompt) "
-                             "values (%s, %s, 'https://example.com/a.png', 'rolled back')", (str(uuid.uuid4()), user.id))
-                raise RuntimeError("roll back")
-        other_job = insert_result(settings, user.id, prompt="not watched")
-        service_sql(settings, "insert into public.segmentation_results (id, user_id, source_image_url, text_prompt) "
-                              "values (%s, %s, 'https://example.com/b.png', 'watched')", (watched, user.id))
-        service_sql(settings, "update public.segmentation_results set status = 'processing' where id = %s", (watched,))
-        service_sql(settings, "update public.segmentation_results set status = 'done', "
-                              "mask_image_url = 'https://example.com/m.png' where id = %s", (watched,))
-        service_sql(settings, "update public.users_profile set credits = credits - 1 where id = %s", (user.id,))
-        service_sql(settings, "delete from public.segmentation_results where id = %s", (watched,))
+        other_job = job_lifecycle(settings, engine, api_server.url, user, watched)
 
         def on(channel: str):
             return lambda m: m["kind"] == "change" and m["channel"] == channel

@@ -1,16 +1,14 @@
-"""supabase-py 2.34.1 (`acreate_client`, realtime vsn 1.0.0) against the live API + relay + Redis."""
+"""supabase-py 2.34.1 (`acreate_client`, realtime vsn 1.0.0) against the live API + relay + Redis, the job driven
+by /functions/v1/process-webhook and a `segbase worker`."""
 from __future__ import annotations
 
 import asyncio
 import uuid
 
-import psycopg
-import pytest
 from realtime import RealtimeSubscribeStates
 from supabase import acreate_client
 
-from db.migrate import libpq_url
-from tests.realtime.conftest import insert_result, service_sql
+from tests.realtime.conftest import job_lifecycle
 
 RESULTS = dict(schema="public", table="segmentation_results")
 
@@ -45,8 +43,8 @@ async def drain(queue: asyncio.Queue, seconds: float) -> list:
     return found
 
 
-async def test_supabase_py_sees_its_jobs_and_credits_and_nothing_else(api_server, relay, settings, anon_key, user,
-                                                                      other_user):
+async def test_supabase_py_sees_its_jobs_and_credits_and_nothing_else(api_server, relay, pipeline_worker, settings,
+                                                                      engine, anon_key, user, other_user):
     watched = str(uuid.uuid4())
     mine, theirs = asyncio.Queue(), asyncio.Queue()
     client = await signed_in_client(api_server.url, anon_key, user.access_token)
@@ -57,23 +55,7 @@ async def test_supabase_py_sees_its_jobs_and_credits_and_nothing_else(api_server
         await subscribed_channel(client, "one-job", [dict(event="*", filter=f"id=eq.{watched}", **RESULTS)], mine)
         await subscribed_channel(other, "jobs", [dict(event="*", **RESULTS)], theirs)
 
-        def write() -> str:
-            with pytest.raises(RuntimeError):  # a rolled-back transaction delivers nothing
-                with psycopg.connect(libpq_url(settings.database_url)) as conn:
-                    conn.execute("insert into public.segmentation_results (id, user_id, source_image_url) "
-                                 "values (%s, %s, 'https://example.com/a.png')", (str(uuid.uuid4()), user.id))
-                    raise RuntimeError("roll back")
-            unwatched = insert_result(settings, user.id)
-            service_sql(settings, "insert into public.segmentation_results (id, user_id, source_image_url) "
-                                  "values (%s, %s, 'https://example.com/b.png')", (watched, user.id))
-            service_sql(settings, "update public.segmentation_results set status = 'processing' where id = %s",
-                        (watched,))
-            service_sql(settings, "update public.segmentation_results set status = 'done' where id = %s", (watched,))
-            service_sql(settings, "update public.users_profile set credits = credits - 1 where id = %s", (user.id,))
-            service_sql(settings, "delete from public.segmentation_results where id = %s", (watched,))
-            return unwatched
-
-        unwatched = await asyncio.to_thread(write)
+        unwatched = await asyncio.to_thread(job_lifecycle, settings, engine, api_server.url, user, watched)
         jobs, narrowed = [], []
         while not jobs or jobs[-1]["data"]["type"] != "DELETE":
             name, payload = await asyncio.wait_for(mine.get(), 15)
