@@ -22,6 +22,7 @@ from db.engine import authenticator_url, create_app_engine
 from db.outbox import NOTIFY_CHANNEL, RELAY_LOCK_KEY, TableCatalog, event_message, mark_sent, prune_sent, read_unsent
 from db.uow import Caller, unit_of_work
 from schemas.settings import Settings
+from segbase.metrics import OUTBOX_PUBLISHED
 
 log = logging.getLogger("segbase.relay")
 
@@ -64,6 +65,7 @@ class Relay:
             pipe.execute()
             mark_sent(uow, [row.id for row in rows])
         self.published += len(rows)
+        OUTBOX_PUBLISHED.inc(len(rows))
         return len(rows)
 
     def prune(self) -> None:

@@ -15,6 +15,7 @@ from api.identity import TokenError, resolve_caller
 from api.realtime import protocol
 from api.realtime.hub import Channel, Hub
 from db.uow import Caller
+from segbase.metrics import WS_CONNECTIONS, WS_DROPPED
 
 log = logging.getLogger("segbase.realtime")
 
@@ -61,6 +62,7 @@ class Connection:
             self.queue.put_nowait(frame)
             return True
         except queue.Full:
+            WS_DROPPED.inc()
             self.abort(f"send queue overflowed ({self.settings.realtime_send_queue_size} frames): "
                        "the client is not reading fast enough")
             return False
@@ -127,6 +129,7 @@ class Connection:
         self._writer = threading.Thread(target=self._write_forever, name="realtime-writer", daemon=True)
         self._writer.start()
         timeout = self.settings.realtime_heartbeat_timeout_seconds
+        WS_CONNECTIONS.inc()
         try:
             while not self.closing:
                 text = self.ws.receive(timeout=timeout)
@@ -144,6 +147,7 @@ class Connection:
         except ConnectionClosed:
             pass
         finally:
+            WS_CONNECTIONS.dec()
             self.closing = True
             for channel in list(self.channels.values()):
                 self.hub.unregister(channel)

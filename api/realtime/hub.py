@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from api.realtime import protocol
 from db.uow import Caller
 from schemas.settings import Settings
+from segbase.metrics import WS_FRAMES
 
 if TYPE_CHECKING:
     from api.realtime.connection import Connection
@@ -233,4 +234,6 @@ class Hub:
             except Exception:
                 log.exception("realtime delivery to one channel failed")
         self.frames_queued += queued
+        if queued:
+            WS_FRAMES.labels(change.get("type") or "unknown").inc(queued)
         return queued

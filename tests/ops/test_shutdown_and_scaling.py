@@ -239,3 +239,37 @@ def test_three_workers_and_two_api_processes_apply_a_doubled_burst_exactly_once(
     finally:
         for process in [*apis, *workers]:
             process.stop()
+
+
+def test_relay_and_websocket_metrics(ops_db, service_key):
+    settings, _, owner_conn = ops_db
+    relay_port = free_port()
+    own = own_settings(settings, "wm", relay_metrics_port=relay_port)
+    api = ApiProcess(own).start()
+    relay = SegbaseProcess(own, "relay", name="wm-relay").start()
+    socket = None
+    try:
+        wait_relay_active(relay)
+        socket = PhoenixSocket(api.url, service_key)
+        joined = socket.join("realtime:ops-metrics", [{"event": "*", "schema": "public",
+                                                       "table": "segmentation_results"}], service_key)
+        assert joined["payload"]["status"] == "ok", joined
+        user = create_user(settings, credits=5)
+        result = owner_conn.execute("insert into public.segmentation_results (user_id, source_image_url) "
+                                    "values (%s, 'https://img.example/in.png') returning id::text",
+                                    (user.id,)).fetchone()[0]
+        socket.wait(lambda m: m["event"] == "postgres_changes"
+                    and m["payload"]["data"]["record"]["id"] == result)
+
+        api_metrics = httpx.get(f"{api.url}/metrics").text
+        assert "segbase_websocket_connections 1.0" in api_metrics
+        assert 'segbase_websocket_frames_sent_total{event="INSERT"}' in api_metrics
+        relay_metrics = httpx.get(f"http://127.0.0.1:{relay_port}/metrics").text
+        published = [line for line in relay_metrics.splitlines()
+                     if line.startswith("segbase_outbox_events_published_total ")]
+        assert published and float(published[0].split()[-1]) >= 1
+    finally:
+        if socket is not None:
+            socket.close()
+        relay.stop()
+        api.stop()
