@@ -5,6 +5,8 @@ socket. Design and delivery contract: docs/REALTIME.md.
 """
 from __future__ import annotations
 
+import resource
+
 from flask import Flask, jsonify, request
 from flask_sock import Sock
 
@@ -42,10 +44,23 @@ def _refuse_before_upgrade():
     return None
 
 
+def raise_fd_limit() -> int:
+    """Every idle socket is a file descriptor: lift this process's soft RLIMIT_NOFILE to its hard limit (the
+    operator sets the hard limit, e.g. `LimitNOFILE=` in systemd or `ulimit -Hn`; see docs/REALTIME.md)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            return soft
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def init_app(app: Flask) -> None:
     """Register the WebSocket route."""
     from api.realtime.connection import Connection
 
+    raise_fd_limit()
     sock = Sock(app)
     app.before_request(_refuse_before_upgrade)
 
