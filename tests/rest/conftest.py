@@ -25,12 +25,14 @@ class Seeded:
     projects: list[str] = field(default_factory=list)
     results: list[str] = field(default_factory=list)
     usage: list[str] = field(default_factory=list)
+    base: datetime | None = None  # results[i] was created at base + i minutes
 
 
 def seed(settings, user: TestUser, *, results: int = 3, prompt_prefix: str = "cat") -> Seeded:
     """Two projects, `results` results (the newest first has a null text_prompt) and one usage row."""
-    data = Seeded(user)
-    base = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    # recent, whole-second timestamps: old pending rows would look stuck to the pipeline's reconcile job
+    base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=30)
+    data = Seeded(user, base=base)
     with psycopg.connect(libpq_url(settings.database_url), autocommit=True) as conn:
         with conn.transaction():
             conn.execute("set local session_replication_role = replica")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import timedelta
+from urllib.parse import quote
 
 import jwt
 import psycopg
@@ -43,7 +45,7 @@ def test_comparison_filters(http, rest_url, alice, anon_key) -> None:
     first = alice.results[0]
     assert [r["id"] for r in get(http, rest_url, RESULTS, h, select="id", id=f"eq.{first}").json()] == [first]
     assert first not in [r["id"] for r in get(http, rest_url, RESULTS, h, select="id", id=f"neq.{first}").json()]
-    created = "2026-01-01T00:02:00+00:00"
+    created = (alice.base + timedelta(minutes=2)).isoformat()
     counts = {op: len(get(http, rest_url, RESULTS, h, select="id", created_at=f"{op}.{created}").json())
               for op in ("gt", "gte", "lt", "lte")}
     assert counts == {"gt": 2, "gte": 3, "lt": 2, "lte": 3}
@@ -59,8 +61,8 @@ def test_comparison_filters(http, rest_url, alice, anon_key) -> None:
     assert get(http, rest_url, RESULTS, h, status="in.()").json() == []
     assert len(get(http, rest_url, RESULTS, h, labels='cs.["label1"]').json()) == 1
     # repeated keys are ANDed
-    both = http.get(f"{rest_url}/{RESULTS}?created_at=gt.2026-01-01T00:00:00%2B00:00"
-                    f"&created_at=lt.2026-01-01T00:04:00%2B00:00", headers=h).json()
+    start, end = (quote((alice.base + timedelta(minutes=m)).isoformat()) for m in (0, 4))
+    both = http.get(f"{rest_url}/{RESULTS}?created_at=gt.{start}&created_at=lt.{end}", headers=h).json()
     assert len(both) == 3
 
 

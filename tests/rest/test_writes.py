@@ -273,7 +273,16 @@ def test_rpc_get_refuses_volatile_and_trigger_rules_keep_their_code(http, rest_u
               language sql stable as $$ select * from public.projects $$;
             notify pgrst, 'reload schema';
         """)
-    h = headers(carol.user, anon_key)
+    try:
+        check_rpc_rules(http, rest_url, headers(carol.user, anon_key), suffix, carol)
+    finally:  # the session database is shared: leave no function anon/authenticated could execute
+        with psycopg.connect(libpq_url(settings.database_url), autocommit=True) as conn:
+            for name in ("rule", "raise", "void", "rows"):
+                conn.execute(f"drop function if exists public.rest_test_{name}_{suffix}")
+            conn.execute("notify pgrst, 'reload schema'")
+
+
+def check_rpc_rules(http, rest_url, h, suffix, carol) -> None:
     rule = http.post(f"{rest_url}/rpc/rest_test_rule_{suffix}", json={}, headers=h)
     assert rule.status_code == 402 and rule.json() == {"code": "insufficient_credits", "message": "Not enough credits",
                                                       "details": "needs 1", "hint": None}
