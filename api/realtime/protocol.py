@@ -68,8 +68,11 @@ def _ref(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps(separators=...) builds one per call
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 def encode(vsn: str, topic: str, event: str, payload: Any, ref: str | None = None,
@@ -87,7 +90,7 @@ def reply(vsn: str, message: Message, status: str, response: dict[str, Any]) -> 
 
 def change_frame(vsn: str, topic: str, ids: list[int], data_json: str) -> str:
     """A postgres_changes push, with `data` already serialized once per event and role (the hot path)."""
-    payload = '{"ids":' + _dumps(ids) + ',"data":' + data_json + "}"
+    payload = '{"ids":[' + ",".join(map(str, ids)) + '],"data":' + data_json + "}"
     if vsn == VSN_ARRAYS:
         return '[null,null,' + _dumps(topic) + ',"postgres_changes",' + payload + "]"
     return '{"topic":' + _dumps(topic) + ',"event":"postgres_changes","payload":' + payload + ',"ref":null}'
