@@ -163,3 +163,25 @@ def test_signed_up_users_token_resolves(gotrue, settings, engine, anon_key):
     session = gotrue.signup(new_email()).json()
     caller = resolve_caller(apikey=anon_key, bearer=session["access_token"], settings=settings, engine=engine)
     assert caller.user_id == session["user"]["id"] and caller.claims["session_id"]
+
+
+def _realtime_join_status(api_server, anon_key, token: str) -> str:
+    from websockets.sync.client import connect
+
+    url = api_server.url.replace("http://", "ws://") + f"/realtime/v1/websocket?apikey={anon_key}&vsn=1.0.0"
+    with connect(url, open_timeout=10) as ws:
+        ws.send(json.dumps({"topic": "realtime:auth-probe", "event": "phx_join", "ref": "1", "join_ref": "1",
+                            "payload": {"config": {"postgres_changes": []}, "access_token": token}}))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            frame = json.loads(ws.recv(timeout=10))
+            if frame.get("event") == "phx_reply" and frame.get("ref") == "1":
+                return frame["payload"]["status"]
+    raise AssertionError("no join reply")
+
+
+def test_forged_tokens_are_refused_on_realtime(api_server, anon_key, victim, forged):
+    if _realtime_join_status(api_server, anon_key, victim.access_token) != "ok":
+        pytest.skip("/realtime/v1 does not accept joins on this build yet")
+    for name, token in forged.items():
+        assert _realtime_join_status(api_server, anon_key, token) == "error", name
