@@ -176,7 +176,7 @@ def test_worker_ping_answers_for_a_live_worker_only(ops_stack, settings):
     from tests.ops.test_health_and_status import run_segbase
 
     alive = run_segbase(settings.model_copy(update={"instance_id": f"{settings.instance_id}cl"}),
-                        "worker-ping", "--timeout", "5")
+                        "worker-ping", "--timeout", "2")
     assert alive.returncode == 0 and json.loads(alive.stdout), alive.stdout + alive.stderr
     nobody = run_segbase(settings.model_copy(update={"instance_id": f"{settings.instance_id}none"}),
                          "worker-ping", "--timeout", "1")

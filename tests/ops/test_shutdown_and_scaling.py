@@ -209,7 +209,7 @@ def test_three_workers_and_two_api_processes_apply_a_doubled_burst_exactly_once(
                        for n in range(3))
         for worker in workers:
             wait_for(lambda w=worker: "ready" in w.log_text() or not w.alive(), timeout=60, message="worker start")
-        users = [create_user(settings, credits=40) for _ in range(4)]
+        users = [create_user(settings, credits=40) for _ in range(3)]
         results = [rid for user in users for rid in submit_results(engine, user, 40)]
         # Every event goes to both API processes at once: one stores it, the other answers duplicate.
         posts = [(i, event_body(rid)) for rid in results for i in (0, 1)]
@@ -241,8 +241,10 @@ def test_three_workers_and_two_api_processes_apply_a_doubled_burst_exactly_once(
             process.stop()
 
 
-def test_relay_and_websocket_metrics(ops_db, service_key):
-    settings, _, owner_conn = ops_db
+def test_cleanup_deletions_reach_subscribers_and_metrics_count_the_frames(ops_db, service_key):
+    from db import maintenance
+
+    settings, engine, owner_conn = ops_db
     relay_port = free_port()
     own = own_settings(settings, "wm", relay_metrics_port=relay_port)
     api = ApiProcess(own).start()
@@ -264,6 +266,18 @@ def test_relay_and_websocket_metrics(ops_db, service_key):
         api_metrics = httpx.get(f"{api.url}/metrics").text
         assert "segbase_websocket_connections 1.0" in api_metrics
         assert 'segbase_websocket_frames_sent_total{event="INSERT"}' in api_metrics
+        # A cleanup's deletions are ordinary DELETEs: the owner's subscribers get them like any other change.
+        expired = owner_conn.execute(
+            "insert into public.segmentation_results (user_id, source_image_url, status, created_at) "
+            "values (%s, 'https://img.example/in.png', 'done', now() - interval '30 days') returning id::text",
+            (user.id,)).fetchone()[0]
+        with maintenance.cleanup_lock(engine):
+            maintenance.run_cleanup(engine, batch_size=100, inbox_retention_days=30, outbox_retention_hours=24)
+        deleted = socket.wait(lambda m: m["event"] == "postgres_changes"
+                              and m["payload"]["data"]["type"] == "DELETE")
+        assert deleted["payload"]["data"]["old_record"] == {"id": expired}
+        assert 'segbase_websocket_frames_sent_total{event="DELETE"}' in httpx.get(f"{api.url}/metrics").text
+
         relay_metrics = httpx.get(f"http://127.0.0.1:{relay_port}/metrics").text
         published = [line for line in relay_metrics.splitlines()
                      if line.startswith("segbase_outbox_events_published_total ")]
