@@ -95,6 +95,13 @@ class Figures:
 
 
 def figures(conn: psycopg.Connection, result_ids: list[str]) -> Figures:
+    """Statuses, inbox states and charges read from ONE snapshot, so the three always agree."""
+    with conn.transaction():
+        conn.execute("set transaction isolation level repeatable read, read only")
+        return _figures_in_snapshot(conn, result_ids)
+
+
+def _figures_in_snapshot(conn: psycopg.Connection, result_ids: list[str]) -> Figures:
     statuses = dict(conn.execute(
         "select status::text, count(*) from public.segmentation_results where id = any(%s::uuid[]) group by 1",
         (result_ids,)).fetchall())
