@@ -202,18 +202,21 @@ class Connection:
         if not topic.startswith(protocol.TOPIC_PREFIX):
             self.send_reply(message, "error", {"reason": "unmatched topic"})
             return
-        try:
-            caller, expires_at, session_id = self.authorize(message.payload.get("access_token"))
-        except TokenError as exc:
-            self.send_reply(message, "error", {"reason": token_error_reason(exc)})
-            return
         config = message.payload.get("config") or {}
         try:
+            caller, expires_at, session_id = self.authorize(message.payload.get("access_token"))
             if not isinstance(config, dict):
                 raise protocol.ProtocolError("config must be an object")
             bindings = protocol.parse_bindings(config.get("postgres_changes"), self.hub.published_tables())
+        except TokenError as exc:
+            self.send_reply(message, "error", {"reason": token_error_reason(exc)})
+            return
         except protocol.ProtocolError as exc:
             self.send_reply(message, "error", {"reason": exc.reason})
+            return
+        except Exception:  # the database is unreachable: refuse this join (the client retries), keep the socket
+            log.exception("realtime join failed")
+            self.send_reply(message, "error", {"reason": "UnableToConnectToProject: the database is unavailable"})
             return
         channel = Channel(self, topic, message.join_ref or message.ref, bindings, caller, expires_at, session_id)
         self.channels[topic] = channel
