@@ -29,8 +29,9 @@ def py_spy_path() -> str | None:
 
 
 class Sampler:
-    """`py-spy record --idle --subprocesses` on one process tree for `seconds`, in the background; `.summary()`
-    then classifies every sample by the innermost frame that belongs to a known layer."""
+    """`py-spy record --subprocesses` on one process tree for `seconds`, in the background: on-CPU samples only
+    (with `idle=True`, waiting threads too). `.summary()` classifies every sample by the innermost frame that
+    belongs to a known layer."""
 
     LAYERS = (  # checked from the innermost frame outwards; the first match names the sample
         ("PostgreSQL round trips (psycopg)", ("psycopg",)),
@@ -45,13 +46,14 @@ class Sampler:
         ("segbase code", ("/api/", "/db/", "/workers/", "/schemas/", "/segbase/")),
     )
 
-    def __init__(self, pid: int, seconds: float, rate: int = 97) -> None:
+    def __init__(self, pid: int, seconds: float, rate: int = 97, idle: bool = False) -> None:
         self.pid = pid
         self.out = Path(tempfile.mkstemp(prefix=f"segbase-pyspy-{pid}-", suffix=".txt")[1])
         exe = py_spy_path()
         self.proc = None
         if exe:
-            self.proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--idle", "--subprocesses",
+            self.proc = subprocess.Popen([exe, "record", "--pid", str(pid), *(["--idle"] if idle else []),
+                                          "--subprocesses",
                                           "--nonblocking", "--rate", str(rate), "--duration", str(int(seconds)),
                                           "--format", "raw", "--output", str(self.out)],
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -117,3 +119,38 @@ def _short(frame: str) -> str:
     name, _, where = frame.partition(" (")
     module = where.rsplit("/", 1)[-1].split(":")[0]
     return f"{name} ({module})" if module else name
+
+
+CLOCK_TICKS = __import__("os").sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time consumed so far by these processes (all their threads), from /proc."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited: its time is lost to the accounting, say so where it matters
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / CLOCK_TICKS
+
+
+class CpuMeter:
+    """CPU seconds per named group of processes between `start()` and `stop()`."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+        self.before: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+
+    def start(self) -> CpuMeter:
+        self.before = {name: cpu_seconds(pids) for name, pids in self.groups.items()}
+        return self
+
+    def stop(self) -> dict[str, float]:
+        self.used = {name: cpu_seconds(pids) - self.before[name] for name, pids in self.groups.items()}
+        return self.used
+
+    def per_event_ms(self, events: int) -> dict[str, float]:
+        return {name: round(1000 * used / max(events, 1), 2) for name, used in self.used.items()}

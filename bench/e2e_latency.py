@@ -16,12 +16,15 @@ import uuid
 import httpx
 
 from bench.common import Sampler, latency_summary, percentile
-from bench.pipeline import done_body
+from bench.pipeline import done_body, post_event
 from bench.stack import WEBHOOK_KEY, Stack, pretty
 from bench.wsclient import receive, subscribe
 
 SUBSCRIBERS = 10  # users, one socket each; the events are spread over them
-DELIVERY_TIMEOUT_S = 90  # after the last POST; what has not arrived by then counts as not delivered
+DELIVERY_TIMEOUT_S = 60  # after the last POST; what has not arrived by then counts as not delivered
+# Open loop, but at most this many POSTs in flight (= the client's connections): beyond it httpx's pool spends
+# its time re-scanning thousands of queued requests and the load generator, not the server, becomes the limit.
+MAX_IN_FLIGHT = 100
 
 
 API_WORK = ("process_webhook (", "dispatch (api/realtime/hub.py", "_write_forever (")
@@ -46,14 +49,18 @@ async def one_rate(stack: Stack, users, results: list[str], rate: int, profile_s
     receivers = [asyncio.create_task(receive(ws, on_record, time.perf_counter)) for ws in sockets]
     statuses: dict[int, int] = {}
     lags: list[float] = []
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    retried: list[str] = []
+    limits = httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT)
     async with httpx.AsyncClient(base_url=stack.url, limits=limits, timeout=30,
                                  headers={"X-API-Key": WEBHOOK_KEY}) as client:
+        in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+
         async def post(result_id: str, due: float) -> None:
-            start = time.perf_counter()
-            lags.append(start - due)
-            sent[result_id] = start
-            response = await client.post("/functions/v1/process-webhook", json=done_body(result_id))
+            async with in_flight:  # a server that falls behind shows as send lag, not as a client meltdown
+                start = time.perf_counter()
+                lags.append(start - due)
+                sent[result_id] = start
+                response = await post_event(client, done_body(result_id), retried)
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
 
         tasks = []
@@ -84,10 +91,10 @@ async def one_rate(stack: Stack, users, results: list[str], rate: int, profile_s
     delivered_wall = (max(arrived.values()) - first) if arrived else 0
     delivered_rate = len(arrived) / delivered_wall if delivered_wall else 0.0
     summary = latency_summary(latencies)
-    sustained = (statuses.get(202, 0) == len(results) and len(arrived) == len(results)
+    sustained = (statuses.get(202, 0) + statuses.get(200, 0) == len(results) and len(arrived) == len(results)
                  and percentile(lags, 99) < 0.1 and delivered_rate >= 0.95 * rate)
     out = {"offered_per_s": rate, "events": len(results), "sent_wall_s": round(offered_wall, 2),
-           "statuses": statuses, "delivered": len(arrived), "delivered_per_s": round(delivered_rate, 1),
+           "statuses": statuses, "transport_retries": len(retried), "delivered": len(arrived), "delivered_per_s": round(delivered_rate, 1),
            "send_lag_p99_ms": round(percentile(lags, 99) * 1000, 1), **summary, "sustained": sustained}
     if samplers:
         out["profiles"] = {name: sampler.summary(markers) for name, sampler, markers in samplers}

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from bench.common import Sampler, latency_summary
+from bench.common import CpuMeter, Sampler, latency_summary
 from bench.stack import WEBHOOK_KEY, Stack, pretty
 from schemas.webhook import WebhookEvent
 
@@ -88,6 +88,32 @@ def run_pgbench(stack: Stack, *, clients: int, transactions: int, attempt: bool)
             "failed": int(failed.group(1)) if failed else 0}
 
 
+def process_groups(stack: Stack) -> dict[str, list[int]]:
+    """The stack's processes by role, and the PostgreSQL backends serving this database (pooled, so they live
+    through the run)."""
+    from bench.stack import descendants
+
+    with stack.owner() as conn:
+        backends = dict(conn.execute(
+            "select pid, coalesce(nullif(application_name, ''), usename::text) from pg_stat_activity "
+            "where datname = current_database() and pid <> pg_backend_pid()").fetchall())
+    mains = [w.pid for w in stack.worker_processes]
+    groups = {"load generator (bench process: httpx client, progress poll)": [os.getpid()],
+              "api": [stack.api.pid, *descendants(stack.api.pid)],
+              "celery worker main processes (consumer)": mains,
+              "celery pool processes (tasks)": [p for p in stack.celery_pids() if p not in mains]}
+    if stack.relay:
+        relay = stack.relay_process()
+        groups["relay"] = [relay.pid, *descendants(relay.pid)]
+    groups["postgres backends (api)"] = [p for p, app in backends.items() if app.startswith("segbase-api")
+                                         or app == "segbase"]
+    groups["postgres backends (workers)"] = [p for p, app in backends.items() if app.startswith("segbase-worker")]
+    groups["postgres backends (relay)"] = [p for p, app in backends.items() if app.startswith("segbase-relay")]
+    named = {p for key, pids in groups.items() if key.startswith("postgres") for p in pids}
+    groups["postgres backends (other: progress poll, owner)"] = [p for p in backends if p not in named]
+    return groups
+
+
 class Progress:
     """Polls the inbox: how many of the run's events reached a final state, and when the last one did."""
 
@@ -114,13 +140,28 @@ class Progress:
                 self.series.append((time.perf_counter(), self.final))
                 if self.final >= len(self.result_ids):
                     return
-                time.sleep(0.2)
+                time.sleep(0.5)
+
+
+async def post_event(client: httpx.AsyncClient, body: dict, retried: list[str]) -> httpx.Response:
+    """POST one event; on a transport error (a keep-alive connection the server closed, a reset) send it again,
+    as a webhook sender does — the repeat is idempotent (stored once; answered 200 duplicate if the first got in)."""
+    for attempt in range(5):
+        try:
+            return await client.post("/functions/v1/process-webhook", json=body)
+        except httpx.TransportError as exc:
+            retried.append(type(exc).__name__)
+            if attempt == 4:
+                raise
+            await asyncio.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 async def post_all(url: str, bodies: list[dict], concurrency: int) -> dict:
     """POST every body with `concurrency` connections; returns status counts, latencies and wall time."""
     statuses: dict[int, int] = {}
     latencies: list[float] = []
+    retried: list[str] = []
     queue = iter(bodies)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
@@ -129,14 +170,14 @@ async def post_all(url: str, bodies: list[dict], concurrency: int) -> dict:
         async def sender() -> None:
             for body in queue:
                 t0 = time.perf_counter()
-                response = await client.post("/functions/v1/process-webhook", json=body)
+                response = await post_event(client, body, retried)
                 latencies.append(time.perf_counter() - t0)
                 statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
 
         started = time.perf_counter()
         await asyncio.gather(*(sender() for _ in range(concurrency)))
     return {"statuses": statuses, "latency": latency_summary(latencies), "started": started,
-            "ended": time.perf_counter()}
+            "ended": time.perf_counter(), "transport_retries": len(retried)}
 
 
 def run(stack: Stack, *, events: int = 20_000, concurrency: int = 32, reference_events: int = 8000,
@@ -149,6 +190,12 @@ def run(stack: Stack, *, events: int = 20_000, concurrency: int = 32, reference_
     reference_two_tx = run_pgbench(stack, clients=clients, transactions=per_client, attempt=True)
     stack.wait_outbox_drained()
 
+    # Warm-up: fills the API's and workers' connection pools (their backends are then counted by the CPU meter).
+    warm_users = stack.bulk_users(1, credits=10_000, tokens=False)
+    warm = [r for ids in stack.pending_results(warm_users, max(concurrency * 4, 8)).values() for r in ids]
+    asyncio.run(post_all(stack.url, [done_body(r) for r in warm], concurrency))
+    stack.wait_inbox_drained()
+
     users = stack.bulk_users(max(1, events // 100), credits=10_000, tokens=False)
     by_user = stack.pending_results(users, 100)
     result_ids = [r for ids in by_user.values() for r in ids][:events]
@@ -159,6 +206,8 @@ def run(stack: Stack, *, events: int = 20_000, concurrency: int = 32, reference_
                                       ([u.id for u in users],)).fetchone()[0]
     bodies = [done_body(r) for r in result_ids]
 
+    meter = CpuMeter(process_groups(stack)).start()
+    wall0 = time.perf_counter()
     progress = Progress(stack, result_ids).start()
     samplers: list[tuple[str, Sampler]] = []
     if profile_seconds:
@@ -170,6 +219,8 @@ def run(stack: Stack, *, events: int = 20_000, concurrency: int = 32, reference_
     progress.thread.join(timeout=1800)
     progress.stop.set()
     finished = next((t for t, n in progress.series if n >= len(result_ids)), None)
+    meter.stop()
+    wall = time.perf_counter() - wall0
     if profile_seconds:
         delay.join()
 
@@ -181,7 +232,7 @@ def run(stack: Stack, *, events: int = 20_000, concurrency: int = 32, reference_
         credits_after = conn.execute("select sum(credits) from public.users_profile where id = any(%s::uuid[])",
                                      ([u.id for u in users],)).fetchone()[0]
 
-    accepted = posted["statuses"].get(202, 0)
+    accepted = posted["statuses"].get(202, 0) + posted["statuses"].get(200, 0)  # 200 = a retried POST got in
     post_wall = posted["ended"] - posted["started"]
     applied_wall = (finished - posted["started"]) if finished else None
     applied_per_s = round(len(result_ids) / applied_wall, 1) if applied_wall else 0.0
@@ -193,11 +244,14 @@ def run(stack: Stack, *, events: int = 20_000, concurrency: int = 32, reference_
     return {
         "events": len(result_ids), "users": len(users), "concurrency": concurrency,
         "worker_processes": len(stack.worker_processes), "worker_concurrency": stack.worker_concurrency,
-        "statuses": posted["statuses"], "post_latency": posted["latency"],
+        "statuses": posted["statuses"], "transport_retries": posted["transport_retries"],
+        "post_latency": posted["latency"],
         "accepted_per_s": round(accepted / post_wall, 1),
         "applied_per_s": applied_per_s, "applied_wall_s": round(applied_wall, 1) if applied_wall else None,
         "drain_rate_after_posting_per_s": drain_rate,
         "inbox_states": states, "charges": charges, "credits_spent": credits_before - credits_after,
+        "cpu_ms_per_event": meter.per_event_ms(len(result_ids)),
+        "cpu_ms_per_event_whole_machine": round(1000 * wall * (os.cpu_count() or 1) / len(result_ids), 2),
         "pgbench": reference, "pgbench_with_attempt_tx": reference_two_tx,
         "ratio_applied_vs_pgbench": round(applied_per_s / reference["tps"], 3),
         "ratio_applied_vs_pgbench_with_attempt_tx": round(applied_per_s / reference_two_tx["tps"], 3),

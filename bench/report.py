@@ -18,13 +18,82 @@ pgbench -n -M extended -f bench/event_tx.sql -D attempt=0 -c 4 -t 2000 -U authen
 """
 
 STRUCTURE = """\
-How to read the profiles: py-spy samples every thread of the process tree ~97 times a second, idle threads
-included (`--idle`). A sample is "busy" when its stack holds the path's own work (the Celery task
-`apply_webhook_event`, the view `process_webhook`, the hub's `dispatch`/the sockets' `_write_forever`, the relay's
-`publish_batch`, flask's `dispatch_request`, the sign-in view and argon2). "busy by layer" splits those samples by
-the innermost frame that belongs to a known layer: "PostgreSQL round trips" is time inside psycopg, mostly waiting
-for the server's answer (statement execution and the commit's WAL flush); gevent's own hub shows as idle. The
-share of busy samples per process says how much of the time a worker process actually worked."""
+How to read the profiles: py-spy samples the on-CPU stack of every thread of the process tree (~97 times a
+second). A sample is "busy" when its stack holds the path's own work (the Celery task `apply_webhook_event`, the
+view `process_webhook`, the hub's `dispatch` and the sockets' `_write_forever`, the relay's `publish_batch`,
+flask's `dispatch_request`, the sign-in view and argon2); the rest is the machinery around it (for a Celery
+worker: the consumer receiving, dispatching and acknowledging messages). "Busy share per process" = of that
+process's CPU samples, how many were the path's work; "busy time by layer" splits those by the innermost frame
+that belongs to a known layer ("PostgreSQL round trips" = CPU inside psycopg: encoding, sending, parsing)."""
+
+
+METHOD = """\
+- **Pipeline.** `done` events for users × 100 pending results (bulk-created as the owner with every trigger on,
+  so each result carries its reservation), POSTed to `/functions/v1/process-webhook` by an asyncio httpx client
+  with the stated number of connections (X-API-Key, no signature), after a warm-up of 4 × concurrency events.
+  accepted/s = 2xx answers ÷ posting wall time (a POST that hit a transport error — a keep-alive connection the
+  server had closed — is sent again, as a webhook sender would: 200 duplicate if the first got in; counted as
+  `transport_retries`); applied/s = events ÷ time from the first POST until the last
+  inbox row is final (polled every 0.5 s). Reference: `pgbench -M extended -f bench/event_tx.sql` on the same
+  database as `authenticator`, clients = worker processes × concurrency (2 × 2 = 4), the server's
+  `synchronous_commit` (the workers do not change it). `attempt=0` runs the one transaction the worker commits to
+  apply an event (`internal.apply_webhook_event`: inbox update, result update with its triggers — status machine,
+  charge = usage_logs row + credit decrement, realtime outbox row); `attempt=1` adds the worker's separately
+  committed `internal.begin_webhook_attempt`, i.e. all the SQL the worker runs per event. The event id comes
+  from a one-row index read in `bench.event_queue`, outside the transactions (what the Celery message carries).
+  CPU per event: utime + stime from /proc for each process group (PostgreSQL backends found by
+  application_name in pg_stat_activity after the warm-up) over the measured run ÷ events.
+- **End-to-end.** 10 users, one socket each (raw `websockets` client, vsn 1.0.0, an UPDATE binding filtered by
+  `user_id`), open-loop POSTs at the offered rate for the stated seconds; latency = the POST leaving → the `done`
+  UPDATE frame received. Sustained = every POST answered 202, every UPDATE delivered, send-schedule lag p99
+  < 100 ms and delivery ≥ 95 % of the offered rate. The backlog is drained between rates.
+- **Fan-out.** Users with live sessions and minted access tokens, `per_user` sockets each spread over several
+  client processes (asyncio + websockets), each joined to its user's results (`user_id=eq.<uid>`). The owner
+  commits plain UPDATEs of `text_prompt` = the wall time before the commit, 50 transactions/s of rate/50 rows;
+  latency = receive time − that time (one clock). Memory per connection = growth of the gunicorn worker's RSS
+  from before the sockets opened to after every join was acknowledged, ÷ sockets. Reference:
+  bench/realtime_bare_server.py `/echo` (same gunicorn + gevent), the same number of sockets each echoing one
+  timestamped frame every sockets ÷ frames/s seconds (staggered), so it moves the same frames/s; latency =
+  round trip.
+- **RLS.** tests/rest/bulk.py loads users × 100 results as the owner with `session_replication_role = replica`
+  for that one transaction (user triggers — sign-up profile, reservation, outbox — are skipped for the load
+  only), then ANALYZE. On one `authenticator` connection, each iteration runs both queries in alternating order,
+  each in its own transaction after `set_config('role', …)` + claims as the API does, timing only the (prepared)
+  SELECT. /rest/v1: sequential keep-alive GETs `select=*&order=created_at.desc&limit=20` with user JWTs.
+- **Auth.** bench/auth_bench.py's `sign_in_load` (threads × httpx, password grant) and `raw_hashes_per_second`
+  (argon2-cffi with the server's parameters from api.auth.passwords) on the bench stack; token verification
+  timed in-process on api.identity (`decode_token`; `resolve_caller` = what every request pays, with its session
+  check).
+- Profiles: py-spy 0.4.3 `record --subprocesses` (on-CPU samples), started a couple of seconds into each load."""
+
+PIPELINE_ADVICE = """\
+Where the pipeline's cost sits, by construction (workers/tasks.py, api/functions/process_webhook.py): per event
+the API runs one HTTP request through Flask, one PostgreSQL transaction (inbox insert + commit) and one Celery
+publish to Redis; the worker receives one Celery message, commits twice (`begin_webhook_attempt`, then
+`apply_webhook_event`) and acknowledges the message; the relay then publishes the result's UPDATE. pgbench pays
+only the SQL. What would move the ratio (for the pipeline's owner, issue 7 — not changed here): let the worker
+take the inbox ids of several queued messages (or claim `received` rows with `FOR UPDATE SKIP LOCKED` in
+batches of, say, 50) and count the attempts and apply them in one transaction each — one commit and one
+round-trip sequence per batch instead of two commits per event, and the Celery/kombu cost per event divided by
+the batch size; the exactly-once rules stay in PostgreSQL, so batching changes none of them. A poison event in
+a batch needs the per-event savepoint the SQL function already uses for trigger refusals."""
+
+
+def _pipeline_findings(p: dict) -> str:
+    cpu = p.get("cpu_ms_per_event") or {}
+    if not cpu:
+        return ""
+    total = sum(cpu.values())
+    system = sum(v for k, v in cpu.items() if not k.startswith("load generator"))
+    ranked = sorted(cpu.items(), key=lambda kv: -kv[1])
+    parts = ", ".join(f"{k} {v:.2f} ms" for k, v in ranked)
+    ceiling = 2000 / system if system else 0
+    return (f"CPU per applied event (measured): {parts} — {system:.1f} ms for segbase's processes and their "
+            f"PostgreSQL backends ({total:.1f} ms with the load generator); the run used "
+            f"{p['cpu_ms_per_event_whole_machine']:.1f} ms of machine time (2 cores × wall) per event, the rest "
+            f"going to other tenants of the machine. At {system:.1f} ms per event, two cores could accept and apply "
+            f"at most ≈ {ceiling:,.0f} events/s even with the machine to themselves; the pgbench reference needs "
+            f"no API, broker or Python per event.")
 
 
 def _fmt(value: Any) -> str:
@@ -46,7 +115,7 @@ def summary_rows(results: dict) -> list[list[str]]:
         ref = p["pgbench"]
         rows.append(["1. Pipeline throughput", f"{p['events']:,} webhooks at concurrency {p['concurrency']}: "
                      f"accepted {_fmt(p['accepted_per_s'])}/s, applied {_fmt(p['applied_per_s'])}/s "
-                     f"(all committed after {_fmt(p['applied_wall_s'])} s)",
+                     f"(all committed after {_fmt(p['applied_wall_s'])} s; {p.get('transport_retries', 0)} POSTs retried)",
                      f"pgbench event_tx.sql, {ref['clients']} clients: {_fmt(ref['tps'])} tps "
                      f"(with the worker's attempt commit too: {_fmt(p['pgbench_with_attempt_tx']['tps'])} tps)",
                      f"**{p['ratio_applied_vs_pgbench']:.2f}×** "
@@ -190,7 +259,10 @@ def render(report: dict) -> str:
         if name == "fanout":
             profiles = res["segbase"].get("profiles") or {}
         parts += [f"### {title}", "", _profiles(profiles), ""]
-    parts += ["## Commands", "", "```", COMMANDS.rstrip(), "```", "",
+        if name == "pipeline":
+            parts += [_pipeline_findings(res), "", PIPELINE_ADVICE, ""]
+    parts += ["## Method and choices", "", METHOD, "",
+              "## Commands", "", "```", COMMANDS.rstrip(), "```", "",
               "## Sizes used", "", "```json", json.dumps(report["sizes"], indent=1, default=str), "```", "",
               "## Raw numbers", "", "```json", json.dumps(_strip_profiles(results), indent=1, default=str), "```", ""]
     return "\n".join(parts)

@@ -24,8 +24,8 @@ from bench.common import py_spy_path
 from bench.stack import ROOT, Stack, raise_fd_limit
 
 FULL = {
-    "pipeline": {"events": 20_000, "concurrency": 32, "reference_events": 8000, "profile_seconds": 15},
-    "e2e": {"rates": (50, 200, 500), "seconds": 10, "profile_seconds": 8},
+    "pipeline": {"events": 20_000, "concurrency": 32, "reference_events": 4000, "profile_seconds": 15},
+    "e2e": {"rates": (50, 200, 500), "seconds": 6, "profile_seconds": 5},
     "fanout": {"users": 1000, "per_user": 5, "rate": 1000, "seconds": 10, "clients": 4, "profile_seconds": 8},
     "rls": {"users": 10_000, "per_user": 100, "queries": 2000, "profile_seconds": 8},
     "auth": {"requests": 400, "concurrency": 20, "users": 40, "hashes": 60, "verify_calls": 5000,
@@ -40,6 +40,7 @@ QUICK = {
 }
 RUNNERS = {"pipeline": pipeline.run, "e2e": e2e_latency.run, "fanout": fanout.run, "rls": rls.run,
            "auth": auth.run}
+PARTIAL = Path("/tmp/segbase-bench-partial.json")
 ORDER = ("pipeline", "e2e", "fanout", "auth", "rls")  # rls last: its 1M rows would weigh on the others
 
 
@@ -82,6 +83,7 @@ def run_all(only: tuple[str, ...], sizes: dict) -> dict:
             report["results"][name] = RUNNERS[name](stack, **sizes[name])
             report["durations_s"][name] = round(time.perf_counter() - started, 1)
             print(f"bench: {name} done in {report['durations_s'][name]} s", flush=True)
+            PARTIAL.write_text(json.dumps(report, indent=1, default=str))  # a later failure keeps these
     finally:
         stack.stop()
     report["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")

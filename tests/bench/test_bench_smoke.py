@@ -18,7 +18,7 @@ def report():
 
 def test_pipeline_applies_every_event_once_and_pgbench_runs_the_worker_sql(report) -> None:
     result = report["results"]["pipeline"]
-    assert result["statuses"] == {202: result["events"]}
+    assert sum(result["statuses"].get(code, 0) for code in (200, 202)) == result["events"]  # 200 = a retry
     assert result["inbox_states"] == {"applied": result["events"]}
     assert result["charges"] == result["events"] == result["credits_spent"]
     assert result["pgbench"]["failed"] == 0 and result["pgbench"]["tps"] > 0
