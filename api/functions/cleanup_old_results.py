@@ -16,8 +16,7 @@ from kombu.exceptions import KombuError
 
 from api.errors import ApiError, NotFoundError, ServiceUnavailableError
 from api.functions import bp
-from api.functions.common import EdgeAuthError, celery_app, database_or_503
-from api.identity import TokenError, decode_token
+from api.functions.common import celery_app, database_or_503, verified_claims
 from api.services import services
 from db import maintenance
 from db.uow import Caller, unit_of_work
@@ -28,17 +27,7 @@ QUEUE_RETRY_AFTER_SECONDS = 5
 
 def require_service_role() -> None:
     """verify_jwt's checks (PROTOCOL §5.3), then the role: only the service_role key may run maintenance."""
-    authorization = request.headers.get("Authorization")
-    if not authorization:
-        raise EdgeAuthError("Error: Missing authorization header")
-    scheme, _, token = authorization.partition(" ")
-    if scheme != "Bearer" or not token.strip():
-        raise EdgeAuthError("Error: Auth header is not 'Bearer {token}'")
-    try:
-        claims = decode_token(token.strip(), services().settings)
-    except TokenError as exc:
-        raise EdgeAuthError("Invalid JWT") from exc
-    if claims.get("role") != "service_role":
+    if verified_claims(request).get("role") != "service_role":
         raise ApiError("cleanup-old-results needs the service_role key", status=403, code="forbidden")
 
 

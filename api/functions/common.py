@@ -29,19 +29,24 @@ class EdgeAuthError(ApiError):
         return {"msg": self.message}
 
 
-def require_user(request: Request) -> Caller:
-    """The signed-in user of a function call, checked as verify_jwt does (plus a live session)."""
+def verified_claims(request: Request) -> dict[str, Any]:
+    """The Bearer token's claims, checked as the edge runtime's verify_jwt does (PROTOCOL §5.3)."""
     authorization = request.headers.get("Authorization")
     if not authorization:
         raise EdgeAuthError("Error: Missing authorization header")
     scheme, _, token = authorization.partition(" ")
     if scheme != "Bearer" or not token.strip():
         raise EdgeAuthError("Error: Auth header is not 'Bearer {token}'")
-    svc = services()
     try:
-        claims = decode_token(token.strip(), svc.settings)
+        return decode_token(token.strip(), services().settings)
     except TokenError as exc:
         raise EdgeAuthError("Invalid JWT") from exc
+
+
+def require_user(request: Request) -> Caller:
+    """The signed-in user of a function call, checked as verify_jwt does (plus a live session)."""
+    svc = services()
+    claims = verified_claims(request)
     if claims.get("role") != "authenticated":
         raise EdgeAuthError("Error: this function needs a signed-in user's access token, not an API key")
     with database_or_503():
