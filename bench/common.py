@@ -34,6 +34,7 @@ class Sampler:
     belongs to a known layer."""
 
     LAYERS = (  # checked from the innermost frame outwards; the first match names the sample
+        ("argon2id hashing", ("argon2/",)),
         ("PostgreSQL round trips (psycopg)", ("psycopg",)),
         ("Redis / broker I/O (redis-py, kombu)", ("redis/", "kombu/")),
         ("logging", ("logging/",)),

@@ -105,8 +105,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test); figures mean nothing")
     parser.add_argument("--only", default=",".join(ORDER))
     parser.add_argument("--output", default=str(ROOT / "docs" / "BENCHMARKS.md"))
-    parser.add_argument("--json", default="")
+    parser.add_argument("--json", default="", help="also save the raw report here")
+    parser.add_argument("--render", default="", help="render a saved report (--json, or the partial file) only")
     args = parser.parse_args()
+    if args.render:  # re-render a saved report (e.g. after a change to bench/report.py), no new measurement
+        from bench.report import render
+
+        Path(args.output).write_text(render(json.loads(Path(args.render).read_text())))
+        print(f"bench: wrote {args.output} from {args.render}")
+        return
     only = tuple(n.strip() for n in args.only.split(",") if n.strip())
     unknown = set(only) - set(RUNNERS)
     if unknown:
@@ -114,6 +121,7 @@ def main() -> None:
     report = run_all(only, QUICK if args.quick else FULL)
     report["command"] = "make bench" if not args.quick and only == ORDER else " ".join(
         ["python -m bench.run", *sys.argv[1:]])
+    PARTIAL.write_text(json.dumps(report, indent=1, default=str))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=str))
     from bench.report import render
