@@ -50,6 +50,7 @@ async def one_rate(stack: Stack, users, results: list[str], rate: int, profile_s
     statuses: dict[int, int] = {}
     lags: list[float] = []
     retried: list[str] = []
+    scheduled: dict[str, float] = {}
     limits = httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT)
     async with httpx.AsyncClient(base_url=stack.url, limits=limits, timeout=30,
                                  headers={"X-API-Key": WEBHOOK_KEY}) as client:
@@ -60,6 +61,7 @@ async def one_rate(stack: Stack, users, results: list[str], rate: int, profile_s
                 start = time.perf_counter()
                 lags.append(start - due)
                 sent[result_id] = start
+                scheduled[result_id] = due
                 response = await post_event(client, done_body(result_id), retried)
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
 
@@ -95,7 +97,9 @@ async def one_rate(stack: Stack, users, results: list[str], rate: int, profile_s
                  and percentile(lags, 99) < 0.1 and delivered_rate >= 0.95 * rate)
     out = {"offered_per_s": rate, "events": len(results), "sent_wall_s": round(offered_wall, 2),
            "statuses": statuses, "transport_retries": len(retried), "delivered": len(arrived), "delivered_per_s": round(delivered_rate, 1),
-           "send_lag_p99_ms": round(percentile(lags, 99) * 1000, 1), **summary, "sustained": sustained}
+           "send_lag_p99_ms": round(percentile(lags, 99) * 1000, 1), **summary, "sustained": sustained,
+           # What the sender sees when the server falls behind: arrival − the moment the POST was due.
+           "from_schedule": latency_summary([arrived[r] - scheduled[r] for r in arrived])}
     if samplers:
         out["profiles"] = {name: sampler.summary(markers) for name, sampler, markers in samplers}
     return out
