@@ -20,16 +20,12 @@ import httpx
 
 from api.auth.passwords import ARGON2_MEMORY_KIB, ARGON2_PARALLELISM, ARGON2_TIME_COST, new_argon2
 from api.tokens import api_key
+from bench.common import percentile
 from db.migrate import migrate
 from tests.conftest import create_database, drop_database, make_test_settings
 from tests.processes import ApiProcess
 
 PASSWORD = "correct horse battery staple"
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
 def raw_hashes_per_second(threads: int, count: int) -> float:
@@ -75,8 +71,8 @@ def sign_in_load(url: str, anon: str, emails: list[str], requests: int, concurre
         thread.join()
     wall = time.perf_counter() - started
     return {"requests": requests, "ok": len(latencies), "failures": failures,
-            "p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
-            "p95_ms": round(percentile(latencies, 0.95) * 1000, 1),
+            "p50_ms": round(percentile(latencies, 50) * 1000, 1),
+            "p95_ms": round(percentile(latencies, 95) * 1000, 1),
             "mean_ms": round(statistics.fmean(latencies) * 1000, 1),
             "throughput_per_s": round(len(latencies) / wall, 1)}
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 import uuid
 from datetime import datetime, timezone
@@ -21,6 +20,7 @@ import psycopg
 
 from api.identity import mint_access_token
 from api.tokens import api_key
+from bench.common import percentile
 from db.engine import authenticator_url
 from db.migrate import libpq_url, migrate
 from db.rest import builder
@@ -31,10 +31,6 @@ from tests.processes import ApiProcess
 from tests.rest.bulk import bulk_user_ids, load_results
 
 QUERY = {"select": "*", "order": "created_at.desc", "limit": "20"}
-
-
-def percentile(samples: list[float], q: float) -> float:
-    return statistics.quantiles(samples, n=100, method="inclusive")[q - 1] if len(samples) > 1 else samples[0]
 
 
 def sessions_and_tokens(settings, conn: psycopg.Connection, user_ids: list[str]) -> dict[str, str]:
