@@ -13,6 +13,8 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from db.rest.grammar import GrammarError, parse_in_list
+
 VSN_OBJECTS = "1.0.0"
 VSN_ARRAYS = "2.0.0"
 SUPPORTED_VSN = (VSN_OBJECTS, VSN_ARRAYS)
@@ -126,37 +128,12 @@ def parse_filter(text: str) -> Filter:
         raise ProtocolError(f"Error parsing `filter` params: operator {op!r} is not one of "
                             f"{', '.join(FILTER_OPERATORS)}")
     if op == "in":
-        if not (value.startswith("(") and value.endswith(")")):
-            raise ProtocolError("Error parsing `filter` params: `in` needs a list like in.(a,b)")
-        return Filter(match["column"], op, tuple(_split_list(value[1:-1])))
+        try:
+            values = parse_in_list(value)  # the same quoting rules as /rest/v1 (py, js and Dart clients)
+        except GrammarError as exc:
+            raise ProtocolError(f"Error parsing `filter` params: {exc.message}") from exc
+        return Filter(match["column"], op, tuple(values))
     return Filter(match["column"], op, (value,))
-
-
-def _split_list(body: str) -> list[str]:
-    """Split `a,"b,c",d` (double quotes protect commas; backslash escapes), as Dart's client quotes values."""
-    items: list[str] = []
-    current: list[str] = []
-    quoted = escaped = False
-    started = False
-    for char in body:
-        if escaped:
-            current.append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == '"':
-            quoted = not quoted
-            started = True
-        elif char == "," and not quoted:
-            items.append("".join(current).strip() if not started else "".join(current))
-            current, started = [], False
-        else:
-            current.append(char)
-    if quoted:
-        raise ProtocolError("Error parsing `filter` params: unbalanced quotes in the `in` list")
-    if body:
-        items.append("".join(current).strip() if not started else "".join(current))
-    return items
 
 
 def _coerce(value: Any, typname: str) -> Any:

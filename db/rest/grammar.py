@@ -175,7 +175,8 @@ def parse_select(text: str | None) -> list[SelectItem]:
     return items
 
 
-def _parse_in_list(value: str) -> list[str]:
+def parse_in_list(value: str) -> list[str]:
+    """`(1,2,"a,b")` → its values: PostgREST's `in` list, also used by realtime binding filters."""
     if not (value.startswith("(") and value.endswith(")")):
         raise GrammarError("`in` needs a parenthesised list, e.g. in.(1,2,\"a,b\")", value)
     inner = value[1:-1]
@@ -200,7 +201,7 @@ def parse_operation(column: str, text: str, *, in_logic: bool = False) -> Condit
                            f"supported: {', '.join(sorted(OPERATORS))}")
     parsed: str | list[str]
     if operator == "in":
-        parsed = _parse_in_list(value)
+        parsed = parse_in_list(value)
     elif operator == "is":
         if value.lower() not in IS_VALUES:
             raise GrammarError(f"failed to parse filter (is.{value})", "is accepts null, not_null, true, false, unknown")
