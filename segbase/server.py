@@ -30,6 +30,9 @@ def gunicorn_options(settings: Settings, port: int | None = None) -> dict[str, A
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
         "proc_name": f"segbase-api[{settings.instance_id}]",
+        # gunicorn's control socket has one default path per user: several API processes on one host (scaling,
+        # tests) would take it from each other. segbase is managed by signals, so it is off.
+        "control_socket_disable": True,
     }
 
 
