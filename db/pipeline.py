@@ -69,6 +69,39 @@ def begin_attempt(*, uow: UnitOfWork, event_id: str, max_attempts: int) -> Attem
     return AttemptOutcome(row.state, row.attempts)
 
 
+@dataclass(frozen=True)
+class BatchMember:
+    event_id: str
+    state: str  # received (apply it), or the final/missing state of the leader
+    attempts: int
+    is_leader: bool
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    event_id: str
+    state: str  # applied | duplicate | ignored | rejected
+    reason: str | None
+    changed: bool  # False: the event was already final (another delivery applied it); nothing was done
+
+
+def begin_batch(*, uow: UnitOfWork, event_id: str, max_attempts: int, max_events: int) -> list[BatchMember]:
+    """Count one delivery of `event_id` and, on its first delivery, claim up to `max_events - 1` never-attempted
+    received events with it (their attempt counted too). The leader comes first. Commit before applying."""
+    rows = uow.execute("select id, state, attempts, is_leader "
+                       "from internal.begin_webhook_batch(cast(:id as uuid), :max, :events)",
+                       {"id": event_id, "max": max_attempts, "events": max_events}).all()
+    members = [BatchMember(str(row.id), row.state, row.attempts, row.is_leader) for row in rows]
+    return sorted(members, key=lambda member: not member.is_leader)
+
+
+def apply_events(*, uow: UnitOfWork, event_ids: list[str]) -> list[BatchOutcome]:
+    """Apply several events in the caller's transaction (one savepoint each for trigger refusals)."""
+    rows = uow.execute("select id, state, reason, changed from internal.apply_webhook_events(cast(:ids as uuid[]))",
+                       {"ids": event_ids}).all()
+    return [BatchOutcome(str(row.id), row.state, row.reason, row.changed) for row in rows]
+
+
 def apply_event(*, uow: UnitOfWork, event_id: str) -> ApplyOutcome:
     """Apply the event to its result (status machine, output columns, charge on done) and record its final state."""
     row = uow.execute("select state, reason from internal.apply_webhook_event(cast(:id as uuid))",

@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     webhook_signing_secret: SecretStr | None = None
     webhook_mask_url_hosts: CommaList = []  # empty: any https host
     inbox_max_attempts: int = Field(5, ge=1)
+    inbox_batch_size: int = Field(50, ge=1, le=1000)  # events one worker delivery claims and applies together
     inbox_sweep_enabled: bool = True
     inbox_sweep_delay_seconds: int = Field(60, ge=1)
     inbox_sweep_interval_seconds: int = Field(30, ge=1)

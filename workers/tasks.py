@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 
 from db.engine import create_app_engine
-from db.pipeline import apply_event, begin_attempt, claim_stale_events
+from db.pipeline import BatchOutcome, apply_events, begin_batch, claim_stale_events
 from db.uow import Caller, unit_of_work
 from schemas.settings import Settings
 from workers.celery_app import (
@@ -69,7 +69,10 @@ def _settings(task) -> Settings:
 @shared_task(name=APPLY_WEBHOOK_EVENT_TASK, bind=True, ignore_result=True, acks_late=True,
              reject_on_worker_lost=True, max_retries=None)
 def apply_webhook_event(self, event_id: str) -> str:
-    """Apply inbox event `event_id` once: count the attempt (committed), then apply it in one transaction."""
+    """Apply inbox event `event_id` once: count the attempt (committed), then apply it in one transaction.
+
+    On the event's first delivery the attempt transaction also claims up to INBOX_BATCH_SIZE - 1 other events
+    never attempted yet, and all are applied in one transaction; their own messages later find them final."""
     settings = _settings(self)
     try:
         event_id = str(uuid.UUID(str(event_id)))
@@ -79,21 +82,53 @@ def apply_webhook_event(self, event_id: str) -> str:
     engine = worker_engine(settings)
     try:
         with unit_of_work(engine, Caller.service()) as uow:
-            attempt = begin_attempt(uow=uow, event_id=event_id, max_attempts=settings.inbox_max_attempts)
-        if attempt.state != "received":
-            log.info("webhook event %s: %s (attempt %d), nothing to do", event_id, attempt.state, attempt.attempts)
-            return attempt.state
-        with unit_of_work(engine, Caller.service()) as uow:
-            outcome = apply_event(uow=uow, event_id=event_id)
+            batch = begin_batch(uow=uow, event_id=event_id, max_attempts=settings.inbox_max_attempts,
+                                max_events=settings.inbox_batch_size)
+        leader = batch[0]
+        if leader.state != "received":
+            log.info("webhook event %s: %s (attempt %d), nothing to do", event_id, leader.state, leader.attempts)
+            return leader.state
+        members = [member.event_id for member in batch[1:]]
+        outcomes = _apply_batch(engine, event_id, members)
     except Exception as exc:
         if not is_transient(exc):
             raise  # counted; the sweeper re-queues it and the attempts counter ends a poison event
         countdown = retry_countdown(settings, self.request.retries)
         log.warning("webhook event %s: transient %s; retry in %ds", event_id, type(exc).__name__, countdown)
         raise self.retry(exc=exc, countdown=countdown, max_retries=settings.inbox_max_attempts) from exc
-    log.info("webhook event %s: %s%s", event_id, outcome.state, f" ({outcome.reason})" if outcome.reason else "")
-    record_webhook_outcome(engine, event_id, outcome.state)  # metrics: final inbox state, late events
-    return outcome.state
+    leader_state = "missing"
+    for outcome in outcomes:
+        if outcome.event_id == event_id:
+            leader_state = outcome.state
+        if not outcome.changed:
+            continue  # already final: the delivery that finished it logged and counted it
+        log.info("webhook event %s: %s%s", outcome.event_id, outcome.state,
+                 f" ({outcome.reason})" if outcome.reason else "")
+        record_webhook_outcome(engine, outcome.event_id, outcome.state)  # metrics: final inbox state, late events
+    return leader_state
+
+
+def _apply_batch(engine: Engine, leader: str, members: list[str]) -> list[BatchOutcome]:
+    """Apply the leader and its members in one transaction; if that fails as a whole (one event's unexpected error,
+    a deadlock), apply them one by one so one bad event cannot hold the others back. A member that fails alone
+    stays `received` (its attempt counted) for its own message; the leader's error propagates to the task."""
+    if members:
+        try:
+            with unit_of_work(engine, Caller.service()) as uow:
+                return apply_events(uow=uow, event_ids=[leader, *members])
+        except Exception as exc:
+            log.warning("batch of %d events led by %s failed as a whole (%s); applying them one by one",
+                        len(members) + 1, leader, type(exc).__name__)
+    outcomes: list[BatchOutcome] = []
+    for member in members:
+        try:
+            with unit_of_work(engine, Caller.service()) as uow:
+                outcomes += apply_events(uow=uow, event_ids=[member])
+        except Exception as exc:
+            log.warning("webhook event %s (batch member): %s; left for its own delivery", member, type(exc).__name__)
+    with unit_of_work(engine, Caller.service()) as uow:
+        outcomes += apply_events(uow=uow, event_ids=[leader])
+    return outcomes
 
 
 @shared_task(name=SWEEP_WEBHOOK_INBOX_TASK, bind=True, ignore_result=True)
