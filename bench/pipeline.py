@@ -180,8 +180,37 @@ async def post_all(url: str, bodies: list[dict], concurrency: int) -> dict:
             "ended": time.perf_counter(), "transport_retries": len(retried)}
 
 
+def drain_backlog(stack: Stack, *, events: int, concurrency: int, batch_size: int) -> dict:
+    """The worker stage alone, as pgbench measures it: `events` done events accepted while no worker runs (their
+    Celery messages wait in Redis), then the stack's workers started with INBOX_BATCH_SIZE=`batch_size`.
+    applied/s = events ÷ (last finished_at − first attempt), both read from the inbox rows."""
+    stack.stop_workers()
+    users = stack.bulk_users(max(1, events // 100), credits=10_000, tokens=False)
+    result_ids = [r for ids in stack.pending_results(users, 100).values() for r in ids][:events]
+    stack.wait_outbox_drained()
+    posted = asyncio.run(post_all(stack.url, [done_body(r) for r in result_ids], concurrency))
+    stack.start_workers(extra_env={"INBOX_BATCH_SIZE": str(batch_size)})
+    with stack.owner() as conn:
+        deadline = time.monotonic() + 900
+        query = ("select count(*) filter (where state <> 'received'), "
+                 "extract(epoch from max(finished_at) - min(last_attempt_at)), sum(attempts) "
+                 "from internal.webhook_inbox where result_id = any(%s::uuid[])")
+        while True:
+            final, span, attempts = conn.execute(query, (result_ids,)).fetchone()
+            if final >= len(result_ids) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        states = dict(conn.execute("select state, count(*) from internal.webhook_inbox "
+                                   "where result_id = any(%s::uuid[]) group by 1", (result_ids,)).fetchall())
+    span = float(span or 0)
+    return {"batch_size": batch_size, "events": len(result_ids), "accepted": sum(posted["statuses"].values()),
+            "inbox_states": states, "attempts_per_event": round(int(attempts) / len(result_ids), 2),
+            "drain_s": round(span, 2),
+            "applied_per_s": round(len(result_ids) / span, 1) if span > 0 else 0.0}
+
+
 def run(stack: Stack, *, events: int = 20_000, concurrency: int = 32, reference_events: int = 8000,
-        profile_seconds: int = 15) -> dict:
+        profile_seconds: int = 15, backlog_events: int = 5000) -> dict:
     clients = len(stack.worker_processes) * stack.worker_concurrency
     per_client = max(1, reference_events // clients)
     prepare_reference_events(stack, per_client * clients * 2)
@@ -241,7 +270,14 @@ def run(stack: Stack, *, events: int = 20_000, concurrency: int = 32, reference_
     drain_rate = None
     if finished and len(tail) >= 2 and tail[-1][0] > tail[0][0]:
         drain_rate = round((tail[-1][1] - tail[0][1]) / (tail[-1][0] - tail[0][0]), 1)
+    # The worker stage from a backlog, without and with batching (the default batch size last, so the stack is
+    # left as it started for the benchmarks that follow).
+    backlog = [drain_backlog(stack, events=backlog_events, concurrency=concurrency, batch_size=size)
+               for size in (1, stack.settings.inbox_batch_size)] if backlog_events else []
+    for drained in backlog:
+        drained["ratio_vs_pgbench"] = round(drained["applied_per_s"] / reference["tps"], 3)
     return {
+        "backlog": backlog,
         "events": len(result_ids), "users": len(users), "concurrency": concurrency,
         "worker_processes": len(stack.worker_processes), "worker_concurrency": stack.worker_concurrency,
         "statuses": posted["statuses"], "transport_retries": posted["transport_retries"],
@@ -265,11 +301,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--reference-events", type=int, default=8000)
+    parser.add_argument("--backlog-events", type=int, default=5000)
     args = parser.parse_args()
     stack = Stack(tag=f"pipe{uuid.uuid4().hex[:4]}").start()
     try:
         print(pretty(run(stack, events=args.events, concurrency=args.concurrency,
-                         reference_events=args.reference_events)))
+                         reference_events=args.reference_events, backlog_events=args.backlog_events)))
     finally:
         stack.stop()
 

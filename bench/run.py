@@ -24,7 +24,8 @@ from bench.common import py_spy_path
 from bench.stack import ROOT, Stack, raise_fd_limit
 
 FULL = {
-    "pipeline": {"events": 20_000, "concurrency": 32, "reference_events": 4000, "profile_seconds": 15},
+    "pipeline": {"events": 20_000, "concurrency": 32, "reference_events": 4000, "profile_seconds": 15,
+                 "backlog_events": 5000},
     "e2e": {"rates": (50, 200, 500), "seconds": 6, "profile_seconds": 5},
     "fanout": {"users": 1000, "per_user": 5, "rate": 1000, "seconds": 10, "clients": 4, "profile_seconds": 8},
     "rls": {"users": 10_000, "per_user": 100, "queries": 2000, "profile_seconds": 8},
@@ -32,7 +33,8 @@ FULL = {
              "profile_seconds": 8},
 }
 QUICK = {
-    "pipeline": {"events": 60, "concurrency": 4, "reference_events": 8, "profile_seconds": 0},
+    "pipeline": {"events": 60, "concurrency": 4, "reference_events": 8, "profile_seconds": 0,
+                 "backlog_events": 30},
     "e2e": {"rates": (20,), "seconds": 1, "profile_seconds": 0},
     "fanout": {"users": 4, "per_user": 2, "rate": 20, "seconds": 1, "clients": 1, "profile_seconds": 0},
     "rls": {"users": 30, "per_user": 25, "queries": 10, "profile_seconds": 0},

@@ -102,18 +102,33 @@ class Stack:
                 wait_for(lambda: "relay active" in relay.log_text() or not relay.alive(), 60,
                          message="relay active")
                 assert relay.alive(), relay.log_text()
-            for n in range(self.workers):
-                worker = SegbaseProcess(self.settings, "worker", "--concurrency", str(self.worker_concurrency),
-                                        name=f"worker{n + 1}").start()
-                self.processes.append(worker)
-                self.worker_processes.append(worker)
-            for worker in self.worker_processes:
-                wait_for(lambda w=worker: " ready." in w.log_text() or not w.alive(), 90, message="worker ready")
-                assert worker.alive(), worker.log_text()
+            self.start_workers()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def start_workers(self, extra_env: dict[str, str] | None = None) -> None:
+        """`self.workers` worker processes (`extra_env` overrides settings, e.g. INBOX_BATCH_SIZE); returns once
+        each is consuming."""
+        assert not self.worker_processes, "stop_workers() first"
+        for n in range(self.workers):
+            worker = SegbaseProcess(self.settings, "worker", "--concurrency", str(self.worker_concurrency),
+                                    name=f"worker{n + 1}", extra_env=extra_env).start()
+            self.processes.append(worker)
+            self.worker_processes.append(worker)
+        for worker in self.worker_processes:
+            wait_for(lambda w=worker: " ready." in w.log_text() or not w.alive(), 90, message="worker ready")
+            assert worker.alive(), worker.log_text()
+
+    def stop_workers(self) -> None:
+        """SIGTERM every worker process (warm shutdown: running tasks finish) and wait for them to exit."""
+        for worker in self.worker_processes:
+            worker.signal(signal.SIGTERM)
+        for worker in self.worker_processes:
+            worker.stop(timeout=30)
+            self.processes.remove(worker)
+        self.worker_processes.clear()
 
     @property
     def url(self) -> str:

@@ -24,6 +24,11 @@ def test_pipeline_applies_every_event_once_and_pgbench_runs_the_worker_sql(repor
     assert result["pgbench"]["failed"] == 0 and result["pgbench"]["tps"] > 0
     assert result["pgbench_with_attempt_tx"]["tps"] > 0
     assert result["ratio_applied_vs_pgbench"] > 0
+    # The worker stage from a backlog: batching off, then the default batch size; every event applied once.
+    assert [drained["batch_size"] for drained in result["backlog"]] == [1, 50]
+    for drained in result["backlog"]:
+        assert drained["accepted"] == drained["events"] and drained["inbox_states"] == {"applied": drained["events"]}
+        assert drained["applied_per_s"] > 0
 
 
 def test_end_to_end_delivers_every_update(report) -> None:
