@@ -11,7 +11,7 @@ import os
 import threading
 
 import redis
-from flask import Flask
+from flask import Flask, request
 from flask_sock import Sock
 
 app = Flask(__name__)
@@ -31,6 +31,12 @@ def _forward() -> None:
                 ws.send(message["data"].decode())
             except Exception:
                 _sockets.discard(ws)
+
+
+@app.before_request
+def decline_compression() -> None:
+    """Plain frames, as segbase's endpoint answers (api/realtime decline_compression): the same wire work."""
+    request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
 
 
 @sock.route("/echo")

@@ -40,8 +40,30 @@ def token_error_reason(exc: TokenError) -> str:
     return TOKEN_ERROR_REASONS.get(exc.kind, f"InvalidJWTToken: {exc.message}")
 
 
+class WholeFrameSocket:
+    """The socket under a simple-websocket connection, made to write whole frames.
+
+    simple-websocket 1.1.0 writes each frame with one `socket.send`, which writes only part of it when the
+    client's receive window is full (miguelgrinberg/simple-websocket#45, fixed upstream after 1.1.0): the rest is
+    lost and the client sees a corrupt stream. Here every `send` is a `sendall`, under one lock, so a pong or
+    close frame written by simple-websocket's reader never lands inside a half-written frame of the writer."""
+
+    def __init__(self, sock) -> None:
+        self._sock = sock
+        self._lock = threading.Lock()
+
+    def send(self, data: bytes, *flags: int) -> int:
+        with self._lock:
+            self._sock.sendall(data, *flags)
+        return len(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
 class Connection:
     def __init__(self, ws, hub: Hub, vsn: str, apikey: str) -> None:
+        ws.sock = WholeFrameSocket(ws.sock)
         self.ws = ws
         self.hub = hub
         self.vsn = vsn

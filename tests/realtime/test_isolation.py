@@ -115,10 +115,11 @@ def test_a_client_that_stops_reading_is_closed_and_delays_nobody(settings, relay
         reader.wait(lambda m: m["event"] == "postgres_changes")
         big = "x" * 60_000
         updates = 120
-        for n in range(updates):
+        received = []
+        for n in range(updates):  # the reader reads each change as it comes; the stuck client never does
             service_sql(settings, "update public.segmentation_results set text_prompt = %s where id = %s",
                         (f"{n}:{big}", result_id))
-        received = [reader.wait(lambda m: m["event"] == "postgres_changes", timeout=30) for _ in range(updates)]
+            received.append(reader.wait(lambda m: m["event"] == "postgres_changes", timeout=30))
         assert [m["payload"]["data"]["record"]["text_prompt"].split(":")[0] for m in received] == \
             [str(n) for n in range(updates)]
         wait_for(lambda: "send queue overflowed" in api.log_text(), 30, message="the stuck socket to be closed")
@@ -126,6 +127,27 @@ def test_a_client_that_stops_reading_is_closed_and_delays_nobody(settings, relay
         stuck.close()
         reader.close()
         api.stop()
+
+
+def test_large_frames_to_a_client_that_reads_late_arrive_whole(api_server, relay, settings, anon_key, user):
+    """Frames far larger than the socket buffers, to a client that stops reading for a while: each send waits for
+    the client's window instead of writing part of a frame and losing the rest (connection.WholeFrameSocket)."""
+    reader = PhoenixSocket(api_server.url, anon_key)  # its background reader stops after 16 queued messages
+    try:
+        assert reader.join("realtime:large", [RESULTS], user.access_token)["payload"]["status"] == "ok"
+        result_id = insert_result(settings, user.id)
+        reader.wait(lambda m: m["event"] == "postgres_changes")
+        updates, size = 40, 250_000  # 10 MB queued behind a client that is not reading
+        for n in range(updates):
+            service_sql(settings, "update public.segmentation_results set text_prompt = %s where id = %s",
+                        (f"{n}:" + "y" * size, result_id))
+        time.sleep(1)  # let the server fill the TCP buffers before the client reads again
+        prompts = [reader.wait(lambda m: m["event"] == "postgres_changes", timeout=30)
+                   ["payload"]["data"]["record"]["text_prompt"] for _ in range(updates)]
+        assert [p.split(":")[0] for p in prompts] == [str(n) for n in range(updates)]
+        assert all(len(p) == len(f"{n}:") + size for n, p in enumerate(prompts))
+    finally:
+        reader.close()
 
 
 def test_a_silent_socket_is_freed_by_the_heartbeat_timeout(settings, relay, anon_key, user):

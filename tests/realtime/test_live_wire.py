@@ -90,3 +90,17 @@ def test_bad_apikey_is_refused_before_the_upgrade(api_server):
                          headers={"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
                                   "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
     assert response.status_code == 403 and "message" in response.json()
+
+
+def test_compression_offered_by_the_client_is_declined_as_on_supabase(api_server, relay, settings, anon_key, user):
+    sock = PhoenixSocket(api_server.url, anon_key)  # the `websockets` client offers permessage-deflate
+    try:
+        assert "permessage-deflate" in sock.ws.request.headers["Sec-WebSocket-Extensions"]
+        assert "Sec-WebSocket-Extensions" not in sock.ws.response.headers  # plain frames, like Phoenix's default
+        binding = [{"event": "INSERT", "schema": "public", "table": "segmentation_results"}]
+        assert sock.join("realtime:plain", binding, user.access_token)["payload"]["status"] == "ok"
+        result_id = insert_result(settings, user.id)
+        frame = sock.wait(lambda m: m["event"] == "postgres_changes")
+        assert frame["payload"]["data"]["record"]["id"] == result_id
+    finally:
+        sock.close()
