@@ -107,8 +107,12 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     env = {**os.environ, **settings.to_env()}
     children: dict[str, subprocess.Popen] = {}
     for name in RUN_PROCESSES:
+        # Each child in its own session: Ctrl-C reaches only this process, which then stops every child with
+        # SIGTERM — the graceful stop (gunicorn finishes requests, Celery its tasks) rather than each child's
+        # own SIGINT handling (gunicorn's quick exit).
         children[name] = subprocess.Popen([sys.executable, "-m", "segbase", name], env=env,
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                          start_new_session=True)
 
     def pump(name: str, stream) -> None:
         for line in stream:
@@ -131,8 +135,8 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     def stop(*_: object) -> None:
         stopping.set()
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal went away
+        signal.signal(signum, stop)
     exit_code = 0
     while not stopping.is_set():
         for name, child in children.items():
