@@ -22,6 +22,7 @@ def test_run_serves_healthz_with_every_process_and_ctrl_c_stops_them_all_cleanly
     run_settings = settings.model_copy(update={"api_port": port, "worker_concurrency": 1,
                                                "instance_id": f"r{uuid.uuid4().hex[:10]}"})
     run = SegbaseProcess(run_settings, "run").start()
+    children: list[int] = []
     try:
         def healthy() -> bool:
             try:
@@ -31,6 +32,7 @@ def test_run_serves_healthz_with_every_process_and_ctrl_c_stops_them_all_cleanly
 
         wait_for(lambda: healthy() or not run.alive(), 60, 0.2, message="GET /healthz on the run's port")
         assert run.alive(), run.log_text()
+
         def logged(process: str, text: str) -> bool:
             prefix = f"{process:>6} | "  # segbase run's prefix for that child's lines
             return any(line.startswith(prefix) and text in line for line in run.log_text().splitlines())
@@ -40,7 +42,7 @@ def test_run_serves_healthz_with_every_process_and_ctrl_c_stops_them_all_cleanly
         assert run.alive(), run.log_text()
         banner = run.log_text()
         assert f"segbase: API http://127.0.0.1:{port}" in banner and "anon key:" in banner
-        children = children_of(run.pid)
+        children += children_of(run.pid)
         assert len(children) == 4, children  # api, worker, beat, relay
 
         run.signal(signal.SIGINT)  # a terminal's Ctrl-C: the foreground process group, i.e. `segbase run`
@@ -54,5 +56,11 @@ def test_run_serves_healthz_with_every_process_and_ctrl_c_stops_them_all_cleanly
         output = run.log_text()
         assert "Traceback" not in output and "SystemExit" not in output, output
     finally:
+        leftovers = set(children) | (set(children_of(run.pid)) if run.alive() else set())
         if run.alive():
             run.kill()
+        for child in leftovers:  # each is a session leader: its group holds its own workers
+            try:
+                os.killpg(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
