@@ -3,16 +3,15 @@ from __future__ import annotations
 
 from flask import Flask
 
+from api import auth, functions, health, realtime, rest
+from api.errors import register_error_handlers
+from api.http import init_http
+from api.services import Services
 from schemas.settings import Settings
 
 
 def create_app(settings: Settings | None = None, *, services=None) -> Flask:
     """Build the WSGI app from one Settings object; nothing connects or configures logging at import time."""
-    from api import auth, functions, health, realtime, rest
-    from api.errors import register_error_handlers
-    from api.http import init_http
-    from api.services import Services
-
     settings = settings or Settings()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes

@@ -2,16 +2,29 @@
 from __future__ import annotations
 
 import hmac
+from typing import Any
 
+import redis
 from flask import Blueprint, Response, jsonify, request
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from api.services import services
+from broker.celery_app import celery_queue_depth
+from db.maintenance import pipeline_lag
 from db.migrate import discover_migrations
 from db.uow import Caller, unit_of_work
-from segbase.metrics import render_metrics
+from observability.metrics import render_metrics
+from schemas.settings import Settings
 
 bp = Blueprint("health", __name__)
+
+
+def pipeline_health(settings: Settings, engine: Engine, client: redis.Redis) -> dict[str, Any]:
+    """Queue depth, the age of the oldest unapplied inbox event and of the oldest unsent outbox event."""
+    with unit_of_work(engine, Caller.service()) as uow:
+        health = pipeline_lag(uow)
+    health.update(celery_queue_depth(settings, client))
+    return health
 
 
 @bp.get("/healthz")
@@ -51,8 +64,6 @@ def metrics():
         expected = f"Bearer {settings.metrics_token.get_secret_value()}"
         if not hmac.compare_digest(request.headers.get("Authorization", ""), expected):
             return jsonify(error={"code": "unauthorized", "message": "metrics need the metrics token"}), 401
-    from segbase.status import pipeline_health
-
     svc = services()
     body, content_type = render_metrics(lambda: pipeline_health(svc.settings, svc.engine, svc.redis))
     return Response(body, content_type=content_type)

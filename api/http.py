@@ -8,7 +8,7 @@ import uuid
 from flask import Flask, Response, g, request
 
 from api.errors import PayloadTooLargeError
-from segbase.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from observability.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from schemas.settings import Settings
 
 log = logging.getLogger("segbase.access")

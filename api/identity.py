@@ -16,7 +16,8 @@ from typing import Any
 
 import jwt
 
-from db.uow import Caller
+from db.auth import AUTH_ADMIN, session_is_live
+from db.uow import Caller, unit_of_work
 from schemas.settings import Settings
 
 ALGORITHMS = ["HS256"]  # pinned: `alg: none` and algorithm confusion are refused by PyJWT
@@ -151,9 +152,6 @@ def session_is_alive(engine, session_id: str) -> bool:
     cached = _session_cache.get(key)
     if cached is not None and cached[0] == id(engine) and cached[2] > now:
         return cached[1]
-
-    from db.auth import AUTH_ADMIN, session_is_live
-    from db.uow import unit_of_work
 
     with unit_of_work(engine, AUTH_ADMIN) as uow:
         alive = session_is_live(uow=uow, session_id=key)

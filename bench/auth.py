@@ -12,6 +12,7 @@ import uuid
 
 import httpx
 
+from api.auth.passwords import ARGON2_MEMORY_KIB, ARGON2_PARALLELISM, ARGON2_TIME_COST
 from api.identity import decode_token, resolve_caller
 from bench.auth_bench import PASSWORD, raw_hashes_per_second, sign_in_load
 from bench.common import Sampler, percentile
@@ -46,8 +47,6 @@ def verification_cost(stack: Stack, token: str, count: int) -> dict:
 
 def run(stack: Stack, *, requests: int = 400, concurrency: int = 20, users: int = 40, hashes: int = 60,
         verify_calls: int = 5000, profile_seconds: int = 0) -> dict:
-    from api.auth.passwords import ARGON2_MEMORY_KIB, ARGON2_PARALLELISM, ARGON2_TIME_COST
-
     anon = stack.anon_key()
     run_tag = uuid.uuid4().hex[:6]
     emails = [f"auth-{n}-{run_tag}@example.com" for n in range(users)]

@@ -18,12 +18,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from api.auth.passwords import ARGON2_MEMORY_KIB, ARGON2_PARALLELISM, ARGON2_TIME_COST, new_argon2
+from api.auth.passwords import (
+    ARGON2_MEMORY_KIB,
+    ARGON2_PARALLELISM,
+    ARGON2_TIME_COST,
+    new_argon2,
+)
 from api.tokens import api_key
 from bench.common import percentile
 from db.migrate import migrate
-from tests.conftest import create_database, drop_database, make_test_settings
-from tests.processes import ApiProcess
+from tests.support.database import create_database, drop_database, make_test_settings
+from tests.support.processes import ApiProcess
 
 PASSWORD = "correct horse battery staple"
 

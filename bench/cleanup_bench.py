@@ -23,7 +23,7 @@ import psycopg
 from db import maintenance
 from db.engine import create_app_engine
 from db.migrate import libpq_url, migrate
-from tests.conftest import create_database, drop_database, make_test_settings
+from tests.support.database import create_database, drop_database, make_test_settings
 
 LOAD_SQL = """
 insert into auth.users (id, aud, role, email, encrypted_password, raw_app_meta_data, raw_user_meta_data,

@@ -25,10 +25,13 @@ import uuid
 from pathlib import Path
 
 import psycopg
+import websockets
 
 from bench.common import Sampler, latency_summary
-from bench.stack import ROOT, Stack, pretty, raise_fd_limit, rss_kib
+from bench.realtime_latency import start_bare_server
+from bench.stack import Stack, pretty, raise_fd_limit, rss_kib
 from bench.wsclient import receive, subscribe
+from tests.support.processes import ROOT
 
 CONNECT_PARALLEL = 40
 DELIVERY_WORK = ("dispatch (api/realtime/hub.py", "_write_forever (")
@@ -64,8 +67,6 @@ async def realtime_client(config: dict) -> dict:
 async def echo_client(config: dict) -> dict:
     """Open this process's sockets to the bare echo server; once told, each socket sends one timestamped frame
     every `interval` seconds (staggered) and records the round trip."""
-    import websockets
-
     received: list[tuple[float, float]] = []
     gate = asyncio.Semaphore(CONNECT_PARALLEL)
     stop = asyncio.Event()
@@ -238,8 +239,6 @@ def run(stack: Stack, *, users: int = 1000, per_user: int = 5, rate: int = 1000,
 
 
 def bare_reference(stack: Stack, count: int, *, frames_per_s: int, seconds: float, clients: int) -> dict:
-    from bench.realtime_latency import start_bare_server
-
     proc, port = start_bare_server(stack.settings.redis_url, stack.settings.redis_key("bench", "bare"))
     try:
         pids = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()] or [

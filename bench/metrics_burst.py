@@ -21,11 +21,22 @@ import httpx
 
 from api.tokens import api_key
 from db.engine import create_app_engine
-from tests.conftest import create_database, drop_database, make_test_settings, migrate_serialised
-from tests.factories import create_user
-from tests.pipeline.conftest import event_body, post_event, start_worker, submit_results
-from tests.processes import ROOT, ApiProcess, SegbaseProcess, free_port, wait_for
-from tests.realtime.conftest import PhoenixSocket, wait_relay_active
+from tests.support.database import (
+    create_database,
+    drop_database,
+    make_test_settings,
+    migrate_serialised,
+)
+from tests.support.factories import create_user
+from tests.support.pipeline import event_body, post_event, start_worker, submit_results
+from tests.support.processes import (
+    ROOT,
+    ApiProcess,
+    SegbaseProcess,
+    free_port,
+    wait_for,
+)
+from tests.support.realtime import PhoenixSocket, wait_relay_active
 
 SHOWN = ("segbase_http_requests_total", "segbase_http_request_duration_seconds_count", "segbase_webhook",
          "segbase_tasks_total", "segbase_task_duration_seconds_sum", "segbase_task_duration_seconds_count",

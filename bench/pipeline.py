@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from bench.common import CpuMeter, Sampler, latency_summary
-from bench.stack import WEBHOOK_KEY, Stack, pretty
+from bench.stack import WEBHOOK_KEY, Stack, descendants, pretty
 from schemas.webhook import WebhookEvent
 
 EVENT_TX = Path(__file__).with_name("event_tx.sql")
@@ -91,8 +91,6 @@ def run_pgbench(stack: Stack, *, clients: int, transactions: int, attempt: bool)
 def process_groups(stack: Stack) -> dict[str, list[int]]:
     """The stack's processes by role, and the PostgreSQL backends serving this database (pooled, so they live
     through the run)."""
-    from bench.stack import descendants
-
     with stack.owner() as conn:
         backends = dict(conn.execute(
             "select pid, coalesce(nullif(application_name, ''), usename::text) from pg_stat_activity "

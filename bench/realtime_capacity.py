@@ -16,6 +16,7 @@ import cProfile
 import io
 import json
 import pstats
+import queue
 import time
 import uuid
 
@@ -30,9 +31,9 @@ from bench.wsclient import subscribe
 from db.engine import create_app_engine
 from db.migrate import migrate
 from db.uow import Caller
-from tests.conftest import create_database, drop_database, make_test_settings
-from tests.factories import create_user
-from tests.processes import ApiProcess, wait_for
+from tests.support.database import create_database, drop_database, make_test_settings
+from tests.support.factories import create_user
+from tests.support.processes import ApiProcess, wait_for
 
 PARALLEL = 50
 
@@ -116,8 +117,6 @@ bare_port_master: list[int] = [0]
 def frame_cost(settings, engine, channels: int, events: int) -> dict:
     """Hub.dispatch over `channels` channels of one owner (each matching): µs per delivered frame, and the top of
     a cProfile of it (routing, binding match, serialization once per role, frame assembly, queue put)."""
-    import queue
-
     class QueueConnection:
         vsn = protocol.VSN_ARRAYS
 

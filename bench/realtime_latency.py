@@ -27,9 +27,17 @@ from supabase import acreate_client
 from api.tokens import api_key
 from db.engine import create_app_engine
 from db.migrate import libpq_url, migrate
-from tests.conftest import create_database, drop_database, make_test_settings
-from tests.factories import create_user
-from tests.processes import ROOT, ApiProcess, SegbaseProcess, free_port, wait_for
+from tests.support.database import create_database, drop_database, make_test_settings
+from tests.support.factories import create_user
+from tests.support.pipeline import event_body, start_worker
+from tests.support.processes import (
+    ROOT,
+    ApiProcess,
+    SegbaseProcess,
+    free_port,
+    wait_for,
+)
+from tests.support.realtime import submit_as_user
 
 
 def summary(samples: list[float]) -> dict[str, float]:
@@ -73,9 +81,6 @@ async def bare_latency(port: int, redis_url: str, channel: str, events: int) -> 
 
 async def webhook_latency(settings, api_url: str, events: int) -> list[float]:
     """POST /functions/v1/process-webhook `done` for a pending result → the callback of its UPDATE to done."""
-    from tests.pipeline.conftest import event_body
-    from tests.realtime.conftest import submit_as_user
-
     user = create_user(settings, credits=events + 10)
     engine = create_app_engine(settings, pool_size=1)
     result_ids = [str(uuid.uuid4()) for _ in range(events)]
@@ -166,8 +171,6 @@ def main() -> None:
         relay = SegbaseProcess(settings, "relay").start()
         processes += [api, relay]
         if args.via == "webhook":
-            from tests.pipeline.conftest import start_worker
-
             processes.append(start_worker(settings, "bench-worker"))
         wait_for(lambda: "relay active" in relay.log_text(), 30, message="relay active")
         bare_channel = settings.redis_key("bench", "bare")

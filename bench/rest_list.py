@@ -26,9 +26,9 @@ from db.migrate import libpq_url, migrate
 from db.rest import builder
 from db.rest.catalog import load_catalog
 from db.rest.grammar import Filters, parse_order, parse_select
-from tests.conftest import create_database, drop_database, make_test_settings
-from tests.processes import ApiProcess
-from tests.rest.bulk import bulk_user_ids, load_results
+from tests.support.bulk import bulk_user_ids, load_results
+from tests.support.database import create_database, drop_database, make_test_settings
+from tests.support.processes import ApiProcess
 
 QUERY = {"select": "*", "order": "created_at.desc", "limit": "20"}
 

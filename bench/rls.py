@@ -24,7 +24,7 @@ from bench.rest_list import QUERY, sessions_and_tokens
 from bench.stack import Stack, pretty
 from db.engine import authenticator_url
 from db.migrate import libpq_url
-from tests.rest.bulk import bulk_user_ids, load_results
+from tests.support.bulk import bulk_user_ids, load_results
 
 AS_USER = "select * from public.segmentation_results order by created_at desc limit 20"
 AS_SERVICE = ("select * from public.segmentation_results where user_id = %s::uuid "

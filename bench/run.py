@@ -17,11 +17,13 @@ import sys
 import time
 import uuid
 from datetime import datetime, timezone
+from importlib.metadata import version
 from pathlib import Path
 
 from bench import auth, e2e_latency, fanout, pipeline, rls
 from bench.common import py_spy_path
-from bench.stack import ROOT, Stack, raise_fd_limit
+from bench.stack import Stack, raise_fd_limit
+from tests.support.processes import ROOT
 
 FULL = {
     "pipeline": {"events": 20_000, "concurrency": 32, "reference_events": 4000, "profile_seconds": 15,
@@ -54,8 +56,6 @@ def _version(command: list[str]) -> str:
 
 
 def machine() -> dict:
-    from importlib.metadata import version
-
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     mem = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
@@ -126,8 +126,6 @@ def main() -> None:
     PARTIAL.write_text(json.dumps(report, indent=1, default=str))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=str))
-    from bench.report import render
-
     Path(args.output).write_text(render(report))
     print(f"bench: wrote {args.output}")
 

@@ -16,13 +16,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
+import redis
 
 from api.identity import mint_access_token
 from api.tokens import api_key
 from db.migrate import libpq_url
 from schemas.settings import Settings
-from tests.conftest import create_database, drop_database, make_test_settings, migrate_serialised
-from tests.processes import ROOT, ApiProcess, SegbaseProcess, wait_for
+from tests.support.database import (
+    create_database,
+    drop_database,
+    make_test_settings,
+    migrate_serialised,
+)
+from tests.support.processes import ApiProcess, SegbaseProcess, wait_for
 
 BENCH_REDIS_DB = 2  # tests use 1 (and 8-15 for fault tests), the development stack 0
 WEBHOOK_KEY = "bench-webhook-key"
@@ -231,8 +237,6 @@ class Stack:
             fsync = conn.execute("show fsync").fetchone()[0]
             max_conn = conn.execute("show max_connections").fetchone()[0]
             shared = conn.execute("show shared_buffers").fetchone()[0]
-        import redis
-
         info = redis.Redis.from_url(self.settings.redis_url).info("server")
         return {"postgresql": pg, "synchronous_commit": sync, "fsync": fsync, "max_connections": max_conn,
                 "shared_buffers": shared, "redis": info.get("redis_version", "?")}
@@ -255,8 +259,6 @@ class Stack:
 
 def _flush_namespace(settings: Settings) -> None:
     """Delete the run's Redis keys (its queue and kombu bookkeeping), nothing else in the shared database."""
-    import redis
-
     client = redis.Redis.from_url(settings.redis_url)
     prefix = settings.redis_key("")
     for key in client.scan_iter(match=f"*{prefix}*", count=1000):

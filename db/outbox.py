@@ -8,9 +8,8 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from datetime import timezone
 from typing import Any
-
-from sqlalchemy import text
 
 from db.uow import UnitOfWork
 
@@ -64,8 +63,6 @@ class TableCatalog:
 
 def format_commit_timestamp(value) -> str:
     """Realtime's `commit_timestamp`: UTC, millisecond precision, `Z`."""
-    from datetime import timezone
-
     value = value.astimezone(timezone.utc)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 

@@ -1,4 +1,9 @@
-"""`segbase` — one subcommand per process an operator runs."""
+"""`segbase` — one subcommand per process an operator runs.
+
+Each subcommand imports its own process's code inside its function ("lazy" below): `segbase migrate` must not
+import gevent or Celery, and a metrics-serving process must choose prometheus-client's multiprocess directory
+before prometheus-client is first imported.
+"""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +20,12 @@ from schemas.settings import Settings
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    from db.migrate import MigrationError, migrate, migration_status, new_migration
+    from db.migrate import (  # lazy: see the module docstring
+        MigrationError,
+        migrate,
+        migration_status,
+        new_migration,
+    )
 
     try:
         if args.action == "new":
@@ -37,7 +47,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
-    from segbase.server import run_api
+    from segbase.server import run_api  # lazy: see the module docstring
 
     run_api(settings, port=args.port)
     return 0
@@ -45,10 +55,15 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
 
 def serve_process_metrics(settings: Settings, process: str, port: int) -> None:
     """Multiprocess metrics directory first (before prometheus-client is imported), then the process's endpoint."""
-    from segbase.metrics_dir import prepare_multiprocess_dir
+    from observability.metrics_dir import (
+        prepare_multiprocess_dir,  # lazy: see the module docstring
+    )
 
     prepare_multiprocess_dir(process, settings.instance_id)
-    from segbase.metrics import install_celery_metrics, start_metrics_server
+    from observability.metrics import (  # lazy: see the module docstring
+        install_celery_metrics,
+        start_metrics_server,
+    )
 
     if process == "worker":
         install_celery_metrics()
@@ -57,14 +72,14 @@ def serve_process_metrics(settings: Settings, process: str, port: int) -> None:
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     serve_process_metrics(settings, "worker", settings.worker_metrics_port)
-    from workers.main import run_worker
+    from workers.main import run_worker  # lazy: see the module docstring
 
     return run_worker(settings, concurrency=args.concurrency)
 
 
 def cmd_worker_ping(settings: Settings, args: argparse.Namespace) -> int:
     """Exit 0 when a worker of this deployment answers Celery's `inspect ping` (container healthchecks)."""
-    from workers.celery_app import create_celery
+    from broker.celery_app import create_celery  # lazy: see the module docstring
 
     replies = create_celery(settings).control.inspect(timeout=args.timeout).ping() or {}
     print(json.dumps(replies))
@@ -72,20 +87,20 @@ def cmd_worker_ping(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_beat(settings: Settings, args: argparse.Namespace) -> int:
-    from workers.main import run_beat
+    from workers.main import run_beat  # lazy: see the module docstring
 
     return run_beat(settings)
 
 
 def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
     serve_process_metrics(settings, "relay", settings.relay_metrics_port)
-    from workers.relay import run_relay
+    from workers.relay import run_relay  # lazy: see the module docstring
 
     return run_relay(settings)
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    from segbase.status import collect_status
+    from segbase.status import collect_status  # lazy: see the module docstring
 
     status = collect_status(settings)
     if args.json:
@@ -122,7 +137,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     pumps = [threading.Thread(target=pump, args=(n, p.stdout), daemon=True) for n, p in children.items()]
     for thread in pumps:
         thread.start()
-    from api.tokens import api_key
+    from api.tokens import api_key  # lazy: see the module docstring
 
     print(f"   run | segbase: API {settings.public_url}  (Ctrl-C stops everything)\n"
           f"   run |   anon key:        {api_key(settings, 'anon')}\n"
@@ -195,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from segbase.logs import configure_logging
+    from observability.logs import configure_logging  # lazy: see the module docstring
 
     try:
         # SEGBASE_ENV_FILE="" disables the .env file (test processes get every setting from their environment).

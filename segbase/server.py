@@ -47,7 +47,9 @@ class ApiServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        from api import create_app
+        from api import (
+            create_app,  # in the worker: the app is built after gunicorn forks
+        )
 
         return create_app(self.settings)
 
@@ -59,20 +61,20 @@ CLOSE_GOING_AWAY = 1001
 
 
 def _post_worker_init(worker) -> None:
-    import gevent
+    import gevent  # only inside a gevent worker; `segbase migrate` & co. never import gevent
 
     gevent.spawn(_close_websockets_on_shutdown, worker)
 
 
 def _close_websockets_on_shutdown(worker) -> None:
     """Wait (in a greenlet of the worker) until SIGTERM clears `worker.alive`, then close every WebSocket."""
-    import gevent
+    import gevent  # only inside a gevent worker
 
     while worker.alive:
         gevent.sleep(0.2)
     extensions = getattr(worker.wsgi, "extensions", {})
     services = extensions.get("segbase")
-    hub = services.extras.get("realtime") if services is not None else None
+    hub = services.realtime if services is not None else None
     if hub is None:
         return
     # Sockets are found through their joined channels (a Supabase client joins right after connecting); one
@@ -87,13 +89,16 @@ def _close_websockets_on_shutdown(worker) -> None:
 
 
 def _child_exit(server, worker) -> None:
-    from segbase.metrics import mark_process_dead
+    # prometheus-client may be imported only after prepare_multiprocess_dir (it picks its mode at import)
+    from observability.metrics import mark_process_dead
 
     mark_process_dead(worker.pid)
 
 
 def run_api(settings: Settings, port: int | None = None) -> None:
-    from segbase.metrics_dir import prepare_multiprocess_dir
+    from observability.metrics_dir import (
+        prepare_multiprocess_dir,  # lazy, as every subcommand (segbase/cli.py)
+    )
 
     prepare_multiprocess_dir("api", settings.instance_id)  # before any worker forks
     options = gunicorn_options(settings, port)

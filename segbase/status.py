@@ -4,9 +4,12 @@ from __future__ import annotations
 from typing import Any
 
 import redis
-from sqlalchemy import Engine
 
 from api.tokens import api_key
+from broker.celery_app import celery_queue_depth
+from db.engine import create_app_engine
+from db.maintenance import pipeline_lag
+from db.uow import Caller, unit_of_work
 from schemas.settings import Settings
 
 HIDDEN = "<hidden: ENV is not dev>"
@@ -26,44 +29,8 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     return status
 
 
-# kombu's Redis transport keeps priority messages in sibling lists named queue + "\x06\x16" + priority.
-KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
-KOMBU_PRIORITY_SEPARATOR = "\x06\x16"
-
-
-def celery_queue_depth(settings: Settings, client: redis.Redis) -> dict[str, int]:
-    """Messages waiting in this deployment's Celery queue, and messages delivered but not acknowledged."""
-    from workers.celery_app import queue_name
-
-    prefix = settings.redis_key("kombu") + ":"
-    queue = queue_name(settings)
-    keys = [prefix + (queue if step == 0 else f"{queue}{KOMBU_PRIORITY_SEPARATOR}{step}")
-            for step in KOMBU_PRIORITY_STEPS]
-    pipe = client.pipeline(transaction=False)
-    for key in keys:
-        pipe.llen(key)
-    pipe.hlen(prefix + "unacked")
-    *lengths, unacked = pipe.execute()
-    return {"queue_depth": sum(lengths), "queue_unacked": unacked}
-
-
-def pipeline_health(settings: Settings, engine: Engine, client: redis.Redis) -> dict[str, Any]:
-    """Queue depth, the age of the oldest unapplied inbox event and of the oldest unsent outbox event."""
-    from db.maintenance import pipeline_lag
-    from db.uow import Caller, unit_of_work
-
-    with unit_of_work(engine, Caller.service()) as uow:
-        health = pipeline_lag(uow)
-    health.update(celery_queue_depth(settings, client))
-    return health
-
-
 def _pipeline_health(settings: Settings) -> dict[str, Any]:
     """Each part is reported on its own, so `segbase status` still prints when PostgreSQL or Redis is down."""
-    from db.engine import create_app_engine
-    from db.maintenance import pipeline_lag
-    from db.uow import Caller, unit_of_work
-
     health: dict[str, Any] = {}
     engine = create_app_engine(settings, pool_size=1, application_name="segbase-status")
     try:

@@ -13,9 +13,16 @@ import jwt
 import psycopg
 import pytest
 
-from db.migrate import MIGRATIONS_DIR, MigrationError, migrate, migration_status, new_migration
+from db.migrate import (
+    MIGRATIONS_DIR,
+    MigrationError,
+    migrate,
+    migration_status,
+    new_migration,
+)
 from schemas.settings import DEV_JWT_SECRET, Settings, documented_setting_names
-from tests.conftest import create_database, drop_database, make_test_settings
+from tests.support.database import create_database, drop_database, make_test_settings
+from tests.support.processes import ApiProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -219,8 +226,6 @@ def test_metrics_count_requests_by_route(api_server):
 
 
 def test_metrics_can_be_protected_and_disabled(settings):
-    from tests.processes import ApiProcess
-
     protected = make_test_settings(settings.database_url, settings.instance_id, metrics_token="m" * 20)
     server = ApiProcess(protected).start()
     try:

@@ -4,14 +4,23 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from celery import Celery
+
+from broker.celery_app import create_celery, queue_name
+from broker.tasks import SWEEP_WEBHOOK_INBOX_TASK
 from schemas.settings import Settings
+from workers import maintenance
+
+TASK_MODULES = ("workers.tasks", "workers.maintenance")
+
+
+def create_worker_celery(settings: Settings) -> Celery:
+    """The Celery app of `segbase worker`/`beat`: the producer's app plus the modules that implement the tasks."""
+    return create_celery(settings, include=TASK_MODULES)
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """The periodic jobs beat sends. Each job must be safe when two beats run (they use SKIP LOCKED / locks)."""
-    from workers import maintenance
-    from workers.celery_app import SWEEP_WEBHOOK_INBOX_TASK
-
     schedule: dict[str, dict[str, Any]] = dict(maintenance.beat_schedule(settings))
     if settings.inbox_sweep_enabled:
         schedule["sweep-webhook-inbox"] = {
@@ -24,9 +33,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 def run_worker(settings: Settings, concurrency: int | None = None) -> int:
-    from workers.celery_app import create_celery, queue_name
-
-    app = create_celery(settings)
+    app = create_worker_celery(settings)
     app.worker_main([
         "worker", "--loglevel", settings.log_level, "--pool", "prefork",
         "--concurrency", str(concurrency or settings.worker_concurrency),
@@ -38,9 +45,7 @@ def run_worker(settings: Settings, concurrency: int | None = None) -> int:
 
 
 def run_beat(settings: Settings) -> int:
-    from workers.celery_app import create_celery
-
-    app = create_celery(settings)
+    app = create_worker_celery(settings)
     app.conf.beat_schedule = beat_schedule(settings)
     # The in-memory scheduler: no schedule file to share or corrupt, so a standby beat (or a second one during a
     # rollout) can run on the same host. Every entry first runs one period after start, and every job is safe

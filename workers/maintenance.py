@@ -12,16 +12,21 @@ from celery import shared_task
 from celery.schedules import crontab
 from sqlalchemy import Engine
 
+from broker.tasks import CLEANUP_TASK, RECONCILE_TASK
 from db import maintenance
 from db.engine import create_app_engine
 from db.uow import Caller, unit_of_work
+from observability.metrics import (
+    CLEANUP_DELETED,
+    CLEANUP_RUNS,
+    LATE_EVENTS,
+    RESULTS_TIMED_OUT,
+    WEBHOOK_EVENTS,
+)
 from schemas.settings import Settings
-from segbase.metrics import CLEANUP_DELETED, CLEANUP_RUNS, LATE_EVENTS, RESULTS_TIMED_OUT, WEBHOOK_EVENTS
 
 log = logging.getLogger("segbase.maintenance")
 
-CLEANUP_TASK = "segbase.maintenance.cleanup_old_results"
-RECONCILE_TASK = "segbase.maintenance.reconcile_stuck_results"
 
 _engines: dict[int, Engine] = {}
 

@@ -19,10 +19,18 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
 from db.engine import authenticator_url, create_app_engine
-from db.outbox import NOTIFY_CHANNEL, RELAY_LOCK_KEY, TableCatalog, event_message, mark_sent, prune_sent, read_unsent
+from db.outbox import (
+    NOTIFY_CHANNEL,
+    RELAY_LOCK_KEY,
+    TableCatalog,
+    event_message,
+    mark_sent,
+    prune_sent,
+    read_unsent,
+)
 from db.uow import Caller, unit_of_work
+from observability.metrics import OUTBOX_PUBLISHED
 from schemas.settings import Settings
-from segbase.metrics import OUTBOX_PUBLISHED
 
 log = logging.getLogger("segbase.relay")
 

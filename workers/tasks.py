@@ -15,16 +15,16 @@ from celery import shared_task
 from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 
+from broker.celery_app import max_retry_countdown
+from broker.tasks import (
+    APPLY_WEBHOOK_EVENT_TASK,
+    SWEEP_WEBHOOK_INBOX_TASK,
+    enqueue_webhook_event,
+)
 from db.engine import create_app_engine
 from db.pipeline import BatchOutcome, apply_events, begin_batch, claim_stale_events
 from db.uow import Caller, unit_of_work
 from schemas.settings import Settings
-from workers.celery_app import (
-    APPLY_WEBHOOK_EVENT_TASK,
-    SWEEP_WEBHOOK_INBOX_TASK,
-    enqueue_webhook_event,
-    max_retry_countdown,
-)
 from workers.maintenance import record_webhook_outcome
 
 log = logging.getLogger("segbase.pipeline")

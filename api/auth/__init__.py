@@ -13,14 +13,35 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, ValidationError
 from werkzeug.exceptions import HTTPException
 
-from api.auth.errors import (API_VERSION, API_VERSION_HEADER, AuthError, GatewayError, bad_json,
-                             validation_failed)
+from api.auth.errors import (
+    API_VERSION,
+    API_VERSION_HEADER,
+    AuthError,
+    GatewayError,
+    bad_json,
+    validation_failed,
+)
 from api.auth.limits import RateLimiter, client_ip
 from api.auth.passwords import PasswordHasher
-from api.auth.service import (AuthContext, load_user, logout, refresh_session, session_json, sign_in_with_password,
-                              sign_up, update_user, user_json)
+from api.auth.service import (
+    AuthContext,
+    load_user,
+    logout,
+    refresh_session,
+    session_json,
+    sign_in_with_password,
+    sign_up,
+    update_user,
+    user_json,
+)
 from api.errors import ApiError
-from api.identity import TokenError, credentials_from_request, decode_token, gateway_error, resolve_caller
+from api.identity import (
+    TokenError,
+    credentials_from_request,
+    decode_token,
+    gateway_error,
+    resolve_caller,
+)
 from api.services import services
 
 bp = Blueprint("auth", __name__)
@@ -81,15 +102,16 @@ def _parse(model: type[_Body]) -> Any:
 
 def _context() -> AuthContext:
     svc = services()
-    hasher = svc.extras.get("auth.hasher")
-    if hasher is None:  # made on first use, in the serving process (after gunicorn forked and gevent patched)
-        hasher = svc.extras.setdefault("auth.hasher", PasswordHasher(svc.settings.auth_hash_threads))
-    return AuthContext(svc.settings, svc.engine, hasher)
+    if svc.password_hasher is None:  # made on first use, in the serving process (after gunicorn forked and gevent patched)
+        svc.password_hasher = PasswordHasher(svc.settings.auth_hash_threads)
+    return AuthContext(svc.settings, svc.engine, svc.password_hasher)
 
 
 def _limiter() -> RateLimiter:
     svc = services()
-    return svc.extras.setdefault("auth.limiter", RateLimiter(svc.redis, svc.settings))
+    if svc.auth_limiter is None:
+        svc.auth_limiter = RateLimiter(svc.redis, svc.settings)
+    return svc.auth_limiter
 
 
 def _client_ip() -> str:

@@ -26,7 +26,7 @@ ARGON2_SALT_LEN = 16
 
 
 def gevent_is_active() -> bool:
-    try:
+    try:  # gevent is optional: without it (tests, tools) hashing uses plain threads
         from gevent import monkey
     except ImportError:
         return False
@@ -47,7 +47,9 @@ class PasswordHasher:
         self._argon2 = new_argon2()
         self.uses_gevent = gevent_is_active()
         if self.uses_gevent:
-            from gevent.threadpool import ThreadPool
+            from gevent.threadpool import (
+                ThreadPool,  # only under gevent (see gevent_is_active)
+            )
 
             self._gevent_pool = ThreadPool(maxsize=threads)
         else:

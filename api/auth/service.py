@@ -18,7 +18,12 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Engine
 
-from api.auth.errors import AuthError, OAuthError, invalid_credentials, validation_failed
+from api.auth.errors import (
+    AuthError,
+    OAuthError,
+    invalid_credentials,
+    validation_failed,
+)
 from api.auth.passwords import PasswordHasher
 from api.identity import AccessToken, forget_session, mint_access_token
 from db import auth as auth_db

@@ -16,11 +16,11 @@ from kombu.exceptions import KombuError
 
 from api.errors import ApiError, NotFoundError, ServiceUnavailableError
 from api.functions import bp
-from api.functions.common import celery_app, database_or_503, verified_claims
+from api.functions.common import database_or_503, verified_claims
 from api.services import services
+from broker.tasks import enqueue_cleanup
 from db import maintenance
 from db.uow import Caller, unit_of_work
-from workers.maintenance import CLEANUP_TASK
 
 QUEUE_RETRY_AFTER_SECONDS = 5
 
@@ -38,7 +38,7 @@ def start_cleanup():
     with database_or_503(), unit_of_work(svc.engine, Caller.service()) as uow:
         job_id = maintenance.create_job(uow, "request")
     try:
-        celery_app().send_task(CLEANUP_TASK, args=[job_id])
+        enqueue_cleanup(services().celery, job_id)
     except (KombuError, redis.RedisError, OSError) as exc:
         with database_or_503(), unit_of_work(svc.engine, Caller.service()) as uow:
             maintenance.finish_job(uow, job_id, "failed", detail="the job queue (Redis) was unavailable")

@@ -1,5 +1,5 @@
-"""What the functions share: the edge runtime's verify_jwt answers, the user behind a Bearer token, the Celery
-app of this API process, and the 503 for an unreachable database."""
+"""What the functions share: the edge runtime's verify_jwt answers, the user behind a Bearer token, and the 503
+for an unreachable database."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -7,7 +7,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from celery import Celery
 from flask import Request
 from sqlalchemy import exc as sa_exc
 
@@ -64,14 +63,3 @@ def database_or_503() -> Iterator[None]:
     except DATABASE_DOWN as exc:
         raise ServiceUnavailableError("the database is unavailable; retry later",
                                       retry_after=DATABASE_RETRY_AFTER_SECONDS) from exc
-
-
-def celery_app() -> Celery:
-    """This API process's Celery app (a producer only), created on first use."""
-    svc = services()
-    app = svc.extras.get("celery")
-    if app is None:
-        from workers.celery_app import create_celery
-
-        app = svc.extras.setdefault("celery", create_celery(svc.settings))
-    return app

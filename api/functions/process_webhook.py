@@ -15,13 +15,14 @@ from standardwebhooks import Webhook
 
 from api.errors import ApiError, UnauthorizedError
 from api.functions import bp
-from api.functions.common import celery_app, database_or_503
+from api.functions.common import database_or_503
 from api.services import services
+from broker.tasks import enqueue_webhook_event
 from db.pipeline import store_inbox_event
 from db.uow import Caller, unit_of_work
+from observability.metrics import WEBHOOK_EVENTS
 from schemas.settings import Settings
 from schemas.webhook import WebhookAccepted, WebhookDuplicate, WebhookEvent
-from segbase.metrics import WEBHOOK_EVENTS
 
 log = logging.getLogger("segbase.webhook")
 
@@ -61,10 +62,8 @@ def parse_event(settings: Settings, raw_body: bytes) -> WebhookEvent:
 
 
 def _enqueue_after_commit(event_id: str) -> None:
-    from workers.celery_app import enqueue_webhook_event
-
     try:
-        enqueue_webhook_event(celery_app(), event_id)
+        enqueue_webhook_event(services().celery, event_id)
     except Exception as exc:  # noqa: BLE001 — the event is durable; the sweeper queues it later
         log.warning("webhook event %s stored but not queued (%s: %s); the inbox sweeper will queue it",
                     event_id, type(exc).__name__, exc)

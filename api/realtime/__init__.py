@@ -20,10 +20,10 @@ WEBSOCKET_PATH = "/realtime/v1/websocket"
 
 def hub() -> Hub:
     """This process's hub, created on first use (after gunicorn forked and gevent patched)."""
-    extras = services().extras
-    if "realtime" not in extras:
-        extras["realtime"] = Hub(services().settings, services().engine)
-    return extras["realtime"]
+    svc = services()
+    if svc.realtime is None:
+        svc.realtime = Hub(svc.settings, svc.engine)
+    return svc.realtime
 
 
 def _apikey() -> str | None:
@@ -68,7 +68,9 @@ def raise_fd_limit() -> int:
 
 def init_app(app: Flask) -> None:
     """Register the WebSocket route."""
-    from api.realtime.connection import Connection
+    from api.realtime.connection import (
+        Connection,  # late: connection imports the hub (split pending)
+    )
 
     raise_fd_limit()
     sock = Sock(app)

@@ -15,7 +15,7 @@ from api.identity import TokenError, resolve_caller
 from api.realtime import protocol
 from api.realtime.hub import Channel, Hub
 from db.uow import Caller
-from segbase.metrics import WS_CONNECTIONS, WS_DROPPED
+from observability.metrics import WS_CONNECTIONS, WS_DROPPED
 
 log = logging.getLogger("segbase.realtime")
 

@@ -20,8 +20,8 @@ from sqlalchemy import Engine
 
 from api.realtime import protocol
 from db.uow import Caller
+from observability.metrics import WS_FRAMES
 from schemas.settings import Settings
-from segbase.metrics import WS_FRAMES
 
 if TYPE_CHECKING:
     from api.realtime.connection import Connection
@@ -103,7 +103,9 @@ class Hub:
         now = time.monotonic()
         if self._catalog and now - self._catalog[0] < CATALOG_TTL_SECONDS:
             return self._catalog[1]
-        from sqlalchemy import text
+        from sqlalchemy import (
+            text,  # late: moves with the catalog reader (split pending)
+        )
 
         with self.engine.connect() as conn:
             rows = conn.execute(text(
@@ -188,7 +190,9 @@ class Hub:
 
     def sweep(self, *, check_sessions: bool) -> None:
         """End channels whose token expired or whose session was revoked (logout, refresh-token reuse)."""
-        from api.identity import session_is_alive
+        from api.identity import (
+            session_is_alive,  # late: identity is heavy at hub import (split pending)
+        )
 
         now = time.time()
         sessions: dict[str, list[Channel]] = defaultdict(list)

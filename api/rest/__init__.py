@@ -39,13 +39,7 @@ RESERVED = frozenset({"select", "order", "limit", "offset", "columns", "on_confl
 # --- request plumbing ------------------------------------------------------------------------------------------
 
 def catalog_cache() -> CatalogCache:
-    svc = services()
-    cache = svc.extras.get("rest_catalog")
-    if cache is None:
-        url = libpq_url(authenticator_url(svc.settings))
-        cache = svc.extras.setdefault("rest_catalog", CatalogCache(
-            lambda: psycopg.connect(url, application_name="segbase-rest-catalog", connect_timeout=5)))
-    return cache
+    return services().rest_catalog
 
 
 def current_caller() -> Caller:

@@ -9,8 +9,8 @@ import pytest
 from supabase import create_client
 from supabase_auth.errors import AuthApiError, AuthWeakPasswordError
 
-from tests.auth.conftest import PASSWORD, new_email
-from tests.processes import ROOT
+from tests.support.auth import PASSWORD, new_email, start_api
+from tests.support.processes import ROOT
 
 
 def run_node(script: str, *args: str) -> dict:
@@ -84,8 +84,6 @@ def test_supabase_py_refresh_reuse_revokes_the_session(reuse_api, anon_key):
 
 
 def test_supabase_py_rate_limit_error(anon_key, settings):
-    from tests.auth.conftest import start_api
-
     limited = start_api(settings, auth_rate_limit_sign_in=2, auth_rate_limit_window_seconds=60)
     try:
         codes = []

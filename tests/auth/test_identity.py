@@ -10,11 +10,19 @@ import httpx
 import jwt
 import pytest
 from pydantic import SecretStr
+from websockets.sync.client import connect
 
-from api.identity import (SESSION_CACHE_SECONDS, TokenError, caller_from_claims, decode_token, mint_access_token,
-                          resolve_caller, session_is_alive)
-from tests.auth.conftest import new_email
-from tests.factories import create_user
+from api.identity import (
+    SESSION_CACHE_SECONDS,
+    TokenError,
+    caller_from_claims,
+    decode_token,
+    mint_access_token,
+    resolve_caller,
+    session_is_alive,
+)
+from tests.support.auth import new_email
+from tests.support.factories import create_user
 
 
 def b64(data: dict) -> str:
@@ -166,8 +174,6 @@ def test_signed_up_users_token_resolves(gotrue, settings, engine, anon_key):
 
 
 def _realtime_join_status(api_server, anon_key, token: str) -> str:
-    from websockets.sync.client import connect
-
     url = api_server.url.replace("http://", "ws://") + f"/realtime/v1/websocket?apikey={anon_key}&vsn=1.0.0"
     with connect(url, open_timeout=10) as ws:
         ws.send(json.dumps({"topic": "realtime:auth-probe", "event": "phx_join", "ref": "1", "join_ref": "1",

@@ -10,8 +10,8 @@ import redis
 
 from api.auth.limits import client_ip
 from schemas.settings import Settings
-from tests.auth.conftest import GoTrue, new_email, start_api
-from tests.processes import ApiProcess
+from tests.support.auth import GoTrue, new_email, start_api
+from tests.support.processes import ApiProcess
 
 LIMIT = 4
 WINDOW = 2

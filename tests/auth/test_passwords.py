@@ -6,15 +6,21 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 
 from api.auth.errors import AuthError
-from api.auth.passwords import (ARGON2_MEMORY_KIB, ARGON2_PARALLELISM, ARGON2_TIME_COST, PasswordHasher,
-                                new_argon2)
+from api.auth.passwords import (
+    ARGON2_MEMORY_KIB,
+    ARGON2_PARALLELISM,
+    ARGON2_TIME_COST,
+    PasswordHasher,
+    new_argon2,
+)
 from api.auth.service import sign_in_with_password, sign_up
-from tests.auth.conftest import new_email
-from tests.processes import ROOT
+from tests.support.auth import new_email
+from tests.support.processes import ROOT
 
 
 def test_parameters_meet_owasp_minimum():
@@ -49,8 +55,6 @@ def test_unknown_email_runs_a_dummy_verify_and_answers_like_a_wrong_password(aut
 def test_plain_process_uses_a_thread_pool():
     hasher = PasswordHasher(2)
     try:
-        import threading
-
         assert not hasher.uses_gevent
         assert hasher.run_in_pool(threading.get_ident) != threading.get_ident()
     finally:

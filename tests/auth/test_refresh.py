@@ -2,18 +2,19 @@
 in-process for the interval itself."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import jwt
 import pytest
 
 from api.auth.errors import AuthError
 from api.auth.service import AuthContext, refresh_session, sign_up
 from api.identity import TokenError, resolve_caller
-from tests.auth.conftest import GoTrue, new_email
 from tests.auth.test_wire import assert_gotrue_error
+from tests.support.auth import GoTrue, new_email
 
 
 def test_refresh_reuse_revokes_the_session(reuse_api, anon_key, owner_conn):
-    from tests.auth.conftest import GoTrue
 
     client = GoTrue(reuse_api.url, anon_key)
     try:
@@ -33,7 +34,6 @@ def test_refresh_reuse_revokes_the_session(reuse_api, anon_key, owner_conn):
 
 
 def test_parent_of_the_active_token_gets_the_same_token_back(reuse_api, anon_key):
-    from tests.auth.conftest import GoTrue
 
     client = GoTrue(reuse_api.url, anon_key)
     try:
@@ -75,8 +75,6 @@ def test_replay_after_the_interval_revokes_the_session_everywhere(auth_context, 
 
 
 def test_concurrent_refreshes_with_one_token_get_the_same_child(auth_context):
-    from concurrent.futures import ThreadPoolExecutor
-
     _, first = sign_up(auth_context, email=new_email(), password="long enough password", data={})
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(lambda _: refresh_session(auth_context, refresh_token=first.refresh_token).refresh_token,

@@ -5,8 +5,14 @@ import pytest
 from supabase_auth.types import Session, User
 
 from api.auth.errors import AuthError
-from api.auth.service import AuthContext, session_json, sign_in_with_password, sign_up, user_json
-from tests.auth.conftest import new_email
+from api.auth.service import (
+    AuthContext,
+    session_json,
+    sign_in_with_password,
+    sign_up,
+    user_json,
+)
+from tests.support.auth import new_email
 
 
 @pytest.fixture(scope="module")

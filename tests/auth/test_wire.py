@@ -6,8 +6,8 @@ import hashlib
 import jwt
 import pytest
 
-from tests.auth.conftest import PASSWORD, new_email
-from tests.factories import create_user
+from tests.support.auth import PASSWORD, new_email
+from tests.support.factories import create_user
 
 CLAIM_ORDER = ["iss", "sub", "aud", "exp", "iat", "email", "phone", "app_metadata", "user_metadata", "role", "aal",
                "amr", "session_id", "is_anonymous"]

@@ -5,8 +5,13 @@ from __future__ import annotations
 import psycopg
 
 from db.migrate import libpq_url, run_bootstrap
-from tests.conftest import (CLUSTER_BOOTSTRAP_LOCK, PG_ADMIN_URL, create_database, drop_database,
-                            make_test_settings)
+from tests.support.database import (
+    CLUSTER_BOOTSTRAP_LOCK,
+    PG_ADMIN_URL,
+    create_database,
+    drop_database,
+    make_test_settings,
+)
 
 FINGERPRINT = """
     select jsonb_build_object(

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from db.maintenance import DELETE_EXPIRED_RESULTS, TIME_OUT_STUCK_RESULTS
-from tests.factories import create_user
+from tests.support.factories import create_user
 
 
 def plan_indexes(node: dict) -> set[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import DBAPIError
 
-from tests.db.conftest import World, rolled_back, snapshot, sqlstate
+from tests.support.db import World, rolled_back, snapshot, sqlstate
 
 PRIV = "permission denied"
 RLS = "new row violates row-level security policy"

@@ -14,8 +14,13 @@ import psycopg
 import pytest
 
 from db.migrate import discover_migrations, libpq_url, run_bootstrap
-from tests.conftest import (CLUSTER_BOOTSTRAP_LOCK, PG_ADMIN_URL, create_database, drop_database,
-                            make_test_settings)
+from tests.support.database import (
+    CLUSTER_BOOTSTRAP_LOCK,
+    PG_ADMIN_URL,
+    create_database,
+    drop_database,
+    make_test_settings,
+)
 
 pytestmark = [pytest.mark.node]
 

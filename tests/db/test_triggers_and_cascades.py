@@ -8,8 +8,8 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import text
 
 from db.uow import Caller
-from tests.db.conftest import World, as_service, new_result, rolled_back, user_caller
-from tests.factories import create_user
+from tests.support.db import World, as_service, new_result, rolled_back, user_caller
+from tests.support.factories import create_user
 
 TIMESTAMPED = {
     "users_profile": ("update public.users_profile set display_name = 'touched' where id = :id", "owner"),

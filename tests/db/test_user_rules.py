@@ -8,8 +8,16 @@ import pytest
 from sqlalchemy.exc import DBAPIError
 
 from db.uow import Caller
-from tests.db.conftest import World, as_service, new_result, rolled_back, snapshot, sqlstate, user_caller
-from tests.factories import create_user
+from tests.support.db import (
+    World,
+    as_service,
+    new_result,
+    rolled_back,
+    snapshot,
+    sqlstate,
+    user_caller,
+)
+from tests.support.factories import create_user
 
 PRIV = "permission denied"
 RLS = "new row violates row-level security policy"

@@ -11,7 +11,8 @@ from psycopg.types.json import Jsonb
 
 from db import maintenance
 from db.migrate import libpq_url
-from tests.ops.conftest import existing, insert_result
+from db.uow import Caller, unit_of_work
+from tests.support.ops import existing, insert_result
 
 DAY = timedelta(days=1)
 
@@ -119,8 +120,6 @@ def test_prunes_finished_inbox_rows_and_sent_outbox_rows_past_retention(engine, 
 
 
 def test_job_records_move_queued_running_done_once(engine):
-    from db.uow import Caller, unit_of_work
-
     with unit_of_work(engine, Caller.service()) as uow:
         job_id = maintenance.create_job(uow, "request")
         assert maintenance.get_job(uow, job_id)["state"] == "queued"

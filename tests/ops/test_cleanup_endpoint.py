@@ -9,10 +9,16 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from celery.schedules import crontab
 
-from tests.factories import create_user
-from tests.ops.conftest import existing, insert_result
-from tests.processes import ApiProcess, SegbaseProcess, free_port, wait_for
+from broker.tasks import CLEANUP_TASK, RECONCILE_TASK
+from db import maintenance
+from tests.ops.test_health_and_status import run_segbase
+from tests.support.factories import create_user
+from tests.support.ops import existing, insert_result
+from tests.support.processes import ApiProcess, SegbaseProcess, free_port, wait_for
+from workers.main import create_worker_celery
+from workers.maintenance import beat_schedule, parse_cron
 
 PATH = "/functions/v1/cleanup-old-results"
 
@@ -99,8 +105,6 @@ def test_post_queues_the_job_and_get_returns_its_counts(ops_stack, service_key, 
 
 
 def test_a_run_while_another_holds_the_lock_is_recorded_as_skipped(ops_stack, service_key, engine):
-    from db import maintenance
-
     api, _, _ = ops_stack
     with maintenance.cleanup_lock(engine):  # as if a second beat's run were in progress
         job_id = httpx.post(api.url + PATH, headers=service_headers(service_key)).json()["job_id"]
@@ -113,14 +117,11 @@ def test_a_run_while_another_holds_the_lock_is_recorded_as_skipped(ops_stack, se
 
 
 def test_the_reconcile_task_times_out_stuck_results_and_counts_them(ops_stack, owner_conn, settings):
-    from workers.celery_app import create_celery
-    from workers.maintenance import RECONCILE_TASK
-
     api, _, metrics_port = ops_stack
     user = create_user(settings, credits=10)
     stuck = insert_result(owner_conn, user.id, "processing", timedelta(hours=3), updated_age=timedelta(hours=2))
     own = settings.model_copy(update={"instance_id": f"{settings.instance_id}cl"})
-    create_celery(own).send_task(RECONCILE_TASK)
+    create_worker_celery(own).send_task(RECONCILE_TASK)
     wait_for(lambda: owner_conn.execute("select status::text = 'error' from public.segmentation_results "
                                         "where id = %s", (stuck,)).fetchone()[0], timeout=60,
              message="the stuck result to time out")
@@ -130,10 +131,6 @@ def test_the_reconcile_task_times_out_stuck_results_and_counts_them(ops_stack, o
 
 
 def test_beat_schedule_has_cleanup_on_the_cron_setting_and_reconciliation(settings):
-    from celery.schedules import crontab
-
-    from workers.maintenance import CLEANUP_TASK, RECONCILE_TASK, beat_schedule, parse_cron
-
     schedule = beat_schedule(settings.model_copy(update={"cleanup_schedule_cron": "5 4 * * 1-5",
                                                          "reconcile_interval_seconds": 45}))
     assert schedule["cleanup-old-results"] == {"task": CLEANUP_TASK, "schedule": crontab("5", "4", day_of_week="1-5")}
@@ -144,8 +141,6 @@ def test_beat_schedule_has_cleanup_on_the_cron_setting_and_reconciliation(settin
 
 
 def test_a_late_done_is_rejected_charged_nothing_and_counted(ops_stack, owner_conn, settings, engine):
-    from db import maintenance
-
     api, _, metrics_port = ops_stack
     user = create_user(settings, credits=2)
     result = insert_result(owner_conn, user.id, "processing", timedelta(hours=3), updated_age=timedelta(hours=2))
@@ -173,8 +168,6 @@ def test_a_late_done_is_rejected_charged_nothing_and_counted(ops_stack, owner_co
 
 
 def test_worker_ping_answers_for_a_live_worker_only(ops_stack, settings):
-    from tests.ops.test_health_and_status import run_segbase
-
     alive = run_segbase(settings.model_copy(update={"instance_id": f"{settings.instance_id}cl"}),
                         "worker-ping", "--timeout", "2")
     assert alive.returncode == 0 and json.loads(alive.stdout), alive.stdout + alive.stderr

@@ -16,8 +16,9 @@ from sqlalchemy import text
 from db.engine import create_owner_engine
 from db.maintenance import pipeline_lag
 from db.uow import Caller, UnitOfWork
+from observability.metrics import render_metrics
 from schemas.settings import Settings
-from tests.processes import ROOT, ApiProcess, free_port
+from tests.support.processes import ROOT, ApiProcess, free_port
 
 
 def metric(body: str, name: str) -> float:
@@ -93,8 +94,6 @@ def test_api_metrics_carry_pipeline_lag_and_http_counts(api_server, settings):
 
 
 def test_a_failing_probe_does_not_fail_the_scrape():
-    from segbase.metrics import render_metrics
-
     def broken() -> dict:
         raise psycopg.OperationalError("database is down")
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from db import maintenance
-from tests.factories import create_user
-from tests.ops.conftest import insert_result
+from db.pipeline import apply_event, begin_attempt, store_inbox_event
+from db.uow import Caller, unit_of_work
+from tests.support.factories import create_user
+from tests.support.ops import insert_result
 
 HOUR = timedelta(hours=1)
 
@@ -47,9 +49,6 @@ def test_stuck_results_time_out_and_release_their_reservation(engine, owner_conn
 
 
 def test_a_done_arriving_after_the_timeout_is_rejected_as_late_and_charges_nothing(engine, owner_conn, settings):
-    from db.pipeline import apply_event, begin_attempt, store_inbox_event
-    from db.uow import Caller, unit_of_work
-
     user = create_user(settings, credits=3)
     result = insert_result(owner_conn, user.id, "processing", 3 * HOUR, updated_age=2 * HOUR)
     assert result in maintenance.time_out_stuck_results(engine, timeout_seconds=3600, batch_size=100)
@@ -75,9 +74,6 @@ def test_a_done_arriving_after_the_timeout_is_rejected_as_late_and_charges_nothi
 
 
 def test_other_rejections_keep_their_reason(engine, owner_conn, settings):
-    from db.pipeline import apply_event, store_inbox_event
-    from db.uow import Caller, unit_of_work
-
     user = create_user(settings, credits=3)
     result = insert_result(owner_conn, user.id, "error", HOUR)  # failed on its own, not by timeout
     with unit_of_work(engine, Caller.service()) as uow:

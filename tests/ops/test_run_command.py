@@ -9,7 +9,7 @@ import uuid
 
 import httpx
 
-from tests.processes import SegbaseProcess, free_port, wait_for
+from tests.support.processes import SegbaseProcess, free_port, wait_for
 
 
 def children_of(pid: int) -> list[int]:

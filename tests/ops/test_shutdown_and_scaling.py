@@ -24,13 +24,27 @@ import pytest
 import redis
 from websockets.exceptions import ConnectionClosed
 
+from db import maintenance
 from db.engine import create_app_engine
 from db.migrate import libpq_url
-from tests.conftest import create_database, drop_database, migrate_serialised
-from tests.factories import create_user
-from tests.pipeline.conftest import event_body, figures, post_event, start_worker, submit_results, wait_until_final
-from tests.processes import LOG_DIR, ApiProcess, SegbaseProcess, free_port, wait_for
-from tests.realtime.conftest import PhoenixSocket, wait_relay_active
+from tests.support.database import create_database, drop_database, migrate_serialised
+from tests.support.factories import create_user
+from tests.support.pipeline import (
+    event_body,
+    figures,
+    post_event,
+    start_worker,
+    submit_results,
+    wait_until_final,
+)
+from tests.support.processes import (
+    LOG_DIR,
+    ApiProcess,
+    SegbaseProcess,
+    free_port,
+    wait_for,
+)
+from tests.support.realtime import PhoenixSocket, wait_relay_active
 
 
 @pytest.fixture(scope="module")
@@ -242,8 +256,6 @@ def test_three_workers_and_two_api_processes_apply_a_doubled_burst_exactly_once(
 
 
 def test_cleanup_deletions_reach_subscribers_and_metrics_count_the_frames(ops_db, service_key):
-    from db import maintenance
-
     settings, engine, owner_conn = ops_db
     relay_port = free_port()
     own = own_settings(settings, "wm", relay_metrics_port=relay_port)

@@ -10,11 +10,12 @@ import uuid
 import pytest
 from sqlalchemy import exc as sa_exc
 
+from broker.tasks import APPLY_WEBHOOK_EVENT_TASK
 from db.pipeline import store_inbox_event
 from db.uow import Caller, unit_of_work
-from tests.factories import create_user
-from tests.pipeline.conftest import MASK_URL, figures, submit_results
-from workers.celery_app import APPLY_WEBHOOK_EVENT_TASK, create_celery
+from tests.support.factories import create_user
+from tests.support.pipeline import MASK_URL, figures, submit_results
+from workers.main import create_worker_celery
 
 
 def store(engine, db, result_id: str, status: str, order: int) -> str:
@@ -36,7 +37,7 @@ def inbox(db, event_ids: list[str]) -> dict[str, tuple[str, int]]:
 
 @pytest.fixture
 def apply_task(settings):
-    return create_celery(settings).tasks[APPLY_WEBHOOK_EVENT_TASK]
+    return create_worker_celery(settings).tasks[APPLY_WEBHOOK_EVENT_TASK]
 
 
 def test_a_batch_applies_each_event_with_its_usual_outcome_and_redelivery_changes_nothing(
@@ -100,7 +101,7 @@ def test_a_poison_event_in_a_batch_does_not_hold_back_the_others(settings, engin
 
 
 def test_batch_size_one_applies_only_the_delivered_event(settings, engine, db) -> None:
-    task = create_celery(settings.model_copy(update={"inbox_batch_size": 1})).tasks[APPLY_WEBHOOK_EVENT_TASK]
+    task = create_worker_celery(settings.model_copy(update={"inbox_batch_size": 1})).tasks[APPLY_WEBHOOK_EVENT_TASK]
     user = create_user(settings, credits=3)
     first, second = submit_results(engine, user, 2)
     events = [store(engine, db, first, "done", 1), store(engine, db, second, "done", 2)]

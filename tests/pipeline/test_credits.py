@@ -10,8 +10,14 @@ import pytest
 from sqlalchemy.exc import DBAPIError
 
 from db.uow import Caller, unit_of_work
-from tests.factories import create_user
-from tests.pipeline.conftest import MASK_URL, balances, figures, submit_results, user_caller
+from tests.support.factories import create_user
+from tests.support.pipeline import (
+    MASK_URL,
+    balances,
+    figures,
+    submit_results,
+    user_caller,
+)
 
 
 def sqlstate_and_hint(exc: DBAPIError) -> tuple[str, str]:

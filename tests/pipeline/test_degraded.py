@@ -12,11 +12,16 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from standardwebhooks import Webhook
 
-from tests.conftest import make_test_settings
-from tests.factories import create_user
-from tests.pipeline.conftest import event_body, post_event, submit_results, wait_until_final
-from tests.processes import ApiProcess, free_port
-from workers.celery_app import create_celery
+from tests.support.database import make_test_settings
+from tests.support.factories import create_user
+from tests.support.pipeline import (
+    event_body,
+    post_event,
+    submit_results,
+    wait_until_final,
+)
+from tests.support.processes import ApiProcess, free_port
+from workers.main import create_worker_celery
 from workers.tasks import sweep_inbox
 
 SIGNING_SECRET = "whsec_" + base64.b64encode(b"segbase-test-signing-secret-32by").decode()
@@ -64,7 +69,7 @@ def test_redis_down_still_accepts_durably_and_the_sweeper_queues_it_later(settin
     # The sweeper (as a worker runs it for beat) finds the event once it is older than the delay and queues it.
     sweeper = settings.model_copy(update={"inbox_sweep_delay_seconds": 1})
     time.sleep(1.1)
-    assert sweep_inbox(sweeper, create_celery(sweeper)) >= 1
+    assert sweep_inbox(sweeper, create_worker_celery(sweeper)) >= 1
     final = wait_until_final(db, [result_id])
     assert (final.states, final.charges) == ({"applied": 1}, 1)
 

@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from tests.pipeline.conftest import (
+from broker.celery_app import queue_name
+from tests.support.pipeline import (
     balances,
     claimed_redis_db,
     event_body,
@@ -27,8 +28,7 @@ from tests.pipeline.conftest import (
     submit_results,
     wait_until_final,
 )
-from tests.processes import ApiProcess, SegbaseProcess, wait_for
-from workers.celery_app import queue_name
+from tests.support.processes import ApiProcess, SegbaseProcess, wait_for
 
 pytestmark = [pytest.mark.fault, pytest.mark.xdist_group("serial")]
 

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import make_test_settings
-from tests.pipeline.conftest import (
+from tests.support.database import make_test_settings
+from tests.support.pipeline import (
     balances,
     event_body,
     new_users,
@@ -18,7 +18,7 @@ from tests.pipeline.conftest import (
     submit_results,
     wait_until_final,
 )
-from tests.processes import ApiProcess
+from tests.support.processes import ApiProcess
 
 USERS = 20
 RESULTS_PER_USER = 25

@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.factories import create_user
-from tests.pipeline.conftest import (
+from tests.support.factories import create_user
+from tests.support.pipeline import (
     MASK_URL,
     balances,
     event_body,

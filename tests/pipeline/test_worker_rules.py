@@ -10,11 +10,13 @@ import psycopg
 import pytest
 from sqlalchemy import exc as sa_exc
 
+from broker.celery_app import max_retry_countdown
+from broker.tasks import APPLY_WEBHOOK_EVENT_TASK
 from db.pipeline import begin_attempt, claim_stale_events, store_inbox_event
 from db.uow import Caller, unit_of_work
-from tests.factories import create_user
-from tests.pipeline.conftest import MASK_URL, figures, submit_results
-from workers.celery_app import APPLY_WEBHOOK_EVENT_TASK, create_celery, max_retry_countdown
+from tests.support.factories import create_user
+from tests.support.pipeline import MASK_URL, figures, submit_results
+from workers.main import create_worker_celery
 from workers.tasks import is_transient, retry_countdown
 
 
@@ -27,7 +29,7 @@ def store(engine, result_id: str, status: str = "done") -> str:
 
 @pytest.fixture
 def apply_task(settings):
-    return create_celery(settings).tasks[APPLY_WEBHOOK_EVENT_TASK]
+    return create_worker_celery(settings).tasks[APPLY_WEBHOOK_EVENT_TASK]
 
 
 def test_a_poison_event_is_rejected_after_max_attempts(settings, engine, db, apply_task) -> None:

@@ -1,26 +1,19 @@
 """Realtime fixtures: a live relay beside the session's API, users, and a raw Phoenix socket for wire tests."""
 from __future__ import annotations
 
-import json
-import time
-import uuid
 from collections.abc import Iterator
-from typing import Any
 
-import psycopg
 import pytest
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
 
-from db.migrate import libpq_url
 from schemas.settings import Settings
-from tests.factories import TestUser, create_user
-from tests.processes import SegbaseProcess, wait_for
 
-
-def wait_relay_active(relay: SegbaseProcess, timeout: float = 30) -> None:
-    wait_for(lambda: "relay active" in relay.log_text() or not relay.alive(), timeout, message="relay active")
-    assert relay.alive(), relay.log_text()
+# The pipeline's session worker fixture (it consumes what the session's `segbase api` enqueues).
+from tests.pipeline.conftest import pipeline_worker  # noqa: F401
+from tests.support.factories import TestUser, create_user
+from tests.support.processes import SegbaseProcess
+from tests.support.realtime import (
+    wait_relay_active,
+)
 
 
 @pytest.fixture(scope="session")
@@ -40,161 +33,3 @@ def user(settings: Settings) -> TestUser:
 @pytest.fixture
 def other_user(settings: Settings) -> TestUser:
     return create_user(settings, credits=50)
-
-
-def insert_result(settings: Settings, owner: str, *, status: str = "pending", prompt: str = "a cat") -> str:
-    """A segmentation_results row written as service_role (the way the pipeline writes)."""
-    result_id = str(uuid.uuid4())
-    with psycopg.connect(libpq_url(settings.database_url), autocommit=True) as conn:
-        with conn.transaction():
-            conn.execute("set local role service_role")
-            conn.execute("insert into public.segmentation_results (id, user_id, source_image_url, text_prompt, status) "
-                         "values (%s, %s, 'https://example.com/a.png', %s, %s)", (result_id, owner, prompt, status))
-    return result_id
-
-
-def service_sql(settings: Settings, statement: str, params: tuple = ()) -> None:
-    with psycopg.connect(libpq_url(settings.database_url), autocommit=True) as conn:
-        with conn.transaction():
-            conn.execute("set local role service_role")
-            conn.execute(statement, params)
-
-
-class PhoenixSocket:
-    """A raw Phoenix client over `websockets`, speaking either serializer, for wire-level tests."""
-
-    def __init__(self, base_url: str, apikey: str, vsn: str = "1.0.0") -> None:
-        self.vsn = vsn
-        url = base_url.replace("http://", "ws://") + f"/realtime/v1/websocket?apikey={apikey}&vsn={vsn}"
-        self.ws = connect(url, open_timeout=10, max_size=2**22)
-        self._ref = 0
-        self.inbox: list[dict[str, Any]] = []
-
-    def close(self) -> None:
-        self.ws.close()
-
-    def next_ref(self) -> str:
-        self._ref += 1
-        return str(self._ref)
-
-    def send(self, topic: str, event: str, payload: dict, ref: str | None = None, join_ref: str | None = None) -> str:
-        ref = ref if ref is not None else self.next_ref()
-        if self.vsn == "2.0.0":
-            self.ws.send(json.dumps([join_ref, ref, topic, event, payload]))
-        else:
-            self.ws.send(json.dumps({"topic": topic, "event": event, "payload": payload, "ref": ref,
-                                     "join_ref": join_ref}))
-        return ref
-
-    def _normal(self, raw: str) -> dict[str, Any]:
-        value = json.loads(raw)
-        if self.vsn == "2.0.0":
-            assert isinstance(value, list) and len(value) == 5, raw
-            return {"join_ref": value[0], "ref": value[1], "topic": value[2], "event": value[3],
-                    "payload": value[4], "raw": raw}
-        assert set(value) == {"topic", "event", "payload", "ref"}, raw
-        return {**value, "raw": raw}
-
-    def recv(self, timeout: float = 10) -> dict[str, Any]:
-        return self._normal(self.ws.recv(timeout=timeout))
-
-    def wait(self, predicate, timeout: float = 15) -> dict[str, Any]:
-        """The first message (buffered or new) satisfying predicate; others stay buffered."""
-        for index, message in enumerate(self.inbox):
-            if predicate(message):
-                return self.inbox.pop(index)
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no matching frame within {timeout}s; got {self.inbox}")
-            try:
-                message = self.recv(remaining)
-            except TimeoutError:
-                continue
-            if predicate(message):
-                return message
-            self.inbox.append(message)
-
-    def drain(self, seconds: float) -> list[dict[str, Any]]:
-        """Everything that arrives within `seconds` (plus what was buffered)."""
-        deadline = time.monotonic() + seconds
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                self.inbox.append(self.recv(remaining))
-            except (TimeoutError, ConnectionClosed):
-                break
-        found, self.inbox = self.inbox, []
-        return found
-
-    def join(self, topic: str, bindings: list[dict], access_token: str | None) -> dict[str, Any]:
-        ref = self.next_ref()
-        payload: dict[str, Any] = {"config": {"broadcast": {"ack": False, "self": False},
-                                              "presence": {"key": "", "enabled": False},
-                                              "postgres_changes": bindings, "private": False}}
-        if access_token is not None:
-            payload["access_token"] = access_token
-        self.send(topic, "phx_join", payload, ref=ref, join_ref=ref)
-        return self.wait(lambda m: m["event"] == "phx_reply" and m["ref"] == ref)
-
-
-def changes(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [m for m in messages if m["event"] == "postgres_changes"]
-
-
-# The pipeline's session worker (it consumes what the session's `segbase api` enqueues).
-from tests.pipeline.conftest import event_body, pipeline_worker, post_event  # noqa: E402,F401
-
-
-def submit_as_user(engine, user: TestUser, result_id: str, prompt: str = "a cat") -> None:
-    """Submit a result the way the data API does: as the user, under RLS and the reservation trigger."""
-    from sqlalchemy import text
-
-    from db.uow import Caller, unit_of_work
-
-    caller = Caller("authenticated", {"sub": user.id, "role": "authenticated", "aud": "authenticated"})
-    with unit_of_work(engine, caller) as uow:
-        uow.execute(text("insert into public.segmentation_results (id, source_image_url, text_prompt) "
-                         "values (cast(:id as uuid), 'https://img.example/in.png', :prompt)"),
-                    {"id": result_id, "prompt": prompt})
-
-
-def delete_as_user(engine, user: TestUser, result_id: str) -> None:
-    from sqlalchemy import text
-
-    from db.uow import Caller, unit_of_work
-
-    caller = Caller("authenticated", {"sub": user.id, "role": "authenticated", "aud": "authenticated"})
-    with unit_of_work(engine, caller) as uow:
-        assert uow.execute(text("delete from public.segmentation_results where id = cast(:id as uuid)"),
-                           {"id": result_id}).rowcount == 1
-
-
-def job_lifecycle(settings: Settings, engine, api_url: str, user: TestUser, watched: str) -> str:
-    """What the issue's client tests watch: a rolled-back submission (delivers nothing), an unwatched result,
-    then `watched` submitted by the user, moved to processing and done by process-webhook + the worker (which
-    charges the credit), and deleted by the user. Returns the unwatched result's id."""
-    import httpx
-
-    with pytest.raises(RuntimeError):
-        with psycopg.connect(libpq_url(settings.database_url)) as conn:
-            conn.execute("insert into public.segmentation_results (id, user_id, source_image_url, text_prompt) "
-                         "values (%s, %s, 'https://img.example/in.png', 'rolled back')", (str(uuid.uuid4()), user.id))
-            raise RuntimeError("roll back")
-    unwatched = str(uuid.uuid4())
-    submit_as_user(engine, user, unwatched, prompt="not watched")
-    submit_as_user(engine, user, watched, prompt="watched")
-
-    def status_is(wanted: str):
-        with psycopg.connect(libpq_url(settings.database_url)) as conn:
-            row = conn.execute("select status::text from public.segmentation_results where id = %s",
-                               (watched,)).fetchone()
-        return row and row[0] == wanted
-
-    with httpx.Client(timeout=30) as client:
-        for status in ("processing", "done"):
-            response = post_event(client, api_url, event_body(watched, status))
-            assert response.status_code in (200, 202), response.text
-            wait_for(lambda: status_is(status), 60, interval=0.1, message=f"result {status}")
-    delete_as_user(engine, user, watched)
-    return unwatched

@@ -10,8 +10,8 @@ from sqlalchemy import text
 
 from db.migrate import libpq_url
 from db.uow import Caller, unit_of_work
-from tests.processes import wait_for
-from tests.realtime.conftest import insert_result
+from tests.support.processes import wait_for
+from tests.support.realtime import insert_result
 
 
 def outbox_rows(conn, pk_id: str):

@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from tests.realtime.clients import NodeRealtimeClient, change_events
-from tests.realtime.conftest import insert_result, job_lifecycle
+from tests.support.clients import NodeRealtimeClient, change_events
+from tests.support.realtime import insert_result, job_lifecycle
 
 pytestmark = pytest.mark.node
 

@@ -8,7 +8,7 @@ import uuid
 from realtime import RealtimeSubscribeStates
 from supabase import acreate_client
 
-from tests.realtime.conftest import job_lifecycle
+from tests.support.realtime import job_lifecycle
 
 RESULTS = dict(schema="public", table="segmentation_results")
 

@@ -13,8 +13,8 @@ from wsproto.events import AcceptConnection, Request, TextMessage
 from api.realtime import protocol
 from api.realtime.hub import Channel, Hub
 from db.uow import Caller
-from tests.processes import ApiProcess, wait_for
-from tests.realtime.conftest import PhoenixSocket, insert_result, service_sql
+from tests.support.processes import ApiProcess, wait_for
+from tests.support.realtime import PhoenixSocket, insert_result, service_sql
 
 RESULTS = {"event": "*", "schema": "public", "table": "segmentation_results"}
 

@@ -1,9 +1,10 @@
 """The endpoint on the wire, with a raw Phoenix client, against the live API + relay + Redis."""
 from __future__ import annotations
 
+import httpx
 import pytest
 
-from tests.realtime.conftest import PhoenixSocket, changes, insert_result, service_sql
+from tests.support.realtime import PhoenixSocket, changes, insert_result, service_sql
 
 
 @pytest.mark.parametrize("vsn", ["1.0.0", "2.0.0"])
@@ -84,8 +85,6 @@ def test_flutter_stream_join_shape_live(api_server, relay, settings, anon_key, u
 
 
 def test_bad_apikey_is_refused_before_the_upgrade(api_server):
-    import httpx
-
     response = httpx.get(f"{api_server.url}/realtime/v1/websocket?apikey=nope&vsn=1.0.0",
                          headers={"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
                                   "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})

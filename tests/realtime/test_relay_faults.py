@@ -12,10 +12,10 @@ import pytest
 import redis
 
 from db.migrate import libpq_url
-from tests.conftest import create_database, drop_database, migrate_serialised
-from tests.factories import create_user
-from tests.processes import SegbaseProcess, wait_for
-from tests.realtime.conftest import wait_relay_active
+from tests.support.database import create_database, drop_database, migrate_serialised
+from tests.support.factories import create_user
+from tests.support.processes import SegbaseProcess, wait_for
+from tests.support.realtime import wait_relay_active
 from workers.relay import changes_channel
 
 pytestmark = [pytest.mark.fault, pytest.mark.xdist_group("serial")]

@@ -18,7 +18,7 @@ from api.realtime.hub import Channel, Hub
 from db.migrate import libpq_url
 from db.outbox import TableCatalog, event_message
 from db.uow import Caller, unit_of_work
-from tests.factories import create_user
+from tests.support.factories import create_user
 
 SEED = 20261124
 OPERATIONS = 80

@@ -1,8 +1,8 @@
 """Several API processes (and gunicorn workers) behind their own ports each deliver to their own sockets."""
 from __future__ import annotations
 
-from tests.processes import ApiProcess
-from tests.realtime.conftest import PhoenixSocket, insert_result
+from tests.support.processes import ApiProcess
+from tests.support.realtime import PhoenixSocket, insert_result
 
 RESULTS = {"event": "*", "schema": "public", "table": "segmentation_results"}
 

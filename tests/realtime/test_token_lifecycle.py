@@ -7,8 +7,8 @@ import httpx
 import pytest
 
 from api.identity import mint_access_token
-from tests.realtime.clients import NodeRealtimeClient
-from tests.realtime.conftest import PhoenixSocket, insert_result
+from tests.support.clients import NodeRealtimeClient
+from tests.support.realtime import PhoenixSocket, insert_result
 
 RESULTS = {"event": "*", "schema": "public", "table": "segmentation_results"}
 

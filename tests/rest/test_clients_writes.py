@@ -7,9 +7,9 @@ import pytest
 from postgrest.exceptions import APIError
 from supabase import create_client
 
-from tests.factories import create_user
-from tests.rest.conftest import seed
 from tests.rest.test_clients_reads import run_node
+from tests.support.factories import create_user
+from tests.support.rest import seed
 
 
 @pytest.fixture

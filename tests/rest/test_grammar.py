@@ -3,8 +3,20 @@ from __future__ import annotations
 
 import pytest
 
-from db.rest.grammar import (Condition, Filters, GrammarError, Logic, OrderItem, SelectItem, parse_columns,
-                             parse_filter, parse_order, parse_select, split_top_level)
+from api.rest.errors import _status_for
+from db.rest.grammar import (
+    Condition,
+    Filters,
+    GrammarError,
+    Logic,
+    OrderItem,
+    SelectItem,
+    parse_columns,
+    parse_filter,
+    parse_order,
+    parse_select,
+    split_top_level,
+)
 
 
 def test_select_lists() -> None:
@@ -97,8 +109,6 @@ def test_columns_and_splitting() -> None:
 
 
 def test_postgres_errors_map_to_postgrest_statuses() -> None:
-    from api.rest.errors import _status_for
-
     assert _status_for("42501", "anon") == 401 and _status_for("42501", "authenticated") == 403
     assert {code: _status_for(code, "authenticated") for code in ("23505", "23503", "22P02", "23502", "23514",
                                                                    "P0001", "42P01", "42883", "42703", "08006")} == {

@@ -4,6 +4,7 @@ not leak into other tests."""
 from __future__ import annotations
 
 import json
+
 import psycopg
 import pytest
 
@@ -12,8 +13,8 @@ from db.migrate import libpq_url, migrate
 from db.rest import builder
 from db.rest.catalog import load_catalog
 from db.rest.grammar import Filters, parse_order, parse_select
-from tests.conftest import create_database, drop_database, make_test_settings
-from tests.rest.bulk import bulk_user_ids, load_results
+from tests.support.bulk import bulk_user_ids, load_results
+from tests.support.database import create_database, drop_database, make_test_settings
 
 USERS, PER_USER = 1000, 100
 INDEX = "segmentation_results_user_id_created_at_idx"

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from db.migrate import libpq_url
-from tests.processes import wait_for
+from tests.support.processes import wait_for
 
 RESULTS = "segmentation_results"
 

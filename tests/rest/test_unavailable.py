@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from api import create_app
 from api.tokens import api_key
-from tests.conftest import make_test_settings
-from tests.processes import free_port
+from tests.support.database import make_test_settings
+from tests.support.processes import free_port
 
 
 def test_database_down_is_503_pgrst001(run_id) -> None:

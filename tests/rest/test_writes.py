@@ -9,9 +9,9 @@ import psycopg
 import pytest
 
 from db.migrate import libpq_url
-from tests.factories import create_user
-from tests.rest.conftest import seed
 from tests.rest.test_reads import assert_error
+from tests.support.factories import create_user
+from tests.support.rest import seed
 
 JS_PREFER = "missing=default, return=representation"
 

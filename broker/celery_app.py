@@ -8,12 +8,12 @@ replaced Redis still routes new messages. What Redis may lose anyway is re-queue
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import redis
 from celery import Celery
 
 from schemas.settings import Settings
-
-APPLY_WEBHOOK_EVENT_TASK = "segbase.apply_webhook_event"
-SWEEP_WEBHOOK_INBOX_TASK = "segbase.sweep_webhook_inbox"
 
 
 def queue_name(settings: Settings, name: str = "default") -> str:
@@ -44,10 +44,12 @@ def broker_transport_options(settings: Settings) -> dict:
     }
 
 
-def create_celery(settings: Settings) -> Celery:
-    """A Celery app whose queues and keys live under INSTANCE_ID, configured so an acknowledged event is never lost."""
+def create_celery(settings: Settings, *, include: Sequence[str] = ()) -> Celery:
+    """A Celery app whose queues and keys live under INSTANCE_ID, configured so an acknowledged event is never lost.
+
+    Producers (the API) build it without `include`; `segbase worker`/`beat` pass the task modules they run."""
     app = Celery("segbase", broker=settings.redis_url, backend=settings.redis_url, set_as_current=True,
-                 include=["workers.tasks", "workers.maintenance"])
+                 include=list(include))
     default_queue = queue_name(settings)
     app.conf.update(
         task_default_queue=default_queue,
@@ -78,6 +80,20 @@ def create_celery(settings: Settings) -> Celery:
     return app
 
 
-def enqueue_webhook_event(app: Celery, event_id: str) -> None:
-    """Queue one inbox event for a worker; the message carries only the inbox id."""
-    app.send_task(APPLY_WEBHOOK_EVENT_TASK, args=[event_id], ignore_result=True)
+# kombu's Redis transport keeps priority messages in sibling lists named queue + "\x06\x16" + priority.
+KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
+KOMBU_PRIORITY_SEPARATOR = "\x06\x16"
+
+
+def celery_queue_depth(settings: Settings, client: redis.Redis) -> dict[str, int]:
+    """Messages waiting in this deployment's Celery queue, and messages delivered but not acknowledged."""
+    prefix = settings.redis_key("kombu") + ":"
+    queue = queue_name(settings)
+    keys = [prefix + (queue if step == 0 else f"{queue}{KOMBU_PRIORITY_SEPARATOR}{step}")
+            for step in KOMBU_PRIORITY_STEPS]
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.llen(key)
+    pipe.hlen(prefix + "unacked")
+    *lengths, unacked = pipe.execute()
+    return {"queue_depth": sum(lengths), "queue_unacked": unacked}

@@ -2,7 +2,7 @@
 
 Processes that fork (gunicorn workers, Celery's prefork pool) use prometheus-client's multiprocess mode: each
 process writes its samples into `PROMETHEUS_MULTIPROC_DIR`, and whoever serves `/metrics` aggregates the files.
-`segbase.metrics_dir.prepare_multiprocess_dir()` must run before prometheus-client is first imported (it picks
+`observability.metrics_dir.prepare_multiprocess_dir()` must run before prometheus-client is first imported (it picks
 its value class at import time); the process entry points (`segbase api`, `worker`, `relay`) call it first.
 """
 from __future__ import annotations
@@ -13,8 +13,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from celery import signals
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -25,7 +27,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 
-from segbase.metrics_dir import MULTIPROC_ENV
+from observability.metrics_dir import MULTIPROC_ENV
 
 HTTP_REQUESTS = Counter("segbase_http_requests_total", "HTTP requests by route and status",
                         ["method", "route", "status"])
@@ -49,7 +51,7 @@ RESULTS_TIMED_OUT = Counter("segbase_results_timed_out_total", "Results moved to
 LATE_EVENTS = Counter("segbase_webhook_late_events_total", "Events arriving for results already timed out")
 CLEANUP_RUNS = Counter("segbase_cleanup_runs_total", "cleanup-old-results runs by final state", ["state"])
 
-log = logging.getLogger("segbase.metrics")
+log = logging.getLogger("observability.metrics")
 
 # Inbox/outbox lag and queue depth are read from PostgreSQL and Redis when /metrics is scraped (a collector, not
 # gauges set by some process), so they are true whichever process serves the scrape and never go stale.
@@ -66,7 +68,7 @@ PIPELINE_GAUGES = {
 
 
 class PipelineCollector:
-    """Runs `probe()` (segbase.status.pipeline_health) at scrape time; a failing probe yields
+    """Runs `probe()` (api.health.pipeline_health) at scrape time; a failing probe yields
     segbase_pipeline_probe_up 0 instead of failing the whole scrape."""
 
     def __init__(self, probe: Callable[[], dict[str, Any]]) -> None:
@@ -94,8 +96,6 @@ def process_registry() -> CollectorRegistry:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return registry
-    from prometheus_client import REGISTRY
-
     return REGISTRY
 
 
@@ -127,8 +127,6 @@ def start_metrics_server(port: int, process: str) -> bool:
 def install_celery_metrics() -> None:
     """Count every Celery task by outcome and time it (Celery signals, so tasks need no code for it), and drop
     the live gauges of prefork children that exit."""
-    from celery import signals
-
     started: dict[str, float] = {}
 
     @signals.task_prerun.connect(weak=False)

@@ -1,4 +1,4 @@
-"""Choose prometheus-client's multiprocess directory. Kept apart from segbase.metrics because prometheus-client
+"""Choose prometheus-client's multiprocess directory. Kept apart from observability.metrics because prometheus-client
 decides between single- and multi-process mode when it is first imported: this must run before that."""
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import httpx
 
 from schemas.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LOG_DIR = Path(os.environ.get("SEGBASE_TEST_LOGS", "/tmp/segbase-test-logs"))
 
 

@@ -1,0 +1,20 @@
+"""Every Celery task name, and the helpers that send tasks. The names are the contract: producers send by name,
+so the API never imports the module that implements a task."""
+from __future__ import annotations
+
+from celery import Celery
+
+APPLY_WEBHOOK_EVENT_TASK = "segbase.apply_webhook_event"
+SWEEP_WEBHOOK_INBOX_TASK = "segbase.sweep_webhook_inbox"
+CLEANUP_TASK = "segbase.maintenance.cleanup_old_results"
+RECONCILE_TASK = "segbase.maintenance.reconcile_stuck_results"
+
+
+def enqueue_webhook_event(app: Celery, event_id: str) -> None:
+    """Queue one inbox event for a worker; the message carries only the inbox id."""
+    app.send_task(APPLY_WEBHOOK_EVENT_TASK, args=[event_id], ignore_result=True)
+
+
+def enqueue_cleanup(app: Celery, job_id: str | None = None) -> None:
+    """Queue a cleanup-old-results run for `job_id` (a job row the caller committed), or a new beat job."""
+    app.send_task(CLEANUP_TASK, args=[job_id] if job_id else [])
