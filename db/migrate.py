@@ -151,6 +151,7 @@ def write_config(conn: psycopg.Connection, settings: Settings) -> None:
     """Write the settings SQL reads (prices, starting credits, retention) into `internal.config`."""
     values = {
         "credits_per_segmentation": settings.credits_per_segmentation,
+        "credits_per_upload": settings.credits_per_upload,
         "starting_credits_free": settings.starting_credits_free,
         "starting_credits_pro": settings.starting_credits_pro,
         "starting_credits_enterprise": settings.starting_credits_enterprise,
