@@ -269,7 +269,7 @@ def render(report: dict) -> str:
         "Settings: " + ", ".join(f"{k}={v}" for k, v in report["settings"].items()),
         f"- File-descriptor limit (RLIMIT_NOFILE, raised to the hard limit with resource.setrlimit in the bench "
         f"process, inherited by the servers and the client processes): {report['fd_limit']:,}",
-        f"- Durations (s): " + ", ".join(f"{k} {v}" for k, v in report["durations_s"].items()),
+        "- Durations (s): " + ", ".join(f"{k} {v}" for k, v in report["durations_s"].items()),
         "",
         "## Figures and ratios",
         "",
