@@ -4,7 +4,7 @@ out, alternated on one connection in the same run; then the same list through /r
 
     .venv/bin/python -m bench.rls [--users 10000] [--per-user 100] [--queries 2000]
 
-The rows are bulk-loaded by tests/rest/bulk.py as the owner with `session_replication_role = replica` for that
+The rows are bulk-loaded by tests/support/bulk.py as the owner with `session_replication_role = replica` for that
 one transaction (user triggers — sign-up profile, reservation, outbox — are skipped for the load only).
 """
 from __future__ import annotations

@@ -26,7 +26,7 @@ QUEUE_RETRY_AFTER_SECONDS = 5
 
 
 def require_service_role() -> None:
-    """verify_jwt's checks (PROTOCOL §5.3), then the role: only the service_role key may run maintenance."""
+    """verify_jwt's checks (supabase/cli `internal/functions/serve/templates/main.ts`), then the role: only the service_role key may run maintenance."""
     if verified_claims(request).get("role") != "service_role":
         raise ApiError("cleanup-old-results needs the service_role key", status=403, code="forbidden")
 

@@ -1,4 +1,4 @@
-"""Issue 5 point 4: the list clients make most (a user's 20 latest results) stays index-backed under RLS on a
+"""The list clients make most (a user's 20 latest results) stays index-backed under RLS on a
 data set of 100k results for 1k users, with no planner settings changed. Its own database, so the bulk rows do
 not leak into other tests."""
 from __future__ import annotations
