@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 import uuid
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 import httpx
 from PIL import Image
 
-from tests.support.processes import free_port, wait_for
+from tests.support.processes import ROOT, free_port, wait_for
 
 
 def png_bytes(width: int = 32, height: int = 32, color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
@@ -79,3 +80,11 @@ class MotoServer:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=20)
+
+
+def run_node(script: str, config: dict) -> dict:
+    """Run tests/node/<script> with one JSON argument; return the JSON object it prints."""
+    completed = subprocess.run(["node", "--experimental-websocket", "--no-warnings", str(ROOT / "tests" / "node" / script), json.dumps(config)],
+                               cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert completed.returncode == 0, completed.stderr
+    return json.loads(completed.stdout.strip().splitlines()[-1])
