@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import Response, g, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from api.http import bounds_own_body
 from api.storage import bp
@@ -25,6 +26,8 @@ from db.uow import Caller, unit_of_work
 from schemas.storage import MAX_LIST_LIMIT, ListBody, MoveCopyBody, RemoveBody
 
 
+DRAIN_AFTER_REFUSAL_BYTES = 16 * 1024 * 1024
+
 # --- upload -----------------------------------------------------------------------------------------------------
 
 def limit_body(limit: int) -> None:
@@ -37,12 +40,29 @@ def limit_body(limit: int) -> None:
     request.max_content_length = allowed
 
 
+def drain_refused_body() -> None:
+    """Read away (a bounded part of) a body refused mid-stream, so the client, still sending, reads our 413
+    instead of a connection reset (closing a socket with unread input makes the kernel send RST)."""
+    stream = request.environ.get("wsgi.input")
+    remaining = DRAIN_AFTER_REFUSAL_BYTES
+    try:
+        while stream is not None and remaining > 0 and (chunk := stream.read(min(remaining, 1024 * 1024))):
+            remaining -= len(chunk)
+    except Exception:  # noqa: BLE001 — the client went away or sent garbage: nothing left to be polite to
+        return
+
+
 def receive_upload(caller: Caller, bucket_id: str, name: str, *, upsert: bool, owner: str | None,
                    check_in_transaction=None) -> StoredObject:
     """The upload steps shared by every upload route (see db/storage/store.py for their order)."""
     target = storage.prepare_upload(store(), caller, bucket_id=bucket_id, name=name, upsert=upsert, owner=owner)
     limit_body(target.limit)
-    return storage.store_upload(store(), caller, target, upload_body(request), check_in_transaction)
+    try:
+        return storage.store_upload(store(), caller, target, upload_body(request), check_in_transaction)
+    except (StorageError, RequestEntityTooLarge) as exc:
+        if isinstance(exc, RequestEntityTooLarge) or exc.status == 413:
+            drain_refused_body()
+        raise
 
 
 @bp.post("/object/<bucket_id>/<path:name>")
