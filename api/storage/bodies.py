@@ -52,8 +52,14 @@ def _user_metadata(text: str | None, source: str) -> dict[str, Any] | None:
 
 def _raw_chunks(request: Request) -> Iterator[bytes]:
     stream = request.stream
+    received = 0
     while chunk := stream.read(READ_CHUNK_BYTES):
+        received += len(chunk)
         yield chunk
+    # gunicorn ends a body short, without an error, when the client disconnects: never store a truncated object.
+    if request.content_length is not None and received != request.content_length:
+        raise invalid_request(f"the body ended after {received} of {request.content_length} bytes "
+                              "(the client disconnected?)")
 
 
 def raw_body(request: Request) -> UploadBody:
