@@ -212,6 +212,15 @@ def summary_rows(results: dict) -> list[list[str]]:
             rows.append(["5. Token verification", f"decode_token p50 {t['decode_token_us']['p50']} µs; "
                          f"resolve_caller (with session check) p50 {t['resolve_caller_us']['p50']} µs, "
                          f"p95 {t['resolve_caller_us']['p95']} µs per request", "—", "—", "—", "—"])
+    st = results.get("storage")
+    if st:
+        for direction in ("upload", "download"):
+            ratio = st[f"ratio_{direction}_vs_cp"]
+            rows.append([f"6. Storage {direction}, {st['size_mb']} MB file",
+                         f"{_fmt(st[f'{direction}_mb_per_s'])} MB/s through /storage/v1 (curl, file backend, "
+                         f"median of {st['repeats']}; the upload is fsynced before its 2xx)",
+                         f"`cp` of the same file on the same disk: {_fmt(st['cp_mb_per_s'])} MB/s (page cache, "
+                         "no fsync)", f"**{ratio:.2f}×**", "≥ 0.5×", _goal(ratio >= 0.5)])
     return rows
 
 

@@ -20,8 +20,9 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import auth, e2e_latency, fanout, pipeline, rls
+from bench import auth, e2e_latency, fanout, pipeline, rls, storage
 from bench.common import py_spy_path
+from bench.report import render
 from bench.stack import Stack, raise_fd_limit
 from tests.support.processes import ROOT
 
@@ -33,6 +34,7 @@ FULL = {
     "rls": {"users": 10_000, "per_user": 100, "queries": 2000, "profile_seconds": 8},
     "auth": {"requests": 400, "concurrency": 20, "users": 40, "hashes": 60, "verify_calls": 5000,
              "profile_seconds": 8},
+    "storage": {"size_mb": 100, "repeats": 3},
 }
 QUICK = {
     "pipeline": {"events": 60, "concurrency": 4, "reference_events": 8, "profile_seconds": 0,
@@ -41,11 +43,12 @@ QUICK = {
     "fanout": {"users": 4, "per_user": 2, "rate": 20, "seconds": 1, "clients": 1, "profile_seconds": 0},
     "rls": {"users": 30, "per_user": 25, "queries": 10, "profile_seconds": 0},
     "auth": {"requests": 4, "concurrency": 2, "users": 2, "hashes": 2, "verify_calls": 10, "profile_seconds": 0},
+    "storage": {"size_mb": 2, "repeats": 1},
 }
 RUNNERS = {"pipeline": pipeline.run, "e2e": e2e_latency.run, "fanout": fanout.run, "rls": rls.run,
-           "auth": auth.run}
+           "auth": auth.run, "storage": storage.run}
 PARTIAL = Path("/tmp/segbase-bench-partial.json")
-ORDER = ("pipeline", "e2e", "fanout", "auth", "rls")  # rls last: its 1M rows would weigh on the others
+ORDER = ("pipeline", "e2e", "fanout", "auth", "storage", "rls")  # rls last: its 1M rows would weigh on the others
 
 
 def _version(command: list[str]) -> str:
@@ -111,8 +114,6 @@ def main() -> None:
     parser.add_argument("--render", default="", help="render a saved report (--json, or the partial file) only")
     args = parser.parse_args()
     if args.render:  # re-render a saved report (e.g. after a change to bench/report.py), no new measurement
-        from bench.report import render
-
         Path(args.output).write_text(render(json.loads(Path(args.render).read_text())))
         print(f"bench: wrote {args.output} from {args.render}")
         return

@@ -62,3 +62,9 @@ def test_the_report_renders_every_section(report) -> None:
     for row in ("1. Pipeline throughput", "2. End-to-end latency", "3. WebSocket fan-out", "4. RLS overhead",
                 "5. Auth sign-in"):
         assert row in text
+
+
+def test_storage_moves_the_file_and_measures_cp_beside_it(report) -> None:
+    result = report["results"]["storage"]
+    assert result["upload_mb_per_s"] > 0 and result["download_mb_per_s"] > 0 and result["cp_mb_per_s"] > 0
+    assert "6. Storage upload" in render(report)
