@@ -15,10 +15,10 @@ import time
 
 import psycopg
 import redis
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
 from db.engine import authenticator_url, create_app_engine
+from db.errors import is_unavailable
 from db.outbox import (
     NOTIFY_CHANNEL,
     RELAY_LOCK_KEY,
@@ -38,7 +38,11 @@ BATCH_SIZE = 500
 FALLBACK_POLL_SECONDS = 10.0
 STANDBY_RETRY_SECONDS = 1.0
 PRUNE_EVERY_SECONDS = 600.0
-RETRYABLE = (psycopg.OperationalError, sa_exc.OperationalError, sa_exc.DBAPIError, redis.RedisError, OSError)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Failures the relay outlives by reconnecting: the database or Redis unavailable for a while."""
+    return is_unavailable(exc) or isinstance(exc, (redis.RedisError, OSError))
 
 
 def changes_channel(settings: Settings) -> str:
@@ -123,7 +127,9 @@ class Relay:
                         break
                     backoff = 0.5
                     self.serve(conn)
-            except RETRYABLE as exc:
+            except Exception as exc:
+                if not is_retryable(exc):
+                    raise  # a programming error (say, a missing table) stops the relay loudly instead of looping
                 log.warning("relay interrupted (%s); retrying in %.1fs", exc.__class__.__name__, backoff)
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)

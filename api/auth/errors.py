@@ -44,17 +44,6 @@ class OAuthError(ApiError):
         return {"error": self.code, "error_description": self.message}
 
 
-class GatewayError(ApiError):
-    """Missing or invalid `apikey`: the Supabase gateway's 401 `{message, hint}` (api/identity.gateway_error)."""
-
-    def __init__(self, status: int, body: dict[str, str]) -> None:
-        super().__init__(body["message"], status=status, code="invalid_api_key")
-        self._body = body
-
-    def body(self) -> Any:
-        return self._body
-
-
 def bad_json(detail: str) -> AuthError:
     return AuthError(f"Could not parse request body as JSON: {detail}", status=400, code="bad_json")
 

@@ -6,17 +6,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import psycopg
 from flask import Request
-from sqlalchemy import exc as sa_exc
 
 from api.errors import ApiError, ServiceUnavailableError
 from api.identity import TokenError, caller_from_claims, decode_token, session_is_alive
 from api.services import services
+from db.errors import CONNECTION_ERRORS
 from db.uow import Caller
 
 DATABASE_RETRY_AFTER_SECONDS = 5
-DATABASE_DOWN = (sa_exc.OperationalError, sa_exc.TimeoutError, sa_exc.DisconnectionError, psycopg.OperationalError)
 
 
 class EdgeAuthError(ApiError):
@@ -60,6 +58,6 @@ def database_or_503() -> Iterator[None]:
     """Turn an unreachable PostgreSQL into 503 + Retry-After (a client retries; nothing was acknowledged)."""
     try:
         yield
-    except DATABASE_DOWN as exc:
+    except CONNECTION_ERRORS as exc:
         raise ServiceUnavailableError("the database is unavailable; retry later",
                                       retry_after=DATABASE_RETRY_AFTER_SECONDS) from exc

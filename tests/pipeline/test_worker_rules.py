@@ -12,12 +12,13 @@ from sqlalchemy import exc as sa_exc
 
 from broker.celery_app import max_retry_countdown
 from broker.tasks import APPLY_WEBHOOK_EVENT_TASK
+from db.errors import is_transient
 from db.pipeline import begin_attempt, claim_stale_events, store_inbox_event
 from db.uow import Caller, unit_of_work
 from tests.support.factories import create_user
 from tests.support.pipeline import MASK_URL, figures, submit_results
 from workers.main import create_worker_celery
-from workers.tasks import is_transient, retry_countdown
+from workers.tasks import retry_countdown
 
 
 def store(engine, result_id: str, status: str = "done") -> str:
