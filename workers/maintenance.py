@@ -1,5 +1,5 @@
 """Periodic maintenance tasks: cleanup-old-results (cron, or on demand through the function endpoint) and the
-reconciliation of results stuck in pending/processing. Thin tasks over db/maintenance.py, safe to run twice:
+reconciliation of results stuck in pending/processing (and of jobs stuck in the dispatch queue). Thin tasks over db/maintenance.py, safe to run twice:
 cleanup holds a database lock (a second run is recorded as `skipped`), reconciliation uses SKIP LOCKED and only
 touches rows still in flight.
 """
@@ -13,12 +13,13 @@ from celery.schedules import crontab
 from sqlalchemy import Engine
 
 from broker.tasks import CLEANUP_TASK, RECONCILE_TASK
-from db import maintenance
+from db import dispatch, maintenance
 from db.engine import create_app_engine
 from db.uow import Caller, unit_of_work
 from observability.metrics import (
     CLEANUP_DELETED,
     CLEANUP_RUNS,
+    DISPATCH_JOBS_FAILED,
     LATE_EVENTS,
     RESULTS_TIMED_OUT,
     WEBHOOK_EVENTS,
@@ -98,13 +99,22 @@ def cleanup_old_results(self, job_id: str | None = None) -> dict:
 def reconcile_stuck_results(self) -> dict:
     """Time out results without progress for RESULT_TIMEOUT_SECONDS (error, metadata.error = "timeout")."""
     settings: Settings = self.app.conf.segbase_settings
+    dispatch_on = settings.dispatch_mode != "off"
     ids = maintenance.time_out_stuck_results(_engine(settings), settings.result_timeout_seconds,
-                                             settings.cleanup_batch_size)
+                                             settings.cleanup_batch_size, dispatch_on=dispatch_on)
     if ids:
         RESULTS_TIMED_OUT.inc(len(ids))
         log.warning("timed out %d results stuck in pending/processing for over %d s", len(ids),
                     settings.result_timeout_seconds)
-    return {"timed_out": len(ids)}
+    queued = []
+    if dispatch_on:
+        queued = dispatch.time_out_queued_jobs(_engine(settings), settings.dispatch_queue_timeout_seconds,
+                                               settings.cleanup_batch_size)
+        if queued:
+            DISPATCH_JOBS_FAILED.labels("dispatch_timeout").inc(len(queued))
+            log.warning("%d jobs were neither delivered nor leased within %d s (DISPATCH_QUEUE_TIMEOUT_SECONDS): "
+                        "error dispatch_timeout", len(queued), settings.dispatch_queue_timeout_seconds)
+    return {"timed_out": len(ids), "dispatch_timed_out": len(queued)}
 
 
 def record_webhook_outcome(engine: Engine, event_id: str, state: str) -> None:

@@ -1,0 +1,176 @@
+"""SQL-facing functions of job dispatch: the queue's rules live in PostgreSQL
+(db/migrations/20261202120000_dispatch_queue.sql) and these wrappers stay thin. Each takes an open unit of work
+(`uow=`) as service_role and never commits, except `time_out_queued_jobs`, which runs its own bounded batches.
+
+The operator actions — `cancel_job`, `retry_job`, `enable_dispatch` — are what `segbase dispatch` and the console
+call; each is one SQL function executable by service_role only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Engine
+
+from db.uow import Caller, UnitOfWork, unit_of_work
+
+NOTIFY_CHANNEL = "segbase_dispatch"  # NOTIFYed on enqueue, a freed in-flight slot, a released lease, re-enable
+
+AttemptResult = Literal["delivered", "failed", "throttled", "gone"]
+JOB_COLUMNS = ("result_id", "user_id", "project_id", "text_prompt", "source_image_url", "created_at", "enqueued_at",
+               "attempts")
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job as the backend gets it, before URLs are minted: the result's input and the hold that covers it."""
+
+    result_id: str
+    user_id: str
+    project_id: str | None
+    text_prompt: str | None
+    source_image_url: str
+    created_at: datetime
+    enqueued_at: datetime
+    attempts: int
+    hold_until: datetime  # push: the attempt's hold; pull: the lease's expiry
+    lease_id: str | None = None  # pull only
+    lease_was_expired: bool = False  # pull: this claim took over a lease that had expired
+
+
+@dataclass(frozen=True)
+class ReleasedAttempt:
+    job_id: str
+    attempt_id: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class RetryOutcome:
+    action: Literal["due_now", "resubmitted", "not_retryable", "missing"]
+    job_id: str | None
+
+
+def _record(row: Any, *, hold: str, lease: bool) -> JobRecord:
+    return JobRecord(
+        result_id=str(row.result_id), user_id=str(row.user_id),
+        project_id=str(row.project_id) if row.project_id else None, text_prompt=row.text_prompt,
+        source_image_url=row.source_image_url, created_at=row.created_at, enqueued_at=row.enqueued_at,
+        attempts=row.attempts, hold_until=getattr(row, hold),
+        lease_id=str(row.lease_id) if lease else None,
+        lease_was_expired=bool(getattr(row, "lease_was_expired", False)))
+
+
+# --- push ------------------------------------------------------------------------------------------------------
+def release_jobs(*, uow: UnitOfWork, max_jobs: int, max_in_flight: int, hold_seconds: int,
+                 failure_threshold: int) -> list[ReleasedAttempt]:
+    """Hand due jobs to delivery attempts, within the in-flight cap and the endpoint's state (push releaser)."""
+    rows = uow.execute("select result_id, attempt_id, attempts from internal.release_dispatch_jobs("
+                       ":max_jobs, :max_in_flight, :hold, :threshold)",
+                       {"max_jobs": max_jobs, "max_in_flight": max_in_flight, "hold": hold_seconds,
+                        "threshold": failure_threshold}).all()
+    return [ReleasedAttempt(str(row.result_id), str(row.attempt_id), row.attempts) for row in rows]
+
+
+def begin_attempt(*, uow: UnitOfWork, job_id: str, attempt_id: str) -> JobRecord | None:
+    """Start a push attempt (commit before sending); None when it is stale or the job finished or was cancelled."""
+    row = uow.execute(f"select {', '.join(JOB_COLUMNS)}, hold_until "
+                      "from internal.begin_dispatch_attempt(cast(:job as uuid), cast(:attempt as uuid))",
+                      {"job": job_id, "attempt": attempt_id}).one_or_none()
+    return None if row is None else _record(row, hold="hold_until", lease=False)
+
+
+def record_attempt(*, uow: UnitOfWork, job_id: str, attempt_id: str, result: AttemptResult, detail: str | None,
+                   retry_in_seconds: float | None, failure_threshold: int, open_seconds: int,
+                   max_open_seconds: int) -> str:
+    """Record how a push attempt ended; returns the job's state after it (delivered|queued|finished|stale)."""
+    return uow.execute(
+        "select internal.record_dispatch_attempt(cast(:job as uuid), cast(:attempt as uuid), :result, :detail, "
+        ":retry_in, :threshold, :open_seconds, :max_open_seconds)",
+        {"job": job_id, "attempt": attempt_id, "result": result, "detail": detail, "retry_in": retry_in_seconds,
+         "threshold": failure_threshold, "open_seconds": open_seconds, "max_open_seconds": max_open_seconds},
+    ).scalar_one()
+
+
+# --- pull ------------------------------------------------------------------------------------------------------
+def claim_jobs(*, uow: UnitOfWork, max_jobs: int, lease_seconds: int, worker_id: str) -> list[JobRecord]:
+    """Lease up to `max_jobs` due jobs to `worker_id` (SKIP LOCKED: concurrent claimers get different jobs)."""
+    rows = uow.execute(f"select {', '.join(JOB_COLUMNS)}, lease_id, lease_expires_at, lease_was_expired "
+                       "from internal.claim_dispatch_jobs(:max_jobs, :lease_seconds, :worker)",
+                       {"max_jobs": max_jobs, "lease_seconds": lease_seconds, "worker": worker_id}).all()
+    return [_record(row, hold="lease_expires_at", lease=True) for row in rows]
+
+
+def extend_leases(*, uow: UnitOfWork, lease_ids: list[str], lease_seconds: int) -> list[JobRecord]:
+    """Extend live leases; the ones not returned were lost (expired, released, or their job finished)."""
+    rows = uow.execute(f"select {', '.join(JOB_COLUMNS)}, lease_id, lease_expires_at "
+                       "from internal.extend_dispatch_leases(cast(:ids as uuid[]), :lease_seconds)",
+                       {"ids": lease_ids, "lease_seconds": lease_seconds}).all()
+    return [_record(row, hold="lease_expires_at", lease=True) for row in rows]
+
+
+def release_leases(*, uow: UnitOfWork, lease_ids: list[str], delay_seconds: int) -> list[str]:
+    """Give leased jobs back to the queue, due after `delay_seconds`; returns the job ids released."""
+    rows = uow.execute("select internal.release_dispatch_leases(cast(:ids as uuid[]), :delay)",
+                       {"ids": lease_ids, "delay": delay_seconds}).scalars()
+    return [str(job_id) for job_id in rows]
+
+
+# --- operator actions ------------------------------------------------------------------------------------------
+def cancel_job(*, uow: UnitOfWork, job_id: str) -> Literal["cancelled", "already_finished", "missing"]:
+    """Cancel a job: its result becomes error (metadata.error = "cancelled"), its reservation is released, and no
+    attempt or lease starts after the transaction commits."""
+    return uow.execute("select internal.cancel_dispatch_job(cast(:id as uuid))", {"id": job_id}).scalar_one()
+
+
+def retry_job(*, uow: UnitOfWork, job_id: str) -> RetryOutcome:
+    """Retry a dispatch: a job waiting for its next attempt becomes due now; one that failed or timed out in the
+    queue is resubmitted as a new result of the same owner (its id is returned)."""
+    row = uow.execute("select action, new_job_id from internal.retry_dispatch_job(cast(:id as uuid))",
+                      {"id": job_id}).one()
+    return RetryOutcome(row.action, str(row.new_job_id) if row.new_job_id else None)
+
+
+def enable_dispatch(*, uow: UnitOfWork) -> bool:
+    """Re-enable push dispatch (after a 410) and close the circuit; returns whether it was disabled."""
+    return bool(uow.execute("select internal.enable_dispatch()").scalar_one())
+
+
+# --- time limits and health -----------------------------------------------------------------------------------
+def time_out_queued_jobs(engine: Engine, timeout_seconds: int, batch_size: int) -> list[str]:
+    """End jobs never delivered nor leased within `timeout_seconds` as error (dispatch_timeout), in batches."""
+    timed_out: list[str] = []
+    while True:
+        with unit_of_work(engine, Caller.service()) as uow:
+            ids = [str(i) for i in uow.execute("select internal.time_out_queued_dispatch_jobs(:timeout, :batch)",
+                                               {"timeout": timeout_seconds, "batch": batch_size}).scalars()]
+        timed_out.extend(ids)
+        if len(ids) < batch_size:
+            return timed_out
+
+
+def next_due(*, uow: UnitOfWork) -> datetime | None:
+    """When a job may next become takeable (a retry, an expiring hold, the end of a pause); None: nothing waits."""
+    return uow.execute("select internal.dispatch_next_due()").scalar_one()
+
+
+def dispatch_health(*, uow: UnitOfWork) -> dict[str, Any]:
+    """Queue depth, oldest waiting job, attempts and leases in flight, failures, and the endpoint's state."""
+    row = uow.execute("select * from internal.dispatch_health()").mappings().one()
+    return {
+        "dispatch_queued": int(row["queued"]),
+        "dispatch_ready": int(row["ready"]),
+        "dispatch_oldest_waiting_seconds": round(float(row["oldest_waiting_seconds"]), 3),
+        "dispatch_sending": int(row["sending"]),
+        "dispatch_leased": int(row["leased"]),
+        "dispatch_leases_expired": int(row["leases_expired"]),
+        "dispatch_delivered": int(row["delivered"]),
+        "dispatch_failed": int(row["failed"]),
+        "dispatch_enabled": bool(row["enabled"]),
+        "dispatch_disabled": not row["enabled"],
+        "dispatch_disabled_reason": row["disabled_reason"],
+        "dispatch_circuit_open": bool(row["circuit_open"]),
+        "dispatch_consecutive_failures": int(row["consecutive_failures"]),
+        "dispatch_paused": bool(row["paused"]),
+    }

@@ -1,0 +1,72 @@
+"""Dispatch helpers: results submitted as their owner, job rows read as the owner of the database, and clocks moved
+by editing timestamps (tests never sleep through a lease or a backoff)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from sqlalchemy import Engine
+
+from db.uow import unit_of_work
+from tests.support.factories import TestUser
+from tests.support.pipeline import user_caller
+
+
+def submit(engine: Engine, user: TestUser, count: int = 1, *, source: str = "https://img.example/in.png",
+           prompt: str = "a cat") -> list[str]:
+    """Submit `count` pending results as the user (RLS, the reservation trigger, the enqueue trigger)."""
+    with unit_of_work(engine, user_caller(user.id)) as uow:
+        return [str(uow.execute("insert into public.segmentation_results (source_image_url, text_prompt) "
+                                "values (:source, :prompt) returning id",
+                                {"source": source, "prompt": prompt}).scalar_one()) for _ in range(count)]
+
+
+@dataclass
+class JobRow:
+    state: str
+    outcome: str | None
+    due_at: datetime | None
+    attempt_id: str | None
+    attempts: int
+    worker_id: str | None
+    first_dispatched_at: datetime | None
+    lease_expiries: int
+    last_error: str | None
+
+
+def job(conn: psycopg.Connection, job_id: str) -> JobRow | None:
+    row = conn.execute("select state, outcome, due_at, attempt_id::text, attempts, worker_id, first_dispatched_at, "
+                       "lease_expiries, last_error from internal.dispatch_jobs where result_id = %s",
+                       (job_id,)).fetchone()
+    return JobRow(*row) if row else None
+
+
+def result(conn: psycopg.Connection, result_id: str) -> dict[str, Any]:
+    status, metadata = conn.execute("select status::text, metadata from public.segmentation_results where id = %s",
+                                    (result_id,)).fetchone()
+    return {"status": status, "metadata": metadata}
+
+
+def reserved(conn: psycopg.Connection, user_id: str) -> int:
+    return conn.execute("select coalesce(sum(price), 0) from public.segmentation_results where user_id = %s "
+                        "and status in ('pending', 'processing')", (user_id,)).fetchone()[0]
+
+
+def expire_holds(conn: psycopg.Connection, job_ids: list[str]) -> None:
+    """Move the holds (leases, push attempts) of these jobs into the past, as if their time ran out."""
+    conn.execute("update internal.dispatch_jobs set due_at = now() - interval '1 second' "
+                 "where result_id = any(%s::uuid[]) and state in ('sending', 'leased')", (job_ids,))
+
+
+def make_due(conn: psycopg.Connection, job_ids: list[str]) -> None:
+    """Skip the backoff of queued jobs: due now."""
+    conn.execute("update internal.dispatch_jobs set due_at = now() - interval '1 second' "
+                 "where result_id = any(%s::uuid[]) and state = 'queued'", (job_ids,))
+
+
+def endpoint(conn: psycopg.Connection) -> dict[str, Any]:
+    cursor = conn.execute("select * from internal.dispatch_endpoint")
+    names = [column.name for column in cursor.description]
+    return dict(zip(names, cursor.fetchone()))
