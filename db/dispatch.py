@@ -8,12 +8,14 @@ call; each is one SQL function executable by service_role only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 from sqlalchemy import Engine
 
 from db.uow import Caller, UnitOfWork, unit_of_work
+from schemas.dispatch import DispatchJob
+from schemas.settings import Settings
 
 NOTIFY_CHANNEL = "segbase_dispatch"  # NOTIFYed on enqueue, a freed in-flight slot, a released lease, re-enable
 
@@ -150,9 +152,10 @@ def time_out_queued_jobs(engine: Engine, timeout_seconds: int, batch_size: int) 
             return timed_out
 
 
-def next_due(*, uow: UnitOfWork) -> datetime | None:
-    """When a job may next become takeable (a retry, an expiring hold, the end of a pause); None: nothing waits."""
-    return uow.execute("select internal.dispatch_next_due()").scalar_one()
+def next_due(*, uow: UnitOfWork, for_push: bool) -> datetime | None:
+    """When a job may next become takeable (a retry, an expiring hold; for push not before a pause or an open
+    circuit ends); None: nothing waits or is held."""
+    return uow.execute("select internal.dispatch_next_due(:push)", {"push": for_push}).scalar_one()
 
 
 def dispatch_health(*, uow: UnitOfWork) -> dict[str, Any]:
@@ -174,3 +177,52 @@ def dispatch_health(*, uow: UnitOfWork) -> dict[str, Any]:
         "dispatch_consecutive_failures": int(row["consecutive_failures"]),
         "dispatch_paused": bool(row["paused"]),
     }
+
+
+# --- the job as the backend sees it ------------------------------------------------------------------------------
+MASKS_BUCKET = "masks"
+
+
+class SourceImageNotReadableError(Exception):
+    """The job's image is in segbase storage, but its owner may not read it: no URL is ever minted for it."""
+
+
+@dataclass(frozen=True)
+class JobUrls:
+    source_image_url: str
+    mask_upload_url: str | None
+    expires_at: datetime | None
+
+
+def mask_object_name(user_id: str, job_id: str) -> str:
+    """Where a job's mask goes in the `masks` bucket: `<user id>/<job id>.png`."""
+    return f"{user_id}/{job_id}.png"
+
+
+def url_lifetime(settings: Settings, hold_until: datetime) -> datetime:
+    """Signed URLs live DISPATCH_URL_TTL_SECONDS or until the hold (lease) ends, whichever is later."""
+    return max(datetime.now(timezone.utc) + timedelta(seconds=settings.dispatch_url_ttl_seconds), hold_until)
+
+
+def mint_job_urls(*, engine: Engine, settings: Settings, record: JobRecord) -> JobUrls:
+    """The URLs of one delivery or lease, minted now and never stored. An image outside segbase storage is passed
+    through as submitted."""
+    return JobUrls(source_image_url=record.source_image_url, mask_upload_url=None, expires_at=None)
+
+
+def build_job(settings: Settings, record: JobRecord, urls: JobUrls) -> DispatchJob:
+    return DispatchJob(
+        job_id=record.result_id, user_id=record.user_id, project_id=record.project_id,
+        text_prompt=record.text_prompt, source_image_url=urls.source_image_url,
+        mask_upload_url=urls.mask_upload_url,
+        mask_path=f"{MASKS_BUCKET}/{mask_object_name(record.user_id, record.result_id)}",
+        callback_url=f"{settings.public_url}/functions/v1/process-webhook", created_at=record.created_at,
+        attempt=record.attempts, urls_expire_at=urls.expires_at, lease_id=record.lease_id,
+        lease_expires_at=record.hold_until if record.lease_id else None)
+
+
+def fail_unreadable_source(*, uow: UnitOfWork, job_id: str) -> None:
+    """End a job whose image its owner may not read: error `source_image_not_readable`, reservation released."""
+    uow.execute("select 1 from public.segmentation_results where id = :id for update", {"id": job_id})
+    uow.execute("select internal.fail_dispatch_job(cast(:id as uuid), 'source_image_not_readable', "
+                "'the owner of the job may not read its source image')", {"id": job_id})

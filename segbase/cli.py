@@ -111,6 +111,37 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dispatch(settings: Settings, args: argparse.Namespace) -> int:
+    """Operator actions on job dispatch: re-enable after a 410, cancel a job, retry a failed dispatch."""
+    import uuid  # lazy: see the module docstring
+
+    from db import dispatch  # lazy: see the module docstring
+    from db.engine import create_app_engine  # lazy: see the module docstring
+    from db.uow import Caller, unit_of_work  # lazy: see the module docstring
+
+    if args.action in ("cancel", "retry"):
+        try:
+            job_id = str(uuid.UUID(args.job_id or ""))
+        except ValueError:
+            print(f"segbase dispatch {args.action}: give the job id (a segmentation result id)", file=sys.stderr)
+            return 2
+    engine = create_app_engine(settings, pool_size=1, application_name="segbase-dispatch-cli")
+    try:
+        with unit_of_work(engine, Caller.service()) as uow:
+            if args.action == "enable":
+                was_disabled = dispatch.enable_dispatch(uow=uow)
+                print("dispatch re-enabled; queued jobs resume" if was_disabled
+                      else "dispatch was enabled; circuit breaker and pauses reset")
+            elif args.action == "cancel":
+                print(json.dumps({"job_id": job_id, "outcome": dispatch.cancel_job(uow=uow, job_id=job_id)}))
+            else:
+                outcome = dispatch.retry_job(uow=uow, job_id=job_id)
+                print(json.dumps({"job_id": job_id, "action": outcome.action, "new_job_id": outcome.job_id}))
+    finally:
+        engine.dispose()
+    return 0
+
+
 RUN_PROCESSES = ("api", "worker", "beat", "relay")
 
 
@@ -201,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("relay", help="publish committed outbox events to Redis").set_defaults(func=cmd_relay)
     sub.add_parser("run", help="migrate, then api + worker + beat + relay in the foreground").set_defaults(
         func=cmd_run)
+
+    dispatch = sub.add_parser("dispatch", help="operator actions on job dispatch")
+    dispatch.add_argument("action", choices=["enable", "cancel", "retry"],
+                          help="enable: resume push after a 410; cancel JOB_ID; retry JOB_ID (a failed dispatch)")
+    dispatch.add_argument("job_id", nargs="?")
+    dispatch.set_defaults(func=cmd_dispatch)
 
     status = sub.add_parser("status", help="URLs, keys and pipeline health, like `supabase status`")
     status.add_argument("--json", action="store_true")

@@ -307,7 +307,10 @@ begin
     next_state := 'finished';
   else
     update internal.dispatch_jobs j
-       set state = 'queued', due_at = clock_timestamp() + make_interval(secs => retry_in_seconds), last_error = detail
+       set state = 'queued', due_at = clock_timestamp() + make_interval(secs => retry_in_seconds), last_error = detail,
+           -- Backpressure (Retry-After) is not a failure: it does not use up the attempt budget; the queue
+           -- timeout still bounds a backend that never stops asking for time.
+           attempts = case when result = 'throttled' then greatest(j.attempts - 1, 0) else j.attempts end
      where j.result_id = job_id;
     next_state := 'queued';
   end if;
@@ -519,19 +522,23 @@ comment on function internal.time_out_queued_dispatch_jobs(integer, integer) is
 revoke execute on function internal.time_out_queued_dispatch_jobs(integer, integer) from public, anon, authenticated;
 grant execute on function internal.time_out_queued_dispatch_jobs(integer, integer) to service_role;
 
-create or replace function internal.dispatch_next_due()
+create or replace function internal.dispatch_next_due(for_push boolean)
 returns timestamptz
 language sql stable
 set search_path = ''
 as $$
-  -- When something may next become takeable: a waiting job's due time, a hold's expiry, the end of a pause or of
-  -- an open circuit. The releaser and long-polling claimers sleep until then (or a NOTIFY).
-  select least((select min(j.due_at) from internal.dispatch_jobs j where j.due_at is not null),
-               (select greatest(e.paused_until, e.circuit_open_until) from internal.dispatch_endpoint e where e.id))
+  -- When a job may next become takeable: a waiting job's due time or a hold's expiry; for push, not before a
+  -- pause or an open circuit ends. The releaser and long-polling claimers sleep until then (or a NOTIFY).
+  select case when for_push
+              then greatest(min(j.due_at), (select greatest(e.paused_until, e.circuit_open_until)
+                                              from internal.dispatch_endpoint e where e.id))
+              else min(j.due_at) end
+    from internal.dispatch_jobs j where j.due_at is not null
 $$;
-comment on function internal.dispatch_next_due() is 'The earliest time a job may become takeable (null: none waiting).';
-revoke execute on function internal.dispatch_next_due() from public, anon, authenticated;
-grant execute on function internal.dispatch_next_due() to service_role;
+comment on function internal.dispatch_next_due(boolean) is
+  'The earliest time a job may become takeable (null: nothing waits or is held); for push, after any pause or open circuit.';
+revoke execute on function internal.dispatch_next_due(boolean) from public, anon, authenticated;
+grant execute on function internal.dispatch_next_due(boolean) to service_role;
 
 create or replace function internal.dispatch_health()
 returns table (queued bigint, ready bigint, oldest_waiting_seconds double precision, sending bigint, leased bigint,

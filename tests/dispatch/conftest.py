@@ -13,6 +13,7 @@ from db.engine import create_app_engine
 from db.migrate import libpq_url
 from schemas.settings import Settings
 from tests.support.database import create_database, drop_database, make_test_settings, migrate_serialised
+from tests.support.processes import ApiProcess
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +49,11 @@ def empty_queue(dispatch_settings: Settings) -> None:
         conn.execute("update internal.dispatch_endpoint set enabled = true, disabled_at = null, "
                      "disabled_reason = null, consecutive_failures = 0, circuit_open_until = null, "
                      "circuit_open_seconds = 0, paused_until = null")
+
+
+@pytest.fixture(scope="session")
+def dispatch_api(dispatch_settings: Settings) -> Iterator[ApiProcess]:
+    """A live `segbase api` on the dispatch database, in pull mode."""
+    server = ApiProcess(dispatch_settings).start()
+    yield server
+    server.stop()

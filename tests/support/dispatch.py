@@ -2,6 +2,7 @@
 by editing timestamps (tests never sleep through a lease or a backoff)."""
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -10,8 +11,12 @@ import psycopg
 from sqlalchemy import Engine
 
 from db.uow import unit_of_work
+from schemas.settings import Settings
+from tests.support.database import make_test_settings
 from tests.support.factories import TestUser
 from tests.support.pipeline import user_caller
+from tests.support.processes import SegbaseProcess, wait_for
+from tests.support.receiver import Receiver
 
 
 def submit(engine: Engine, user: TestUser, count: int = 1, *, source: str = "https://img.example/in.png",
@@ -70,3 +75,24 @@ def endpoint(conn: psycopg.Connection) -> dict[str, Any]:
     cursor = conn.execute("select * from internal.dispatch_endpoint")
     names = [column.name for column in cursor.description]
     return dict(zip(names, cursor.fetchone()))
+
+
+SECRET = "whsec_" + base64.b64encode(b"segbase-dispatch-test-secret-32b").decode()
+TIMEOUT_SECONDS = 2.0  # DISPATCH_TIMEOUT_SECONDS of the push tests
+
+
+def push_settings(base: Settings, receiver: Receiver, suffix: str, **overrides) -> Settings:
+    values = dict(dispatch_mode="push", dispatch_url=receiver.url, dispatch_signing_secret=SECRET,
+                  dispatch_timeout_seconds=TIMEOUT_SECONDS, dispatch_retry_schedule="0,0.3,0.3,0.3,0.3",
+                  dispatch_retry_jitter=0, dispatch_circuit_failure_threshold=3, dispatch_circuit_open_seconds=1,
+                  dispatch_circuit_max_open_seconds=2, dispatch_max_in_flight=4)
+    values.update(overrides)
+    return make_test_settings(base.database_url, f"{base.instance_id}{suffix}", **values)
+
+
+def start_relay(settings: Settings, name: str = "relay") -> SegbaseProcess:
+    relay = SegbaseProcess(settings, "relay", name=name).start()
+    wait_for(lambda: "dispatch releaser active" in relay.log_text() or not relay.alive(), timeout=60,
+             message="the dispatch releaser to start")
+    assert relay.alive(), relay.log_text()
+    return relay
