@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 from api.services import services
 from broker.celery_app import celery_queue_depth
 from db.dispatch import dispatch_health
-from db.maintenance import pipeline_lag
+from db.health import pipeline_lag
 from db.migrate import discover_migrations
 from db.uow import Caller, unit_of_work
 from observability.metrics import render_metrics
@@ -21,8 +21,7 @@ bp = Blueprint("health", __name__)
 
 
 def pipeline_health(settings: Settings, engine: Engine, client: redis.Redis) -> dict[str, Any]:
-    """Queue depth, the age of the oldest unapplied inbox event and of the oldest unsent outbox event, and the
-    dispatch queue's depth, oldest waiting job, holds in flight and endpoint state."""
+    """Queue depth, the age of the oldest unapplied inbox event and of the oldest unsent outbox event."""
     with unit_of_work(engine, Caller.service()) as uow:
         health = pipeline_lag(uow)
         health.update(dispatch_health(uow=uow))

@@ -1,6 +1,6 @@
 """SQL-facing functions of job dispatch: the queue's rules live in PostgreSQL
 (db/migrations/20261202120000_dispatch_queue.sql) and these wrappers stay thin. Each takes an open unit of work
-(`uow=`) as service_role and never commits, except `time_out_queued_jobs`, which runs its own bounded batches.
+(`uow=`) as service_role and never commits.
 
 The operator actions — `cancel_job`, `retry_job`, `enable_dispatch` — are what `segbase dispatch` and the console
 call; each is one SQL function executable by service_role only.
@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine
 
-from db.uow import Caller, UnitOfWork, unit_of_work
+from db.uow import UnitOfWork
 from schemas.dispatch import DispatchJob
 from schemas.settings import Settings
 
@@ -140,16 +140,11 @@ def enable_dispatch(*, uow: UnitOfWork) -> bool:
 
 
 # --- time limits and health -----------------------------------------------------------------------------------
-def time_out_queued_jobs(engine: Engine, timeout_seconds: int, batch_size: int) -> list[str]:
-    """End jobs never delivered nor leased within `timeout_seconds` as error (dispatch_timeout), in batches."""
-    timed_out: list[str] = []
-    while True:
-        with unit_of_work(engine, Caller.service()) as uow:
-            ids = [str(i) for i in uow.execute("select internal.time_out_queued_dispatch_jobs(:timeout, :batch)",
-                                               {"timeout": timeout_seconds, "batch": batch_size}).scalars()]
-        timed_out.extend(ids)
-        if len(ids) < batch_size:
-            return timed_out
+def time_out_queued_batch(*, uow: UnitOfWork, timeout_seconds: int, batch_size: int) -> list[str]:
+    """End up to `batch_size` jobs never delivered nor leased within `timeout_seconds` as error (dispatch_timeout);
+    returns their ids (the reconciliation task loops over batches)."""
+    return [str(i) for i in uow.execute("select internal.time_out_queued_dispatch_jobs(:timeout, :batch)",
+                                        {"timeout": timeout_seconds, "batch": batch_size}).scalars()]
 
 
 def next_due(*, uow: UnitOfWork, for_push: bool) -> datetime | None:

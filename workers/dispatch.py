@@ -33,14 +33,13 @@ from standardwebhooks import Webhook
 from broker.celery_app import create_celery
 from broker.tasks import DELIVER_DISPATCH_JOB_TASK, enqueue_delivery
 from db import dispatch
-from db.engine import authenticator_url, create_app_engine
+from db.engine import create_app_engine, process_engine
 from db.errors import is_transient
-from db.migrate import libpq_url
+from db.urls import authenticator_libpq_url
 from db.uow import Caller, unit_of_work
 from observability.metrics import DISPATCH_ATTEMPTS, DISPATCH_JOBS_FAILED, DISPATCH_LATENCY
 from schemas.dispatch import DispatchMessage
 from schemas.settings import Settings
-from workers.tasks import worker_engine
 
 log = logging.getLogger("segbase.dispatch")
 
@@ -190,7 +189,7 @@ def deliver_dispatch_job(self, job_id: str, attempt_id: str) -> str:
     attempt that is no longer current and sends nothing."""
     settings: Settings = self.app.conf.segbase_settings
     try:
-        return deliver(settings, worker_engine(settings), job_id, attempt_id)
+        return deliver(settings, process_engine(settings, application_name="segbase-dispatch"), job_id, attempt_id)
     except Exception as exc:
         if not is_transient(exc):
             raise  # the hold expires and the job is released again; the attempt budget bounds a poison job
@@ -262,7 +261,7 @@ class DispatchReleaser:
         backoff = 0.5
         while not self.stop.is_set():
             try:
-                with psycopg.connect(libpq_url(authenticator_url(self.settings)), autocommit=True,
+                with psycopg.connect(authenticator_libpq_url(self.settings), autocommit=True,
                                      application_name="segbase-dispatch-lock") as conn:
                     if not self.acquire(conn):
                         break

@@ -16,9 +16,8 @@ import time
 
 import psycopg
 import redis
-from sqlalchemy.engine import make_url
 
-from db.engine import authenticator_url, create_app_engine
+from db.engine import create_app_engine
 from db.errors import is_unavailable
 from db.outbox import (
     NOTIFY_CHANNEL,
@@ -30,6 +29,7 @@ from db.outbox import (
     read_unsent,
 )
 from db.uow import Caller, unit_of_work
+from db.urls import authenticator_libpq_url
 from observability.metrics import OUTBOX_PUBLISHED
 from workers.dispatch import start_releaser
 from schemas.settings import Settings
@@ -50,11 +50,6 @@ def is_retryable(exc: BaseException) -> bool:
 def changes_channel(settings: Settings) -> str:
     """The one Redis pub/sub channel every API process subscribes to (namespaced by INSTANCE_ID)."""
     return settings.redis_key("realtime", "changes")
-
-
-def libpq_authenticator_url(settings: Settings) -> str:
-    url = make_url(authenticator_url(settings))
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 class Relay:
@@ -123,7 +118,7 @@ class Relay:
         backoff = 0.5
         while not self.stop.is_set():
             try:
-                with psycopg.connect(libpq_authenticator_url(self.settings), autocommit=True,
+                with psycopg.connect(authenticator_libpq_url(self.settings), autocommit=True,
                                      application_name="segbase-relay-lock") as conn:
                     if not self.acquire(conn):
                         break

@@ -1,7 +1,7 @@
 """/auth/v1: GoTrue-compatible email/password auth (sign-up, password and refresh grants, user, logout).
 
-Request and response shapes, status codes and error codes are GoTrue's (PROTOCOL §2), so supabase-py,
-supabase-js and supabase-flutter work unchanged. Every request needs an `apikey` (anon or service_role), as
+Request and response shapes, status codes and error codes are GoTrue's (supabase/auth `internal/api/`), so
+supabase-py, supabase-js and supabase-flutter work unchanged. Every request needs an `apikey` (anon or service_role), as
 behind Supabase's gateway. Operations live in api/auth/service.py, SQL in db/auth.py, tokens in api/identity.py.
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """GoTrue's error bodies: `{"code", "message"}` with `X-Supabase-Api-Version: 2024-01-01`, which is what makes the
-clients read `code` as the error's string code (PROTOCOL §0.6, §2.9)."""
+clients read `code` as the error's string code (when the response echoes `X-Supabase-Api-Version`: supabase/auth `internal/api/errors.go`)."""
 from __future__ import annotations
 
 from typing import Any

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine
 
 from db.engine import create_app_engine
-from db.migrate import libpq_url
+from db.urls import libpq_url
 from schemas.settings import Settings
 from tests.support.database import create_database, drop_database, make_test_settings, migrate_serialised
 from tests.support.processes import ApiProcess

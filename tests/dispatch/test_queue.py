@@ -10,11 +10,12 @@ import psycopg
 import pytest
 from sqlalchemy import exc as sa_exc
 
-from db import dispatch, maintenance
+from db import dispatch
 from db.uow import Caller, unit_of_work
 from tests.support.dispatch import endpoint, expire_holds, job, make_due, reserved, result, submit
 from tests.support.factories import create_user
 from tests.support.pipeline import user_caller
+from workers.maintenance import time_out_queued_jobs, time_out_stuck_results
 
 PUSH = {"max_in_flight": 16, "hold_seconds": 30, "failure_threshold": 3}
 BREAKER = {"failure_threshold": 3, "open_seconds": 30, "max_open_seconds": 600}
@@ -203,14 +204,14 @@ def test_a_job_never_dispatched_times_out_in_the_queue_not_by_result_timeout(dis
                "where result_id = %s", (leased_job,))
 
     # RESULT_TIMEOUT_SECONDS counts from the first lease (10 minutes ago) and spares the job still queued.
-    assert maintenance.time_out_stuck_results(dispatch_engine, 3600, 100, dispatch_on=True) == []
+    assert time_out_stuck_results(dispatch_engine, 3600, 100, dispatch_on=True) == []
     # DISPATCH_QUEUE_TIMEOUT_SECONDS ends the queued one.
-    assert dispatch.time_out_queued_jobs(dispatch_engine, 3600, 100) == [waiting]
+    assert time_out_queued_jobs(dispatch_engine, 3600, 100) == [waiting]
     assert result(db, waiting)["metadata"]["error"] == "dispatch_timeout"
     assert job(db, waiting).outcome == "dispatch_timeout" and reserved(db, user.id) == 1
     assert result(db, leased_job)["status"] == "pending"
     # Once the first lease is older than RESULT_TIMEOUT_SECONDS, the result times out as before.
-    assert maintenance.time_out_stuck_results(dispatch_engine, 300, 100, dispatch_on=True) == [leased_job]
+    assert time_out_stuck_results(dispatch_engine, 300, 100, dispatch_on=True) == [leased_job]
 
 
 # --- push: cap, backoff, exhaustion, breaker, 410 ---------------------------------------------------------------

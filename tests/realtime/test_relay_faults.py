@@ -12,7 +12,7 @@ import pytest
 import redis
 from sqlalchemy import exc as sa_exc
 
-from db.migrate import libpq_url
+from db.urls import libpq_url
 from tests.support.database import create_database, drop_database, migrate_serialised
 from tests.support.factories import create_user
 from tests.support.processes import SegbaseProcess, wait_for
