@@ -112,11 +112,12 @@ def extend_leases(*, uow: UnitOfWork, lease_ids: list[str], lease_seconds: int) 
     return [_record(row, hold="lease_expires_at", lease=True) for row in rows]
 
 
-def release_leases(*, uow: UnitOfWork, lease_ids: list[str], delay_seconds: int) -> list[str]:
-    """Give leased jobs back to the queue, due after `delay_seconds`; returns the job ids released."""
-    rows = uow.execute("select internal.release_dispatch_leases(cast(:ids as uuid[]), :delay)",
-                       {"ids": lease_ids, "delay": delay_seconds}).scalars()
-    return [str(job_id) for job_id in rows]
+def release_leases(*, uow: UnitOfWork, lease_ids: list[str], delay_seconds: int) -> dict[str, str]:
+    """Give leased jobs back to the queue, due after `delay_seconds`; returns {lease id: job id} of those released
+    (a lease missing from it was no longer held)."""
+    rows = uow.execute("select result_id, lease_id from internal.release_dispatch_leases(cast(:ids as uuid[]), "
+                       ":delay)", {"ids": lease_ids, "delay": delay_seconds}).all()
+    return {str(row.lease_id): str(row.result_id) for row in rows}
 
 
 # --- operator actions ------------------------------------------------------------------------------------------

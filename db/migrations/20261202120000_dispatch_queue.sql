@@ -381,7 +381,7 @@ revoke execute on function internal.extend_dispatch_leases(uuid[], integer) from
 grant execute on function internal.extend_dispatch_leases(uuid[], integer) to service_role;
 
 create or replace function internal.release_dispatch_leases(lease_ids uuid[], delay_seconds integer)
-returns setof uuid
+returns table (result_id uuid, lease_id uuid)
 language plpgsql
 set search_path = ''
 as $$
@@ -390,15 +390,18 @@ begin
   update internal.dispatch_jobs j
      set state = 'queued', attempt_id = null, worker_id = null,
          due_at = clock_timestamp() + make_interval(secs => delay_seconds)
-   where j.attempt_id = any(lease_ids) and j.state = 'leased'
-  returning j.result_id;
+    from (select h.result_id, h.attempt_id from internal.dispatch_jobs h
+           where h.attempt_id = any(lease_ids) and h.state = 'leased'
+           for update) held
+   where j.result_id = held.result_id
+  returning j.result_id, held.attempt_id;
   if found then
     perform pg_notify('segbase_dispatch', '');
   end if;
 end
 $$;
 comment on function internal.release_dispatch_leases(uuid[], integer) is
-  'Pull: give leased jobs back to the queue (due after delay_seconds); returns the jobs released.';
+  'Pull: give leased jobs back to the queue (due after delay_seconds); returns the jobs released and their former lease ids.';
 revoke execute on function internal.release_dispatch_leases(uuid[], integer) from public, anon, authenticated;
 grant execute on function internal.release_dispatch_leases(uuid[], integer) to service_role;
 

@@ -143,7 +143,7 @@ def test_an_expired_lease_returns_the_job_to_the_queue(dispatch_settings, dispat
     # The first worker lost it: its lease can be neither extended nor released.
     with unit_of_work(dispatch_engine, Caller.service()) as uow:
         assert dispatch.extend_leases(uow=uow, lease_ids=[first.lease_id], lease_seconds=60) == []
-        assert dispatch.release_leases(uow=uow, lease_ids=[first.lease_id], delay_seconds=0) == []
+        assert dispatch.release_leases(uow=uow, lease_ids=[first.lease_id], delay_seconds=0) == {}
         [extended] = dispatch.extend_leases(uow=uow, lease_ids=[second.lease_id], lease_seconds=600)
     assert extended.hold_until > second.hold_until
 
@@ -154,7 +154,7 @@ def test_released_jobs_are_claimable_again(dispatch_settings, dispatch_engine, d
     leased = claim(dispatch_engine)
     with unit_of_work(dispatch_engine, Caller.service()) as uow:
         released = dispatch.release_leases(uow=uow, lease_ids=[lease.lease_id for lease in leased], delay_seconds=0)
-    assert sorted(released) == sorted(submitted)
+    assert sorted(released.values()) == sorted(submitted) and set(released) == {lease.lease_id for lease in leased}
     assert job(db, submitted[0]).state == "queued"
     assert sorted(record.result_id for record in claim(dispatch_engine)) == sorted(submitted)
 
