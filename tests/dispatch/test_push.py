@@ -3,9 +3,6 @@ HTTP receiver the test runs, which fails, throttles, goes down, answers 410 or a
 Every delivery is checked as a backend would: a valid Standard Webhooks signature, one webhook-id per job."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -21,12 +18,14 @@ from tests.support.dispatch import (
     push_settings,
     reserved,
     result,
+    run_cli,
     start_relay,
     submit,
 )
 from tests.support.factories import create_user
 from tests.support.pipeline import start_worker, stop_all
-from tests.support.processes import ROOT, wait_for
+from tests.support.metrics import metric
+from tests.support.processes import wait_for
 from tests.support.receiver import Receiver, Reply, always, fail_first
 from workers.dispatch import webhook_id
 
@@ -129,16 +128,15 @@ def test_410_disables_dispatch_until_enabled_then_queued_jobs_resume(push, dispa
     receiver.wait_for_requests(1, first)
     wait_for(lambda: endpoint(db)["enabled"] is False, message="dispatch to be disabled")
     later = submit(dispatch_engine, user, 3)
-    assert "segbase_dispatch_disabled 1.0" in httpx.get(f"{dispatch_api.url}/metrics").text
+    assert metric(httpx.get(f"{dispatch_api.url}/metrics").text, "segbase_dispatch_disabled") == 1
 
     receiver.behaviour = always(200)
     assert len(receiver.requests()) == 1
-    enable = subprocess.run([sys.executable, "-m", "segbase", "dispatch", "enable"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60, env=_env(push))
+    enable = run_cli(push, "dispatch", "enable")
     assert enable.returncode == 0 and "re-enabled" in enable.stdout, enable.stderr
     wait_for(lambda: all(job(db, j).state == "delivered" for j in [first, *later]), timeout=60,
              message="queued jobs to resume")
-    assert "segbase_dispatch_disabled 0.0" in httpx.get(f"{dispatch_api.url}/metrics").text
+    assert metric(httpx.get(f"{dispatch_api.url}/metrics").text, "segbase_dispatch_disabled") == 0
     # Nothing was delivered while disabled: the only requests are the 410 and one per job after re-enabling.
     assert sorted(d.job_id for d in receiver.requests()) == sorted([first, first, *later])
 
@@ -180,8 +178,3 @@ def test_a_cancelled_job_is_never_delivered_after_the_cancel_committed(push, dis
     receiver.wait_for_requests(1, later)
     assert [d for d in receiver.requests(cancelled) if d.at >= cancelled_at] == []
     assert result(db, cancelled)["metadata"]["error"] == "cancelled" and reserved(db, user.id) == 1
-
-
-def _env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGBASE_", "PYTEST_"))}
-    return {**env, **settings.to_env(), "SEGBASE_ENV_FILE": ""}

@@ -3,6 +3,9 @@ by editing timestamps (tests never sleep through a lease or a backoff)."""
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,7 +18,7 @@ from schemas.settings import Settings
 from tests.support.database import make_test_settings
 from tests.support.factories import TestUser
 from tests.support.pipeline import user_caller
-from tests.support.processes import SegbaseProcess, wait_for
+from tests.support.processes import ROOT, SegbaseProcess, wait_for
 from tests.support.receiver import Receiver
 
 
@@ -96,3 +99,11 @@ def start_relay(settings: Settings, name: str = "relay") -> SegbaseProcess:
              message="the dispatch releaser to start")
     assert relay.alive(), relay.log_text()
     return relay
+
+
+def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess:
+    """`segbase <args>` as an operator runs it, with the test's settings (never a developer's .env)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("SEGBASE_", "PYTEST_"))}
+    env.update(settings.to_env(), SEGBASE_ENV_FILE="")
+    return subprocess.run([sys.executable, "-m", "segbase", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
