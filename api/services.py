@@ -24,7 +24,7 @@ from schemas.settings import Settings
 if TYPE_CHECKING:  # typing only: these surfaces build their own singletons
     from api.auth.limits import RateLimiter
     from api.auth.passwords import PasswordHasher
-    from api.functions.leases import JobSignal
+    from api.functions.job_signal import JobSignal
     from api.realtime.hub import Hub
 
 

@@ -111,6 +111,12 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo_backend(settings: Settings, args: argparse.Namespace) -> int:
+    from segbase.demo_backend import run_demo_backend  # lazy: see the module docstring
+
+    return run_demo_backend(settings)
+
+
 def cmd_dispatch(settings: Settings, args: argparse.Namespace) -> int:
     """Operator actions on job dispatch: re-enable after a 410, cancel a job, retry a failed dispatch."""
     import uuid  # lazy: see the module docstring
@@ -146,13 +152,15 @@ RUN_PROCESSES = ("api", "worker", "beat", "relay")
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    """Migrate, then run api, worker, beat and relay in the foreground with prefixed logs; Ctrl-C stops all."""
+    """Migrate, then run api, worker, beat and relay (and the demo backend when DEMO_BACKEND_ENABLED) in the
+    foreground with prefixed logs; Ctrl-C stops all."""
     code = cmd_migrate(settings, argparse.Namespace(action=None, description=[], status=False))
     if code:
         return code
     env = {**os.environ, **settings.to_env()}
     children: dict[str, subprocess.Popen] = {}
-    for name in RUN_PROCESSES:
+    processes = RUN_PROCESSES + (("demo-backend",) if settings.demo_backend_enabled else ())
+    for name in processes:
         # Each child in its own session: Ctrl-C reaches only this process, which then stops every child with
         # SIGTERM — the graceful stop (gunicorn finishes requests, Celery its tasks) rather than each child's
         # own SIGINT handling (gunicorn's quick exit).
@@ -161,8 +169,9 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
                                           start_new_session=True)
 
     def pump(name: str, stream) -> None:
+        label = {"demo-backend": "demo"}.get(name, name)
         for line in stream:
-            sys.stdout.write(f"{name:>6} | {line}")
+            sys.stdout.write(f"{label:>6} | {line}")
             sys.stdout.flush()
 
     pumps = [threading.Thread(target=pump, args=(n, p.stdout), daemon=True) for n, p in children.items()]
@@ -232,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("relay", help="publish committed outbox events to Redis").set_defaults(func=cmd_relay)
     sub.add_parser("run", help="migrate, then api + worker + beat + relay in the foreground").set_defaults(
         func=cmd_run)
+
+    sub.add_parser("demo-backend", help="a reference inference backend (its model is a stand-in: thresholding)"
+                   ).set_defaults(func=cmd_demo_backend)
 
     dispatch = sub.add_parser("dispatch", help="operator actions on job dispatch")
     dispatch.add_argument("action", choices=["enable", "cancel", "retry"],

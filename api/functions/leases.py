@@ -1,31 +1,22 @@
 """What the pull endpoints share (claim-jobs, extend-lease, release-jobs): the X-API-Key check and DISPATCH_MODE,
-the request bodies and their bounds, minting each leased job's URLs, and the per-process notification listener
-that wakes long-polling claims.
-
-The listener is one LISTEN connection per API process (a greenlet under gunicorn's gevent workers): every NOTIFY on
-`segbase_dispatch` (a job enqueued, a lease released, …) bumps a generation counter, and a waiting claim wakes when
-it changes — or when the next due time it read (a retry, a lease about to expire) arrives. No claim polls.
-"""
+the request bodies and their bounds, minting each leased job's URLs, and this process's notification listener
+(api/functions/job_signal.py) that wakes long-polling claims."""
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import TypeVar
 
-import psycopg
 from flask import request
 from pydantic import BaseModel
 
 from api.errors import ApiError
 from api.functions.common import database_or_503
+from api.functions.job_signal import JobSignal
 from api.functions.process_webhook import require_api_key
 from api.services import Services, services
 from db import dispatch
 from db.uow import Caller, unit_of_work
-from db.urls import authenticator_libpq_url
 from observability.metrics import DISPATCH_JOBS_FAILED
 from schemas.dispatch import DispatchJob
 from schemas.settings import Settings
@@ -33,67 +24,6 @@ from schemas.settings import Settings
 log = logging.getLogger("segbase.dispatch")
 
 Body = TypeVar("Body", bound=BaseModel)
-LISTEN_RETRY_SECONDS = 1.0
-
-
-class TooManyWaitersError(ApiError):
-    status, code = 429, "too_many_waiters"
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": "1"}
-
-
-class JobSignal:
-    """Wakes long-polling claims on NOTIFY segbase_dispatch; counts and bounds them (DISPATCH_MAX_WAITERS)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.conninfo = authenticator_libpq_url(settings)
-        self.max_waiters = settings.dispatch_max_waiters
-        self.condition = threading.Condition()
-        self.generation = 0
-        self.waiters = 0
-        self.listening = threading.Event()
-        threading.Thread(target=self._listen, name="dispatch-signal", daemon=True).start()
-
-    def _bump(self) -> None:
-        with self.condition:
-            self.generation += 1
-            self.condition.notify_all()
-
-    def _listen(self) -> None:
-        while True:
-            try:
-                with psycopg.connect(self.conninfo, autocommit=True, application_name="segbase-dispatch-signal",
-                                     connect_timeout=5) as conn:
-                    conn.execute(f"listen {dispatch.NOTIFY_CHANNEL}")
-                    self.listening.set()
-                    self._bump()  # (re)connected: whatever was notified meanwhile is looked at again
-                    for _ in conn.notifies():
-                        self._bump()
-            except psycopg.Error as exc:
-                self.listening.clear()
-                log.warning("dispatch listener lost its connection (%s); reconnecting", type(exc).__name__)
-                threading.Event().wait(LISTEN_RETRY_SECONDS)
-
-    @contextmanager
-    def waiting(self) -> Iterator[None]:
-        """Hold one of the DISPATCH_MAX_WAITERS long-poll slots of this process (429 when none is free)."""
-        with self.condition:
-            if self.waiters >= self.max_waiters:
-                raise TooManyWaitersError(
-                    f"this API process already holds {self.max_waiters} waiting claim-jobs calls "
-                    "(DISPATCH_MAX_WAITERS); retry, or claim with wait_seconds 0")
-            self.waiters += 1
-        try:
-            yield
-        finally:
-            with self.condition:
-                self.waiters -= 1
-
-    def wait(self, seen: int, timeout: float) -> None:
-        """Return when a notification arrived after generation `seen` was read, or after `timeout` seconds."""
-        with self.condition:
-            self.condition.wait_for(lambda: self.generation != seen, timeout=max(0.0, timeout))
 
 
 def job_signal(svc: Services) -> JobSignal:
