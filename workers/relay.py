@@ -18,6 +18,7 @@ import redis
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
+from broker.channels import changes_channel
 from db.engine import authenticator_url, create_app_engine
 from db.outbox import (
     NOTIFY_CHANNEL,
@@ -39,11 +40,6 @@ FALLBACK_POLL_SECONDS = 10.0
 STANDBY_RETRY_SECONDS = 1.0
 PRUNE_EVERY_SECONDS = 600.0
 RETRYABLE = (psycopg.OperationalError, sa_exc.OperationalError, sa_exc.DBAPIError, redis.RedisError, OSError)
-
-
-def changes_channel(settings: Settings) -> str:
-    """The one Redis pub/sub channel every API process subscribes to (namespaced by INSTANCE_ID)."""
-    return settings.redis_key("realtime", "changes")
 
 
 def libpq_authenticator_url(settings: Settings) -> str:

@@ -19,6 +19,7 @@ import redis
 from sqlalchemy import Engine
 
 from api.realtime import protocol
+from broker.channels import changes_channel
 from db.uow import Caller
 from observability.metrics import WS_FRAMES
 from schemas.settings import Settings
@@ -56,7 +57,7 @@ class Hub:
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings = settings
         self.engine = engine
-        self.channel_name = settings.redis_key("realtime", "changes")
+        self.channel_name = changes_channel(settings)
         self._lock = threading.RLock()
         self._by_owner: dict[str, set[Channel]] = defaultdict(set)
         self._service: set[Channel] = set()

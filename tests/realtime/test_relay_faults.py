@@ -11,12 +11,12 @@ import psycopg
 import pytest
 import redis
 
+from broker.channels import changes_channel
 from db.migrate import libpq_url
 from tests.support.database import create_database, drop_database, migrate_serialised
 from tests.support.factories import create_user
 from tests.support.processes import SegbaseProcess, wait_for
 from tests.support.realtime import wait_relay_active
-from workers.relay import changes_channel
 
 pytestmark = [pytest.mark.fault, pytest.mark.xdist_group("serial")]
 
