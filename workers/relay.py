@@ -23,12 +23,12 @@ from db.engine import authenticator_url, create_app_engine
 from db.outbox import (
     NOTIFY_CHANNEL,
     RELAY_LOCK_KEY,
-    TableCatalog,
     event_message,
     mark_sent,
     prune_sent,
     read_unsent,
 )
+from db.publication import PublicationCatalog
 from db.uow import Caller, unit_of_work
 from observability.metrics import OUTBOX_PUBLISHED
 from schemas.settings import Settings
@@ -51,10 +51,11 @@ class Relay:
     def __init__(self, settings: Settings, stop: threading.Event) -> None:
         self.settings = settings
         self.stop = stop
-        self.engine = create_app_engine(settings, pool_size=1, application_name="segbase-relay")
+        # Two connections: the publishing transaction, and the catalog's read when its cache expires meanwhile.
+        self.engine = create_app_engine(settings, pool_size=2, application_name="segbase-relay")
         self.redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
         self.channel = changes_channel(settings)
-        self.catalog = TableCatalog()
+        self.catalog = PublicationCatalog(self.engine)
         self.published = 0
 
     def publish_batch(self) -> int:
@@ -65,7 +66,12 @@ class Relay:
                 return 0
             pipe = self.redis.pipeline(transaction=False)
             for row in rows:
-                pipe.publish(self.channel, event_message(row, self.catalog.shape(uow, row.schema_name, row.table_name)))
+                shape = self.catalog.shape(row.schema_name, row.table_name)
+                if shape is None:  # the table left the publication after capture: nobody can be subscribed to it
+                    log.info("not publishing outbox row %d: %s.%s is not in the publication", row.id,
+                             row.schema_name, row.table_name)
+                    continue
+                pipe.publish(self.channel, event_message(row, shape))
             pipe.execute()
             mark_sent(uow, [row.id for row in rows])
         self.published += len(rows)

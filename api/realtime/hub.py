@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 
 from api.realtime import protocol
 from broker.channels import changes_channel
+from db.publication import PublicationCatalog
 from db.uow import Caller
 from observability.metrics import WS_FRAMES
 from schemas.settings import Settings
@@ -31,7 +32,6 @@ log = logging.getLogger("segbase.realtime")
 
 SWEEP_INTERVAL_SECONDS = 1.0
 SESSION_CHECK_SECONDS = 3.0
-CATALOG_TTL_SECONDS = 30.0
 SUBSCRIBE_WAIT_SECONDS = 5.0
 
 
@@ -64,7 +64,7 @@ class Hub:
         self._channels: set[Channel] = set()
         self._started = False
         self.subscribed = threading.Event()
-        self._catalog: tuple[float, dict[str, dict[str, dict[str, str]]]] | None = None
+        self.catalog = PublicationCatalog(engine)
         self.events_received = 0
         self.frames_queued = 0
 
@@ -101,28 +101,7 @@ class Hub:
     # --- catalog ----------------------------------------------------------------------------------------
     def published_tables(self) -> dict[str, dict[str, dict[str, str]]]:
         """{schema: {table: {column: type}}} for the supabase_realtime publication, cached briefly."""
-        now = time.monotonic()
-        if self._catalog and now - self._catalog[0] < CATALOG_TTL_SECONDS:
-            return self._catalog[1]
-        from sqlalchemy import (
-            text,  # late: moves with the catalog reader (split pending)
-        )
-
-        with self.engine.connect() as conn:
-            rows = conn.execute(text(
-                "select p.schemaname, p.tablename, a.attname, t.typname "
-                "from pg_publication_tables p "
-                "join pg_namespace n on n.nspname = p.schemaname "
-                "join pg_class c on c.relnamespace = n.oid and c.relname = p.tablename "
-                "join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped "
-                "join pg_type t on t.oid = a.atttypid "
-                "where p.pubname = 'supabase_realtime' order by a.attnum")).all()
-            conn.rollback()
-        catalog: dict[str, dict[str, dict[str, str]]] = defaultdict(dict)
-        for schema, table, column, typname in rows:
-            catalog[schema].setdefault(table, {})[column] = typname
-        self._catalog = (now, dict(catalog))
-        return self._catalog[1]
+        return self.catalog.column_types()
 
     # --- background greenlets ---------------------------------------------------------------------------
     def ensure_started(self) -> None:

@@ -16,7 +16,8 @@ from sqlalchemy import text
 from api.realtime import protocol
 from api.realtime.hub import Channel, Hub
 from db.migrate import libpq_url
-from db.outbox import TableCatalog, event_message
+from db.outbox import event_message
+from db.publication import PublicationCatalog
 from db.uow import Caller, unit_of_work
 from tests.support.factories import create_user
 
@@ -63,7 +64,7 @@ def test_routing_decision_equals_select_under_rls(settings, engine):
 
     results: list[str] = []
     checked = 0
-    catalog = TableCatalog()
+    catalog = PublicationCatalog(engine)
     with psycopg.connect(libpq_url(settings.database_url), autocommit=True) as owner:
         for _ in range(OPERATIONS):
             kind = rng.choice(["insert", "insert", "update", "reassign", "profile", "delete"])
@@ -103,8 +104,7 @@ def test_routing_decision_equals_select_under_rls(settings, engine):
                 row_id, schema, table, op, owner_id, pk, record, captured_at = row
                 for _, conn in subscribers:
                     conn.frames.clear()
-                with unit_of_work(engine, Caller.service()) as uow:
-                    shape = catalog.shape(uow, schema, table)
+                shape = catalog.shape(schema, table)
                 message = event_message(_Row(row_id, schema, table, op, owner_id, pk, record, captured_at), shape)
                 hub.dispatch(message)
                 for caller, conn in subscribers:
