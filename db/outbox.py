@@ -5,12 +5,12 @@ the JSON message API processes fan out. Everything here runs in a unit of work a
 """
 from __future__ import annotations
 
-import json
 from datetime import timezone
 from typing import Any
 
 from db.publication import TableShape
 from db.uow import UnitOfWork
+from schemas.realtime import ChangeEvent
 
 NOTIFY_CHANNEL = "segbase_realtime_outbox"
 # pg_advisory_lock key of the active relay; advisory locks are per database, so one relay per deployment.
@@ -45,17 +45,17 @@ def prune_sent(uow: UnitOfWork, retention_hours: int, batch: int = 5000) -> int:
     return result.rowcount
 
 
-def event_message(row: Any, shape: TableShape) -> str:
-    """The JSON published on Redis for one outbox row (one message = one change, fanned out by API processes)."""
-    return json.dumps({
-        "id": row.id,
-        "schema": row.schema_name,
-        "table": row.table_name,
-        "type": row.op,
-        "owner": str(row.owner_id) if row.owner_id is not None else None,
-        "commit_timestamp": format_commit_timestamp(row.captured_at),
-        "columns": shape.columns,
-        "hidden": shape.hidden,
-        "record": row.record,
-        "old_record": row.pk if row.op != "INSERT" else None,
-    }, separators=(",", ":"))
+def change_event(row: Any, shape: TableShape) -> ChangeEvent:
+    """The message published on Redis for one outbox row (one message = one change, fanned out by API processes)."""
+    return ChangeEvent(
+        id=row.id,
+        schema_name=row.schema_name,
+        table=row.table_name,
+        type=row.op,
+        owner=str(row.owner_id) if row.owner_id is not None else None,
+        commit_timestamp=format_commit_timestamp(row.captured_at),
+        columns=shape.columns,
+        hidden=shape.hidden,
+        record=row.record,
+        old_record=row.pk if row.op != "INSERT" else None,
+    )

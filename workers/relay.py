@@ -23,7 +23,7 @@ from db.engine import authenticator_url, create_app_engine
 from db.outbox import (
     NOTIFY_CHANNEL,
     RELAY_LOCK_KEY,
-    event_message,
+    change_event,
     mark_sent,
     prune_sent,
     read_unsent,
@@ -71,7 +71,7 @@ class Relay:
                     log.info("not publishing outbox row %d: %s.%s is not in the publication", row.id,
                              row.schema_name, row.table_name)
                     continue
-                pipe.publish(self.channel, event_message(row, shape))
+                pipe.publish(self.channel, change_event(row, shape).to_json())
             pipe.execute()
             mark_sent(uow, [row.id for row in rows])
         self.published += len(rows)

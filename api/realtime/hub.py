@@ -7,15 +7,15 @@ the subscriber, the sweeper and each socket's writer are greenlets.
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import redis
+from pydantic import ValidationError
 from sqlalchemy import Engine
 
 from api.realtime import protocol
@@ -23,6 +23,7 @@ from broker.channels import changes_channel
 from db.publication import PublicationCatalog
 from db.uow import Caller
 from observability.metrics import WS_FRAMES
+from schemas.realtime import ChangeEvent
 from schemas.settings import Settings
 
 if TYPE_CHECKING:
@@ -195,14 +196,14 @@ class Hub:
         A failure for one subscriber is logged and never stops delivery to the rest."""
         self.events_received += 1
         try:
-            change: dict[str, Any] = json.loads(raw)
-        except ValueError:
+            change = ChangeEvent.model_validate_json(raw)
+        except ValidationError:
             log.error("dropping a malformed realtime message")
             return 0
-        types = {column["name"]: column["type"] for column in change.get("columns", ())}
+        types = {column["name"]: column["type"] for column in change.columns}
         serialized: dict[str, str] = {}
         queued = 0
-        for channel in self.recipients(change.get("owner")):
+        for channel in self.recipients(change.owner):
             try:
                 ids = [b.id for b in channel.bindings if b.matches(change, types)]
                 if not ids:
@@ -210,7 +211,7 @@ class Hub:
                 role = channel.caller.role
                 data = serialized.get(role)
                 if data is None:
-                    hidden = [] if role == "service_role" else change.get("hidden", {}).get(role, [])
+                    hidden = [] if role == "service_role" else change.hidden.get(role, [])
                     data = serialized[role] = protocol.change_data(change, hidden)
                 if channel.conn.push(protocol.change_frame(channel.conn.vsn, channel.topic, ids, data)):
                     channel.delivered += 1
@@ -219,5 +220,5 @@ class Hub:
                 log.exception("realtime delivery to one channel failed")
         self.frames_queued += queued
         if queued:
-            WS_FRAMES.labels(change.get("type") or "unknown").inc(queued)
+            WS_FRAMES.labels(change.type).inc(queued)
         return queued

@@ -14,6 +14,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from db.rest.grammar import GrammarError, parse_in_list
+from schemas.realtime import ChangeEvent
 
 VSN_OBJECTS = "1.0.0"
 VSN_ARRAYS = "2.0.0"
@@ -202,14 +203,14 @@ class Binding:
     filter: Filter | None = None
     tables: frozenset[str] = field(default_factory=frozenset)  # published tables this binding covers
 
-    def matches(self, change: dict[str, Any], types: dict[str, str]) -> bool:
-        if self.event != "*" and self.event != change["type"]:
+    def matches(self, change: ChangeEvent, types: dict[str, str]) -> bool:
+        if self.event != "*" and self.event != change.type:
             return False
-        if change["schema"] != self.schema or change["table"] not in self.tables:
+        if change.schema_name != self.schema or change.table not in self.tables:
             return False
         if self.filter is None:
             return True
-        row = change["old_record"] if change["type"] == "DELETE" else change["record"]
+        row = change.old_record if change.type == "DELETE" else change.record
         return filter_matches(self.filter, row, types)
 
 
@@ -264,22 +265,22 @@ def join_response(bindings: list[Binding]) -> dict[str, Any]:
     return {"postgres_changes": [{**binding.raw, "id": binding.id} for binding in bindings]}
 
 
-def change_data(change: dict[str, Any], hidden: list[str]) -> str:
+def change_data(change: ChangeEvent, hidden: list[str]) -> str:
     """The serialized `data` of a postgres_changes push, without columns the subscriber's role cannot SELECT.
     INSERT has no `old_record`, DELETE no `record`; `old_record` carries the primary key only."""
     drop = set(hidden)
-    columns = [c for c in change["columns"] if c["name"] not in drop] if drop else change["columns"]
+    columns = [c for c in change.columns if c["name"] not in drop] if drop else change.columns
     data: dict[str, Any] = {
-        "schema": change["schema"],
-        "table": change["table"],
-        "commit_timestamp": change["commit_timestamp"],
-        "type": change["type"],
+        "schema": change.schema_name,
+        "table": change.table,
+        "commit_timestamp": change.commit_timestamp,
+        "type": change.type,
         "columns": columns,
         "errors": None,
     }
-    if change["type"] != "DELETE":
-        record = change["record"] or {}
+    if change.type != "DELETE":
+        record = change.record or {}
         data["record"] = {k: v for k, v in record.items() if k not in drop} if drop else record
-    if change["type"] != "INSERT":
-        data["old_record"] = change["old_record"] or {}
+    if change.type != "INSERT":
+        data["old_record"] = change.old_record or {}
     return _dumps(data)

@@ -5,8 +5,10 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from api.realtime import protocol
+from schemas.realtime import ChangeEvent
 
 VECTORS = [json.loads(line) for line in (Path(__file__).parent / "vectors" / "client_frames.jsonl").open()]
 PUBLISHED = {"public": {"todos": {"id": "int8", "title": "text", "done": "bool"},
@@ -45,16 +47,21 @@ def test_server_frames_we_encode_match_the_captured_shapes(vector):
     assert json.loads(frame) == captured
 
 
+def change_event(**fields) -> ChangeEvent:
+    """A relay message with defaults for what a test does not look at."""
+    return ChangeEvent.model_validate({"id": 1, "owner": None, "hidden": {}, **fields})
+
+
 def test_change_data_shapes_per_type():
     base = {"schema": "public", "table": "todos", "commit_timestamp": "2026-11-24T15:50:55.000Z",
             "columns": [{"name": "id", "type": "int8"}, {"name": "secret", "type": "text"}],
             "record": {"id": 3, "secret": "s"}, "old_record": {"id": 3}}
-    insert = json.loads(protocol.change_data({**base, "type": "INSERT", "old_record": None}, []))
+    insert = json.loads(protocol.change_data(change_event(**{**base, "type": "INSERT", "old_record": None}), []))
     assert "old_record" not in insert and insert["record"] == {"id": 3, "secret": "s"} and insert["errors"] is None
-    update = json.loads(protocol.change_data({**base, "type": "UPDATE"}, ["secret"]))
+    update = json.loads(protocol.change_data(change_event(**{**base, "type": "UPDATE"}), ["secret"]))
     assert update["record"] == {"id": 3} and update["old_record"] == {"id": 3}
     assert update["columns"] == [{"name": "id", "type": "int8"}]
-    delete = json.loads(protocol.change_data({**base, "type": "DELETE", "record": None}, []))
+    delete = json.loads(protocol.change_data(change_event(**{**base, "type": "DELETE", "record": None}), []))
     assert "record" not in delete and delete["old_record"] == {"id": 3}
 
 
@@ -120,11 +127,23 @@ def test_flutter_stream_frames():
     message = protocol.decode(frame, "2.0.0")
     assert protocol.sub_topic(message.topic) == "public:segmentation_results:0"
     [binding] = protocol.parse_bindings(message.payload["config"]["postgres_changes"], PUBLISHED)
-    change = {"type": "DELETE", "schema": "public", "table": "segmentation_results", "record": None,
-              "old_record": {"id": "5f1c7a0e-0000-4000-8000-000000000001"}, "columns": [],
-              "commit_timestamp": "2026-11-24T15:50:55.000Z"}
+    change = change_event(type="DELETE", schema="public", table="segmentation_results", record=None,
+                          old_record={"id": "5f1c7a0e-0000-4000-8000-000000000001"}, columns=[],
+                          commit_timestamp="2026-11-24T15:50:55.000Z")
     assert binding.matches(change, PUBLISHED["public"]["segmentation_results"])
     data = json.loads(protocol.change_data(change, []))
     assert data["old_record"] == {"id": "5f1c7a0e-0000-4000-8000-000000000001"}
     assert isinstance(json.loads(protocol.change_frame("2.0.0", message.topic, [binding.id], json.dumps(data)))[4]
                       ["ids"][0], int)
+
+
+def test_the_relay_message_round_trips_through_its_model_and_refuses_what_it_does_not_know():
+    event = change_event(type="UPDATE", schema="public", table="todos", commit_timestamp="2026-11-24T15:50:55.000Z",
+                         columns=[{"name": "id", "type": "int8"}], record={"id": 3}, old_record={"id": 3},
+                         owner="0d5a4a4e-3c3e-4a8e-9a52-2b2f3c1d0e11", hidden={"anon": ["id"]})
+    wire = json.loads(event.to_json())
+    assert wire["schema"] == "public" and "schema_name" not in wire
+    assert ChangeEvent.model_validate_json(event.to_json()) == event
+    for broken in ({**wire, "type": "TRUNCATE"}, {**wire, "surprise": 1}, {k: v for k, v in wire.items() if k != "id"}):
+        with pytest.raises(ValidationError):
+            ChangeEvent.model_validate_json(json.dumps(broken))

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from api.realtime import protocol
 from api.realtime.hub import Channel, Hub
 from db.migrate import libpq_url
-from db.outbox import event_message
+from db.outbox import change_event
 from db.publication import PublicationCatalog
 from db.uow import Caller, unit_of_work
 from tests.support.factories import create_user
@@ -105,7 +105,7 @@ def test_routing_decision_equals_select_under_rls(settings, engine):
                 for _, conn in subscribers:
                     conn.frames.clear()
                 shape = catalog.shape(schema, table)
-                message = event_message(_Row(row_id, schema, table, op, owner_id, pk, record, captured_at), shape)
+                message = change_event(_Row(row_id, schema, table, op, owner_id, pk, record, captured_at), shape).to_json()
                 hub.dispatch(message)
                 for caller, conn in subscribers:
                     expected = before[id(caller)] if op == "DELETE" else visible(engine, caller, table, pk)
