@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from api.realtime import bindings as realtime_bindings
 from api.realtime import protocol
 from schemas.realtime import ChangeEvent
 
@@ -24,8 +25,8 @@ def test_every_captured_client_frame_decodes(vector):
     assert message.event in ("phx_join", "phx_leave", "heartbeat", "access_token")
     if message.event == "phx_join":
         assert message.ref == message.join_ref
-        bindings = protocol.parse_bindings(message.payload["config"]["postgres_changes"], PUBLISHED)
-        reply = protocol.join_response(bindings)["postgres_changes"]
+        bindings = realtime_bindings.parse_bindings(message.payload["config"]["postgres_changes"], PUBLISHED)
+        reply = realtime_bindings.join_response(bindings)["postgres_changes"]
         assert [{k: v for k, v in b.items() if k != "id"} for b in reply] == \
             message.payload["config"]["postgres_changes"]
         assert all(isinstance(b["id"], int) and b["id"] > 0 for b in reply)
@@ -76,15 +77,15 @@ def test_change_data_shapes_per_type():
 ])
 def test_filters(text, row, expected):
     types = {"id": "int8", "title": "text", "done": "bool"}
-    assert protocol.filter_matches(protocol.parse_filter(text), row, types) is expected
+    assert realtime_bindings.filter_matches(realtime_bindings.parse_filter(text), row, types) is expected
 
 
 def test_timestamp_and_uuid_filters_compare_by_type():
     types = {"created_at": "timestamptz", "user_id": "uuid"}
-    later = protocol.parse_filter("created_at=gt.2026-01-01T00:00:00Z")
-    assert protocol.filter_matches(later, {"created_at": "2026-11-24T10:00:00.5+00:00"}, types)
-    same = protocol.parse_filter("user_id=eq.0D5A4A4E-3C3E-4A8E-9A52-2B2F3C1D0E11")
-    assert protocol.filter_matches(same, {"user_id": "0d5a4a4e-3c3e-4a8e-9a52-2b2f3c1d0e11"}, types)
+    later = realtime_bindings.parse_filter("created_at=gt.2026-01-01T00:00:00Z")
+    assert realtime_bindings.filter_matches(later, {"created_at": "2026-11-24T10:00:00.5+00:00"}, types)
+    same = realtime_bindings.parse_filter("user_id=eq.0D5A4A4E-3C3E-4A8E-9A52-2B2F3C1D0E11")
+    assert realtime_bindings.filter_matches(same, {"user_id": "0d5a4a4e-3c3e-4a8e-9a52-2b2f3c1d0e11"}, types)
 
 
 @pytest.mark.parametrize("config,reason", [
@@ -98,13 +99,13 @@ def test_timestamp_and_uuid_filters_compare_by_type():
 ])
 def test_bad_bindings_are_refused_with_a_reason(config, reason):
     with pytest.raises(protocol.ProtocolError) as caught:
-        protocol.parse_bindings(config, PUBLISHED)
+        realtime_bindings.parse_bindings(config, PUBLISHED)
     assert reason in caught.value.reason
 
 
 def test_binding_without_table_covers_every_published_table_and_ids_are_distinct():
-    bindings = protocol.parse_bindings([{"event": "*", "schema": "public"}, {"event": "*", "schema": "public"}],
-                                       PUBLISHED)
+    bindings = realtime_bindings.parse_bindings([{"event": "*", "schema": "public"}, {"event": "*", "schema": "public"}],
+                                                PUBLISHED)
     assert bindings[0].tables == {"todos", "segmentation_results"}
     assert bindings[0].id != bindings[1].id and min(b.id for b in bindings) > 0
 
@@ -126,7 +127,7 @@ def test_flutter_stream_frames():
                    "private": False}, "access_token": "x.y.z"}])
     message = protocol.decode(frame, "2.0.0")
     assert protocol.sub_topic(message.topic) == "public:segmentation_results:0"
-    [binding] = protocol.parse_bindings(message.payload["config"]["postgres_changes"], PUBLISHED)
+    [binding] = realtime_bindings.parse_bindings(message.payload["config"]["postgres_changes"], PUBLISHED)
     change = change_event(type="DELETE", schema="public", table="segmentation_results", record=None,
                           old_record={"id": "5f1c7a0e-0000-4000-8000-000000000001"}, columns=[],
                           commit_timestamp="2026-11-24T15:50:55.000Z")

@@ -13,8 +13,9 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from api.realtime import protocol
-from api.realtime.hub import Channel, Hub
+from api.realtime import bindings as realtime_bindings
+from api.realtime.channels import Channel
+from api.realtime.hub import Hub
 from db.migrate import libpq_url
 from db.outbox import change_event
 from db.publication import PublicationCatalog
@@ -58,7 +59,7 @@ def test_routing_decision_equals_select_under_rls(settings, engine):
     subscribers = []
     for index, caller in enumerate(callers):
         conn = RecordingConnection()
-        bindings = protocol.parse_bindings([{"event": "*", "schema": "public"}], published)
+        bindings = realtime_bindings.parse_bindings([{"event": "*", "schema": "public"}], published)
         hub.register(Channel(conn, f"realtime:s{index}", "1", bindings, caller, None))
         subscribers.append((caller, conn))
 
