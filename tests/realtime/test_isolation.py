@@ -142,7 +142,9 @@ def test_large_frames_to_a_client_that_reads_late_arrive_whole(api_server, relay
         for n in range(updates):
             service_sql(settings, "update public.segmentation_results set text_prompt = %s where id = %s",
                         (f"{n}:" + "y" * size, result_id))
-        time.sleep(1)  # let the server fill the TCP buffers before the client reads again
+        # The client has stopped reading (its frame buffer is full): wait until the server has filled the TCP
+        # receive buffer behind it, so the sends below had to wait for the client's window.
+        wait_for(lambda: reader.unread_bytes() >= 64 * 1024, 60, message="the server to fill the client's buffer")
         prompts = [reader.wait(lambda m: m["event"] == "postgres_changes", timeout=30)
                    ["payload"]["data"]["record"]["text_prompt"] for _ in range(updates)]
         assert [p.split(":")[0] for p in prompts] == [str(n) for n in range(updates)]
