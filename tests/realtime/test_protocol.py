@@ -119,7 +119,8 @@ def test_malformed_frames_raise_protocol_errors(frame, vsn):
 
 def test_flutter_stream_frames():
     """supabase-flutter `.stream(primaryKey: ['id']).eq('user_id', X)`: topic realtime:public:<table>:<n>, one
-    `*` binding with the eq filter; DELETE must carry the primary key in old_record (PROTOCOL §4.10)."""
+    `*` binding with the eq filter; DELETE must carry the primary key in old_record
+    (supabase-flutter `packages/supabase/lib/src/supabase_stream_builder.dart` removes rows by it)."""
     frame = json.dumps(["3", "3", "realtime:public:segmentation_results:0", "phx_join", {
         "config": {"broadcast": {"ack": False, "self": False}, "presence": {"key": "", "enabled": False},
                    "postgres_changes": [{"event": "*", "schema": "public", "table": "segmentation_results",
