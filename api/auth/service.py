@@ -6,16 +6,12 @@ transaction writes the user, the session and the refresh token together (the use
 """
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Engine
 
 from api.auth.errors import (
@@ -25,6 +21,7 @@ from api.auth.errors import (
     validation_failed,
 )
 from api.auth.passwords import PasswordHasher
+from api.auth.refresh_tokens import new_refresh_token, seal_child, unseal_child
 from api.identity import AccessToken, forget_session, mint_access_token
 from db import auth as auth_db
 from db.uow import unit_of_work
@@ -69,34 +66,6 @@ def check_password_strength(password: str, settings: Settings) -> None:
     if len(password) < minimum:
         raise AuthError(f"Password should be at least {minimum} characters.", status=422, code="weak_password",
                         weak_password={"reasons": ["length"]})
-
-
-# --- refresh tokens --------------------------------------------------------------------------------------------
-
-def new_refresh_token() -> str:
-    return uuid.uuid4().hex[:12] + os.urandom(18).hex()  # 48 chars; GoTrue refuses tokens under 12
-
-
-def _seal_key(parent_token: str) -> bytes:
-    return hashlib.sha256(b"segbase-refresh-seal:" + parent_token.encode()).digest()
-
-
-def seal_child(parent_token: str, child_token: str) -> bytes:
-    """Encrypt the child with a key only the parent's holder can derive (see db/bootstrap/20_auth.sql)."""
-    nonce = os.urandom(12)
-    aad = auth_db.hash_refresh_token(child_token).encode()
-    return nonce + AESGCM(_seal_key(parent_token)).encrypt(nonce, child_token.encode(), aad)
-
-
-def unseal_child(parent_token: str, sealed: bytes | None, child_hash: str) -> str | None:
-    if not sealed or len(sealed) < 13:
-        return None
-    try:
-        child = AESGCM(_seal_key(parent_token)).decrypt(bytes(sealed[:12]), bytes(sealed[12:]), child_hash.encode())
-    except InvalidTag:
-        return None
-    token = child.decode()
-    return token if auth_db.hash_refresh_token(token) == child_hash else None
 
 
 def _start_session(uow, settings: Settings, user: dict[str, Any], now: datetime, user_agent: str | None,
