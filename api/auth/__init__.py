@@ -1,37 +1,41 @@
 """/auth/v1: GoTrue-compatible email/password auth (sign-up, password and refresh grants, user, logout).
 
-Request and response shapes, status codes and error codes are GoTrue's (PROTOCOL §2), so supabase-py,
-supabase-js and supabase-flutter work unchanged. Every request needs an `apikey` (anon or service_role), as
-behind Supabase's gateway. Operations live in api/auth/service.py, SQL in db/auth.py, tokens in api/identity.py.
+Request and response shapes, status codes and error codes are GoTrue's (supabase/auth `internal/api/`), so
+supabase-py, supabase-js and supabase-flutter work unchanged. Every request needs an `apikey` (anon or
+service_role), as behind Supabase's gateway. The views here are thin: bodies in api/auth/bodies.py, operations in
+api/auth/service.py, JSON shapes in api/auth/responses.py, SQL in db/auth.py, access tokens in api/identity.py.
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
-from pydantic import BaseModel, ConfigDict, ValidationError
 from werkzeug.exceptions import HTTPException
 
 from api.auth.errors import (
     API_VERSION,
     API_VERSION_HEADER,
     AuthError,
-    bad_json,
     validation_failed,
 )
 from api.auth.limits import RateLimiter, client_ip
 from api.auth.passwords import PasswordHasher
+from api.auth.bodies import (
+    PasswordGrantBody,
+    RefreshGrantBody,
+    SignUpBody,
+    UpdateUserBody,
+    parse_body,
+)
+from api.auth.responses import session_json, user_json
 from api.auth.service import (
     AuthContext,
     load_user,
     logout,
     refresh_session,
-    session_json,
     sign_in_with_password,
     sign_up,
     update_user,
-    user_json,
 )
 from api.errors import ApiError, GatewayError
 from api.identity import (
@@ -44,57 +48,6 @@ from api.identity import (
 from api.services import services
 
 bp = Blueprint("auth", __name__)
-
-
-# --- request bodies --------------------------------------------------------------------------------------------
-
-class _Body(BaseModel):
-    # Clients add fields we do not use (gotrue_meta_security, code_challenge…): ignored, as GoTrue does.
-    model_config = ConfigDict(extra="ignore")
-
-
-class SignUpBody(_Body):
-    email: str | None = None
-    phone: str | None = None
-    password: str | None = None
-    data: dict[str, Any] | None = None
-
-
-class PasswordGrantBody(_Body):
-    email: str | None = None
-    phone: str | None = None
-    password: str | None = None
-
-
-class RefreshGrantBody(_Body):
-    refresh_token: str | None = None
-
-
-class UpdateUserBody(_Body):
-    email: str | None = None
-    phone: str | None = None
-    password: str | None = None
-    data: dict[str, Any] | None = None
-    app_metadata: dict[str, Any] | None = None
-
-
-def _parse(model: type[_Body]) -> Any:
-    raw = request.get_data(cache=True)  # beyond MAX_REQUEST_BYTES this raises 413, handled below
-    if not raw.strip():
-        payload: Any = {}
-    else:
-        try:
-            payload = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise bad_json(str(exc)) from exc
-    if not isinstance(payload, dict):
-        raise bad_json("expected a JSON object")
-    try:
-        return model.model_validate(payload)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        field = ".".join(str(part) for part in first["loc"]) or "body"
-        raise validation_failed(f"{field}: {first['msg']}") from exc
 
 
 # --- per-process singletons ------------------------------------------------------------------------------------
@@ -170,7 +123,7 @@ def signup():
     ip = _client_ip()
     limiter = _limiter()
     limiter.sign_in_ip(ip)
-    body = _parse(SignUpBody)
+    body = parse_body(SignUpBody)
     if body.email is None and body.phone is None:
         raise AuthError("Anonymous sign-ins are disabled", status=422, code="anonymous_provider_disabled")
     if body.email is None:
@@ -189,7 +142,7 @@ def token():
     ip = _client_ip()
     if grant_type == "password":
         _limiter().sign_in_ip(ip)
-        body = _parse(PasswordGrantBody)
+        body = parse_body(PasswordGrantBody)
         if body.email is not None and body.phone is not None:
             raise validation_failed("Only an email address or phone number should be provided on login.")
         if body.email is None:
@@ -202,7 +155,7 @@ def token():
         return jsonify(session_json(session, weak_password=weak))
     if grant_type == "refresh_token":
         _limiter().refresh(ip)
-        body = _parse(RefreshGrantBody)
+        body = parse_body(RefreshGrantBody)
         return jsonify(session_json(refresh_session(_context(), refresh_token=body.refresh_token or "")))
     raise AuthError("unsupported_grant_type", status=400, code="invalid_credentials")
 
@@ -215,7 +168,7 @@ def get_user():
 @bp.put("/user")
 def put_user():
     claims = _user_claims()
-    body = _parse(UpdateUserBody)
+    body = parse_body(UpdateUserBody)
     return jsonify(user_json(update_user(_context(), claims, body.model_dump(exclude_unset=True))))
 
 
