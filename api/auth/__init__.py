@@ -12,14 +12,6 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from api.auth.errors import (
-    API_VERSION,
-    API_VERSION_HEADER,
-    AuthError,
-    validation_failed,
-)
-from api.auth.limits import RateLimiter, client_ip
-from api.auth.passwords import PasswordHasher
 from api.auth.bodies import (
     PasswordGrantBody,
     RefreshGrantBody,
@@ -27,6 +19,15 @@ from api.auth.bodies import (
     UpdateUserBody,
     parse_body,
 )
+from api.auth.errors import (
+    API_VERSION,
+    API_VERSION_HEADER,
+    AuthError,
+    ErrorCode,
+    validation_failed,
+)
+from api.auth.limits import RateLimiter, client_ip
+from api.auth.passwords import PasswordHasher
 from api.auth.responses import session_json, user_json
 from api.auth.service import (
     AuthContext,
@@ -74,14 +75,14 @@ def _user_claims() -> dict[str, Any]:
     """The Bearer user token's verified claims, with GoTrue's errors (its session is checked by the operation)."""
     _, bearer = credentials_from_request(request)
     if not bearer:
-        raise AuthError("This endpoint requires a valid Bearer token", status=401, code="no_authorization")
+        raise AuthError("This endpoint requires a valid Bearer token", status=401, code=ErrorCode.NO_AUTHORIZATION)
     try:
         claims = decode_token(bearer, services().settings)
     except TokenError as exc:
         raise AuthError(f"invalid JWT: unable to parse or verify signature, {exc.message}", status=403,
-                        code="bad_jwt") from exc
+                        code=ErrorCode.BAD_JWT) from exc
     if claims.get("role") != "authenticated" or "sub" not in claims:
-        raise AuthError("invalid claim: missing sub claim", status=403, code="bad_jwt")
+        raise AuthError("invalid claim: missing sub claim", status=403, code=ErrorCode.BAD_JWT)
     return claims
 
 
@@ -105,7 +106,8 @@ def _api_version(response: Response) -> Response:
 @bp.errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> Response:
     status = exc.code or 500
-    code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(status, "validation_failed")
+    code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED,
+            413: ErrorCode.REQUEST_TOO_LARGE}.get(status, ErrorCode.VALIDATION_FAILED)
     return AuthError(exc.description or exc.name, status=status, code=code).response()
 
 
@@ -125,9 +127,9 @@ def signup():
     limiter.sign_in_ip(ip)
     body = parse_body(SignUpBody)
     if body.email is None and body.phone is None:
-        raise AuthError("Anonymous sign-ins are disabled", status=422, code="anonymous_provider_disabled")
+        raise AuthError("Anonymous sign-ins are disabled", status=422, code=ErrorCode.ANONYMOUS_PROVIDER_DISABLED)
     if body.email is None:
-        raise AuthError("Phone signups are disabled", status=400, code="phone_provider_disabled")
+        raise AuthError("Phone signups are disabled", status=400, code=ErrorCode.PHONE_PROVIDER_DISABLED)
     if not body.password:
         raise validation_failed("Signup requires a valid password")
     limiter.sign_in_email(body.email)
@@ -146,7 +148,7 @@ def token():
         if body.email is not None and body.phone is not None:
             raise validation_failed("Only an email address or phone number should be provided on login.")
         if body.email is None:
-            raise AuthError("Invalid login credentials", status=400, code="invalid_credentials")
+            raise AuthError("Invalid login credentials", status=400, code=ErrorCode.INVALID_CREDENTIALS)
         _limiter().sign_in_email(body.email)
         password = body.password or ""
         session = sign_in_with_password(_context(), email=body.email, password=password,
@@ -157,7 +159,7 @@ def token():
         _limiter().refresh(ip)
         body = parse_body(RefreshGrantBody)
         return jsonify(session_json(refresh_session(_context(), refresh_token=body.refresh_token or "")))
-    raise AuthError("unsupported_grant_type", status=400, code="invalid_credentials")
+    raise AuthError("unsupported_grant_type", status=400, code=ErrorCode.INVALID_CREDENTIALS)
 
 
 @bp.get("/user")

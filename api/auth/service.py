@@ -16,7 +16,9 @@ from sqlalchemy import Engine
 
 from api.auth.errors import (
     AuthError,
+    ErrorCode,
     OAuthError,
+    OAuthErrorCode,
     invalid_credentials,
     validation_failed,
 )
@@ -63,7 +65,7 @@ def normalize_email(email: str) -> str:
 def check_password_strength(password: str, settings: Settings) -> None:
     minimum = settings.auth_password_min_length
     if len(password) < minimum:
-        raise AuthError(f"Password should be at least {minimum} characters.", status=422, code="weak_password",
+        raise AuthError(f"Password should be at least {minimum} characters.", status=422, code=ErrorCode.WEAK_PASSWORD,
                         weak_password={"reasons": ["length"]})
 
 
@@ -106,7 +108,7 @@ def sign_up(ctx: AuthContext, *, email: str, password: str, data: dict[str, Any]
 
 def _existing_sign_up(settings: Settings, existing: dict[str, Any]) -> tuple[dict[str, Any], None]:
     if settings.auth_mailer_autoconfirm:
-        raise AuthError("User already registered", status=422, code="user_already_exists")
+        raise AuthError("User already registered", status=422, code=ErrorCode.USER_ALREADY_EXISTS)
     if existing.get("email_confirmed_at") is None:
         return existing, None
     # GoTrue with confirmations on answers as for a new user, so sign-up does not reveal who has an account.
@@ -134,11 +136,11 @@ def sign_in_with_password(ctx: AuthContext, *, email: str, password: str, user_a
     if not ctx.hasher.verify(user.get("encrypted_password") or "", password):
         raise invalid_credentials()
     if user.get("email_confirmed_at") is None:
-        raise AuthError("Email not confirmed", status=400, code="email_not_confirmed")
+        raise AuthError("Email not confirmed", status=400, code=ErrorCode.EMAIL_NOT_CONFIRMED)
     now = utcnow()
     banned_until = user.get("banned_until")
     if banned_until is not None and banned_until > now:
-        raise AuthError("User is banned", status=400, code="user_banned")
+        raise AuthError("User is banned", status=400, code=ErrorCode.USER_BANNED)
     new_hash = ctx.hasher.hash(password) if ctx.hasher.needs_rehash(user["encrypted_password"]) else None
     with unit_of_work(ctx.engine, auth_db.AUTH_ADMIN) as uow:
         if new_hash is not None:
@@ -156,7 +158,7 @@ def refresh_session(ctx: AuthContext, *, refresh_token: str) -> IssuedSession:
     before the error is raised — and every access token of that session stops working.
     """
     if not refresh_token:
-        raise OAuthError("refresh_token required", status=400, code="invalid_request")
+        raise OAuthError("refresh_token required", status=400, code=OAuthErrorCode.INVALID_REQUEST)
     settings = ctx.settings
     now = utcnow()
     token_hash = auth_db.hash_refresh_token(refresh_token)
@@ -165,16 +167,16 @@ def refresh_session(ctx: AuthContext, *, refresh_token: str) -> IssuedSession:
         row = auth_db.find_refresh_token(uow=uow, token_hash=token_hash)
         if row is None:
             raise AuthError("Invalid Refresh Token: Refresh Token Not Found", status=400,
-                            code="refresh_token_not_found")
+                            code=ErrorCode.REFRESH_TOKEN_NOT_FOUND)
         session_id = str(row["session_id"]) if row["session_id"] else None
         session = auth_db.find_session(uow=uow, session_id=session_id, for_update=True) if session_id else None
         if session is None:
-            raise AuthError("Invalid Refresh Token: No Valid Session Found", status=400, code="session_not_found")
+            raise AuthError("Invalid Refresh Token: No Valid Session Found", status=400, code=ErrorCode.SESSION_NOT_FOUND)
         if session["expired"]:
-            raise AuthError("Invalid Refresh Token: Session Expired", status=400, code="session_expired")
+            raise AuthError("Invalid Refresh Token: Session Expired", status=400, code=ErrorCode.SESSION_EXPIRED)
         user = auth_db.find_user_by_id(uow=uow, user_id=str(session["user_id"]))
         if user is None:
-            raise AuthError("Invalid Refresh Token: No Valid Session Found", status=400, code="session_not_found")
+            raise AuthError("Invalid Refresh Token: No Valid Session Found", status=400, code=ErrorCode.SESSION_NOT_FOUND)
         issued: str | None = None
         if row["revoked"]:
             active = auth_db.find_active_refresh_token(uow=uow, session_id=session_id)
@@ -196,7 +198,7 @@ def refresh_session(ctx: AuthContext, *, refresh_token: str) -> IssuedSession:
             auth_db.touch_session(uow=uow, session_id=session_id, now=now)
     if reused_session is not None:
         forget_session(reused_session)
-        raise AuthError("Invalid Refresh Token: Already Used", status=400, code="refresh_token_already_used")
+        raise AuthError("Invalid Refresh Token: Already Used", status=400, code=ErrorCode.REFRESH_TOKEN_ALREADY_USED)
     access = mint_access_token(settings, user=user, session_id=session_id, now=int(now.timestamp()))
     return IssuedSession(access, issued, user)
 
@@ -215,10 +217,10 @@ def _require_session_user(uow, claims: dict[str, Any]) -> dict[str, Any]:
     except ValueError:
         alive = False
     if not alive:
-        raise AuthError("Session from session_id claim in JWT does not exist", status=403, code="session_not_found")
+        raise AuthError("Session from session_id claim in JWT does not exist", status=403, code=ErrorCode.SESSION_NOT_FOUND)
     user = auth_db.find_user_by_id(uow=uow, user_id=str(claims["sub"]))
     if user is None:
-        raise AuthError("User from sub claim in JWT does not exist", status=403, code="user_not_found")
+        raise AuthError("User from sub claim in JWT does not exist", status=403, code=ErrorCode.USER_NOT_FOUND)
     return user
 
 
@@ -227,7 +229,7 @@ def update_user(ctx: AuthContext, claims: dict[str, Any], body: dict[str, Any]) 
     signs out the user's other sessions, as GoTrue does."""
     settings = ctx.settings
     if body.get("app_metadata") is not None:
-        raise AuthError("Updating app_metadata requires admin privileges", status=403, code="not_admin")
+        raise AuthError("Updating app_metadata requires admin privileges", status=403, code=ErrorCode.NOT_ADMIN)
     user = load_user(ctx, claims)
     email = body.get("email")
     if email is not None and normalize_email(email) != (user.get("email") or ""):
@@ -240,7 +242,7 @@ def update_user(ctx: AuthContext, claims: dict[str, Any], body: dict[str, Any]) 
         check_password_strength(password, settings)
         if ctx.hasher.verify(user.get("encrypted_password") or "", password):
             raise AuthError("New password should be different from the old password.", status=422,
-                            code="same_password")
+                            code=ErrorCode.SAME_PASSWORD)
         new_hash = ctx.hasher.hash(password)
     metadata = None
     if body.get("data") is not None:
