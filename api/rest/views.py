@@ -28,7 +28,13 @@ from api.rest.request import (
     read_body,
     wants_object,
 )
-from api.rest.response import SINGULAR_TYPE, json_response, read_response, singular, write_response
+from api.rest.response import (
+    SINGULAR_TYPE,
+    json_response,
+    read_response,
+    singular,
+    write_response,
+)
 from api.services import services
 from db.rest import builder, grammar
 from db.rest.builder import Statement, TooManyValues, UnknownColumn
