@@ -25,7 +25,8 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 import psycopg
-from celery import shared_task
+from celery import current_app, shared_task
+from celery.signals import worker_process_init
 from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 from standardwebhooks import Webhook
@@ -180,6 +181,22 @@ def deliver(settings: Settings, engine: Engine, job_id: str, attempt_id: str) ->
         log.info("dispatch job %s: attempt %d %s (%s); next in %.1f s", job_id, record.attempts, result, detail,
                  retry_in or 0)
     return state
+
+
+@worker_process_init.connect(weak=False)
+def _warm_up(**_: object) -> None:
+    """In each new prefork child, open the database connection and the HTTP client before the first job, so the
+    first delivery of a child does not pay for them."""
+    app = current_app
+    settings: Settings | None = getattr(app.conf, "segbase_settings", None)
+    if settings is None or settings.dispatch_mode != "push":
+        return
+    try:
+        with unit_of_work(process_engine(settings, application_name="segbase-dispatch"), Caller.service()):
+            pass
+        http_client(settings)
+    except Exception as exc:  # noqa: BLE001 — warming up is an optimisation; the first job connects anyway
+        log.warning("dispatch warm-up failed (%s)", type(exc).__name__)
 
 
 @shared_task(name=DELIVER_DISPATCH_JOB_TASK, bind=True, ignore_result=True, acks_late=True,
