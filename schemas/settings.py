@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     api_graceful_timeout_seconds: int = Field(20, ge=1)
     cors_allowed_origins: CommaList = ["*"]
     max_request_bytes: int = Field(1024 * 1024, ge=1024)
+    max_json_depth: int = Field(64, ge=1, le=500)  # deeper JSON bodies and frames are refused (400)
     rest_max_rows: int = Field(1000, ge=1, le=100_000)  # /rest/v1 reads return at most this many rows
     metrics_enabled: bool = True
     metrics_token: SecretStr | None = None  # when set, /metrics needs `Authorization: Bearer <token>`
