@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from schemas.settings import Settings
 
@@ -148,8 +149,9 @@ def run_bootstrap(conn: psycopg.Connection, settings: Settings) -> None:
 
 
 def write_config(conn: psycopg.Connection, settings: Settings) -> None:
-    """Write the settings SQL reads (prices, starting credits, retention) into `internal.config`."""
-    values = {
+    """Write the settings SQL reads (prices, starting credits, retention, the result URL rule) into
+    `internal.config`, as JSON values."""
+    values: dict[str, int | bool] = {
         "credits_per_segmentation": settings.credits_per_segmentation,
         "starting_credits_free": settings.starting_credits_free,
         "starting_credits_pro": settings.starting_credits_pro,
@@ -158,13 +160,15 @@ def write_config(conn: psycopg.Connection, settings: Settings) -> None:
         "retention_days_pro": settings.retention_days_pro,
         "retention_days_enterprise": settings.retention_days_enterprise,
         "result_timeout_seconds": settings.result_timeout_seconds,
+        "result_url_allow_http": settings.result_url_allow_http,
+        "result_url_max_length": settings.result_url_max_length,
     }
     with conn.transaction():
         for key, value in values.items():
             conn.execute(
-                "insert into internal.config (key, value) values (%s, to_jsonb(%s::bigint)) "
+                "insert into internal.config (key, value) values (%s, %s) "
                 "on conflict (key) do update set value = excluded.value",
-                (key, value),
+                (key, Jsonb(value)),
             )
 
 

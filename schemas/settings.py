@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     webhook_api_keys: CommaList = [DEV_WEBHOOK_API_KEY]
     webhook_signing_secret: SecretStr | None = None
     webhook_mask_url_hosts: CommaList = []  # empty: any https host
+    result_url_allow_http: bool = False  # source_image_url / mask_url may be http:// (development only)
+    result_url_max_length: int = Field(2048, ge=64, le=65_536)
     inbox_max_attempts: int = Field(5, ge=1)
     inbox_batch_size: int = Field(50, ge=1, le=1000)  # events one worker delivery claims and applies together
     inbox_sweep_enabled: bool = True
@@ -120,6 +122,8 @@ class Settings(BaseSettings):
                 raise SettingsError("JWT_SECRET is the public development placeholder; set a secret for ENV=prod")
             if self.db_authenticator_password.get_secret_value() == DEV_AUTHENTICATOR_PASSWORD:
                 raise SettingsError("DB_AUTHENTICATOR_PASSWORD is the development placeholder; set one for ENV=prod")
+            if self.result_url_allow_http:
+                raise SettingsError("RESULT_URL_ALLOW_HTTP is for development; turn it off for ENV=prod")
             if DEV_WEBHOOK_API_KEY in self.webhook_api_keys or not self.webhook_api_keys:
                 raise SettingsError("WEBHOOK_API_KEYS must be set (not the development key) for ENV=prod")
         return self

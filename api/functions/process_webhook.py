@@ -22,7 +22,7 @@ from db.pipeline import store_inbox_event
 from db.uow import Caller, unit_of_work
 from observability.metrics import WEBHOOK_EVENTS
 from schemas.settings import Settings
-from schemas.webhook import WebhookAccepted, WebhookDuplicate, WebhookEvent
+from schemas.webhook import WebhookAccepted, WebhookDuplicate, WebhookEvent, validation_context
 
 log = logging.getLogger("segbase.webhook")
 
@@ -56,7 +56,7 @@ def parse_event(settings: Settings, raw_body: bytes) -> WebhookEvent:
     # too deep, a NUL character) is a JsonInputError naming the field (api/http.py).
     body = parse_json(raw_body, max_depth=settings.max_json_depth)
     # A pydantic ValidationError becomes 422 `validation_failed` naming each field (api/errors.py).
-    return WebhookEvent.model_validate(body, context={"mask_url_hosts": settings.webhook_mask_url_hosts})
+    return WebhookEvent.model_validate(body, context=validation_context(settings))
 
 
 def _enqueue_after_commit(event_id: str) -> None:
