@@ -51,7 +51,8 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(64, ge=1, le=500)  # deeper JSON bodies and frames are refused (400)
     rest_max_rows: int = Field(1000, ge=1, le=100_000)  # /rest/v1 reads return at most this many rows
     metrics_enabled: bool = True
-    metrics_token: SecretStr | None = None  # when set, /metrics needs `Authorization: Bearer <token>`
+    metrics_token: SecretStr | None = None  # when set, /metrics needs `Authorization: Bearer <token>`; ENV=prod: required
+    metrics_bind_address: str = "127.0.0.1"  # where the worker's and relay's metrics endpoints listen
 
     # --- auth --------------------------------------------------------------------------------------------
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
@@ -122,6 +123,9 @@ class Settings(BaseSettings):
                 raise SettingsError("JWT_SECRET is the public development placeholder; set a secret for ENV=prod")
             if self.db_authenticator_password.get_secret_value() == DEV_AUTHENTICATOR_PASSWORD:
                 raise SettingsError("DB_AUTHENTICATOR_PASSWORD is the development placeholder; set one for ENV=prod")
+            if self.metrics_enabled and not (self.metrics_token and self.metrics_token.get_secret_value()):
+                raise SettingsError("METRICS_TOKEN must be set for ENV=prod (the API serves /metrics only with "
+                                    "`Authorization: Bearer <METRICS_TOKEN>`), or set METRICS_ENABLED=false")
             if self.result_url_allow_http:
                 raise SettingsError("RESULT_URL_ALLOW_HTTP is for development; turn it off for ENV=prod")
             if DEV_WEBHOOK_API_KEY in self.webhook_api_keys or not self.webhook_api_keys:

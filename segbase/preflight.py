@@ -7,6 +7,7 @@ import sys
 import psycopg
 import redis
 
+from db.engine import authenticator_url
 from db.migrate import libpq_url
 from schemas.settings import Settings
 
@@ -30,6 +31,23 @@ def check_services(settings: Settings, *, maintenance_db: bool = False) -> list[
     except redis.RedisError as exc:
         problems.append(f"Redis is not reachable at {settings.redis_url.split('@')[-1]}: {exc}")
     return problems
+
+
+def check_authenticator_login(settings: Settings) -> str | None:
+    """A message naming DB_AUTHENTICATOR_PASSWORD when PostgreSQL refuses it; None otherwise (an unreachable
+    server is not this check's business: the processes wait for it and answer 503 meanwhile)."""
+    try:
+        with psycopg.connect(libpq_url(authenticator_url(settings)), connect_timeout=5,
+                             application_name="segbase-preflight"):
+            return None
+    except psycopg.OperationalError as exc:
+        text = str(exc)
+        if exc.sqlstate == "28P01" or "password authentication failed" in text or "no password supplied" in text:
+            return ("PostgreSQL refused the `authenticator` login: DB_AUTHENTICATOR_PASSWORD is not the role's "
+                    "password. The role is shared by every stack on this PostgreSQL server and keeps the password "
+                    "it was created with; use that one, or change it on purpose with "
+                    "`segbase migrate --rotate-authenticator-password`.")
+        return None
 
 
 def main() -> int:
