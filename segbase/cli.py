@@ -51,9 +51,18 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
         return 1
 
 
-def authenticator_login_refused(settings: Settings) -> bool:
+def authenticator_login_refused(settings: Settings, *, in_child: bool = False) -> bool:
     """Say so and return True when PostgreSQL refuses DB_AUTHENTICATOR_PASSWORD: a process that cannot log in
-    stops at start with the setting's name, instead of serving errors from every request."""
+    stops at start with the setting's name, instead of serving errors from every request. `in_child` checks from a
+    child process, for the API's gunicorn master: psycopg chooses how to wait when it is first imported, so it
+    must be imported only in the workers, after gevent patched them."""
+    if in_child:
+        env = {**os.environ, **settings.to_env(), "SEGBASE_ENV_FILE": ""}
+        check = subprocess.run([sys.executable, "-m", "segbase.preflight", "--authenticator-login"], env=env,
+                               capture_output=True, text=True)
+        if check.returncode:
+            print(check.stderr.strip(), file=sys.stderr)
+        return check.returncode != 0
     from segbase.preflight import check_authenticator_login  # lazy: see the module docstring
 
     problem = check_authenticator_login(settings)
@@ -63,7 +72,7 @@ def authenticator_login_refused(settings: Settings) -> bool:
 
 
 def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
-    if authenticator_login_refused(settings):
+    if authenticator_login_refused(settings, in_child=True):
         return 1
     from segbase.server import run_api  # lazy: see the module docstring
 

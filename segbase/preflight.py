@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import psycopg
@@ -53,7 +54,14 @@ def check_authenticator_login(settings: Settings) -> str | None:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--for-tests", action="store_true", help="the test suite uses its own databases")
+    parser.add_argument("--authenticator-login", action="store_true",
+                        help="only check that DB_AUTHENTICATOR_PASSWORD logs in (segbase api runs this)")
     args = parser.parse_args()
+    if args.authenticator_login:
+        problem = check_authenticator_login(Settings(_env_file=os.environ.get("SEGBASE_ENV_FILE", ".env") or None))
+        if problem:
+            print(f"segbase: {problem}", file=sys.stderr)
+        return 1 if problem else 0
     settings = Settings(_env_file=None) if args.for_tests else Settings()
     problems = check_services(settings, maintenance_db=args.for_tests)
     for problem in problems:
