@@ -48,9 +48,11 @@ class Settings(BaseSettings):
     api_graceful_timeout_seconds: int = Field(20, ge=1)
     cors_allowed_origins: CommaList = ["*"]
     max_request_bytes: int = Field(1024 * 1024, ge=1024)
+    max_json_depth: int = Field(64, ge=1, le=500)  # deeper JSON bodies and frames are refused (400)
     rest_max_rows: int = Field(1000, ge=1, le=100_000)  # /rest/v1 reads return at most this many rows
     metrics_enabled: bool = True
-    metrics_token: SecretStr | None = None  # when set, /metrics needs `Authorization: Bearer <token>`
+    metrics_token: SecretStr | None = None  # when set, /metrics needs `Authorization: Bearer <token>`; ENV=prod: required
+    metrics_bind_address: str = "127.0.0.1"  # where the worker's and relay's metrics endpoints listen
 
     # --- auth --------------------------------------------------------------------------------------------
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
@@ -78,6 +80,8 @@ class Settings(BaseSettings):
     webhook_api_keys: CommaList = [DEV_WEBHOOK_API_KEY]
     webhook_signing_secret: SecretStr | None = None
     webhook_mask_url_hosts: CommaList = []  # empty: any https host
+    result_url_allow_http: bool = False  # source_image_url / mask_url may be http:// (development only)
+    result_url_max_length: int = Field(2048, ge=64, le=65_536)
     inbox_max_attempts: int = Field(5, ge=1)
     inbox_batch_size: int = Field(50, ge=1, le=1000)  # events one worker delivery claims and applies together
     inbox_sweep_enabled: bool = True
@@ -119,6 +123,11 @@ class Settings(BaseSettings):
                 raise SettingsError("JWT_SECRET is the public development placeholder; set a secret for ENV=prod")
             if self.db_authenticator_password.get_secret_value() == DEV_AUTHENTICATOR_PASSWORD:
                 raise SettingsError("DB_AUTHENTICATOR_PASSWORD is the development placeholder; set one for ENV=prod")
+            if self.metrics_enabled and not (self.metrics_token and self.metrics_token.get_secret_value()):
+                raise SettingsError("METRICS_TOKEN must be set for ENV=prod (the API serves /metrics only with "
+                                    "`Authorization: Bearer <METRICS_TOKEN>`), or set METRICS_ENABLED=false")
+            if self.result_url_allow_http:
+                raise SettingsError("RESULT_URL_ALLOW_HTTP is for development; turn it off for ENV=prod")
             if DEV_WEBHOOK_API_KEY in self.webhook_api_keys or not self.webhook_api_keys:
                 raise SettingsError("WEBHOOK_API_KEYS must be set (not the development key) for ENV=prod")
         return self
