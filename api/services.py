@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # typing only: these surfaces build their own singletons
     from api.auth.limits import RateLimiter
     from api.auth.passwords import PasswordHasher
     from api.realtime.hub import Hub
+    from db.storage.store import Store
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Services:
     auth_limiter: RateLimiter | None = None
     password_hasher: PasswordHasher | None = None
     realtime: Hub | None = None
+    storage: Store | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:

@@ -8,6 +8,7 @@ APPLY_WEBHOOK_EVENT_TASK = "segbase.apply_webhook_event"
 SWEEP_WEBHOOK_INBOX_TASK = "segbase.sweep_webhook_inbox"
 CLEANUP_TASK = "segbase.maintenance.cleanup_old_results"
 RECONCILE_TASK = "segbase.maintenance.reconcile_stuck_results"
+STORAGE_JANITOR_TASK = "segbase.storage.janitor"
 
 
 def enqueue_webhook_event(app: Celery, event_id: str) -> None:

@@ -161,6 +161,7 @@ def write_config(conn: psycopg.Connection, settings: Settings) -> None:
     `internal.config`, as JSON values."""
     values: dict[str, int | bool] = {
         "credits_per_segmentation": settings.credits_per_segmentation,
+        "credits_per_upload": settings.credits_per_upload,
         "starting_credits_free": settings.starting_credits_free,
         "starting_credits_pro": settings.starting_credits_pro,
         "starting_credits_enterprise": settings.starting_credits_enterprise,

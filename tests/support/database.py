@@ -1,6 +1,7 @@
 """Test databases and settings: each pytest-xdist worker (and each benchmark) gets its own database and INSTANCE_ID."""
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import psycopg
@@ -14,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
+TEST_STORAGE_ROOT = Path(tempfile.gettempdir()) / "segbase-test-storage"
 TEST_REDIS_DB = 1  # the development stack uses 0; fault tests pick their own (tests/redis_dbs.py)
 
 
@@ -37,6 +39,7 @@ def make_test_settings(database_url: str, instance_id: str, **overrides) -> Sett
         webhook_api_keys=["test-webhook-key", "test-webhook-key-rotated"],
         api_workers=1,
         log_level="INFO",
+        storage_dir=str(TEST_STORAGE_ROOT / instance_id),  # each test namespace's blobs apart, outside the repo
     )
     password = shared_authenticator_password()
     if password:
