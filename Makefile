@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test test-fast bench lint clean node
+.PHONY: run test test-fast bench lint clean node chromium
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,12 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 node: node_modules/.package-lock.json
 
+# The browser tests drive Debian's chromium through playwright-core (which never downloads a browser).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; \
+	  else echo "chromium is missing: install it (apt-get install chromium) for the browser tests" >&2; fi; }
+
 .env: | $(STAMP)
 	$(BIN)/python -m segbase.devenv > .env
 	@echo "wrote .env with generated development secrets (ENV=dev)"
@@ -27,7 +33,7 @@ run: $(STAMP) .env
 	$(BIN)/python -m segbase.preflight
 	$(BIN)/segbase run
 
-test: $(STAMP) node
+test: $(STAMP) node chromium
 	$(BIN)/python -m segbase.preflight --for-tests
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -p no:cacheprovider $(PYTEST_ARGS)
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # typing only: these surfaces build their own singletons
     from api.auth.passwords import PasswordHasher
     from api.functions.job_signal import JobSignal
     from api.realtime.hub import Hub
+    from db.storage.store import Store
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Services:
     password_hasher: PasswordHasher | None = None
     realtime: Hub | None = None
     dispatch_signal: JobSignal | None = None
+    storage: Store | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:

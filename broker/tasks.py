@@ -9,6 +9,7 @@ SWEEP_WEBHOOK_INBOX_TASK = "segbase.sweep_webhook_inbox"
 CLEANUP_TASK = "segbase.maintenance.cleanup_old_results"
 RECONCILE_TASK = "segbase.maintenance.reconcile_stuck_results"
 DELIVER_DISPATCH_JOB_TASK = "segbase.dispatch.deliver_job"
+STORAGE_JANITOR_TASK = "segbase.storage.janitor"
 
 
 def enqueue_webhook_event(app: Celery, event_id: str) -> None:

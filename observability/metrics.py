@@ -136,17 +136,18 @@ def render_metrics(pipeline_probe: Callable[[], dict[str, Any]] | None = None) -
     return text_, CONTENT_TYPE_LATEST
 
 
-def start_metrics_server(port: int, process: str) -> bool:
-    """Serve this process tree's metrics on `port` (WORKER_METRICS_PORT / RELAY_METRICS_PORT; 0 = off). A port
-    already taken (several workers on one host) only logs a warning: metrics must never stop a worker."""
+def start_metrics_server(port: int, process: str, address: str = "127.0.0.1") -> bool:
+    """Serve this process tree's metrics on `address:port` (WORKER_METRICS_PORT / RELAY_METRICS_PORT, 0 = off;
+    METRICS_BIND_ADDRESS, loopback unless told: the endpoint has no authentication). A port already taken (several
+    workers on one host) only logs a warning: metrics must never stop a worker."""
     if not port:
         return False
     try:
-        start_http_server(port, registry=process_registry())
+        start_http_server(port, addr=address, registry=process_registry())
     except OSError as exc:
-        log.warning("%s metrics endpoint not started: port %d unavailable (%s)", process, port, exc.strerror)
+        log.warning("%s metrics endpoint not started: %s:%d unavailable (%s)", process, address, port, exc.strerror)
         return False
-    log.info("%s metrics on :%d/metrics", process, port)
+    log.info("%s metrics on %s:%d/metrics", process, address, port)
     return True
 
 

@@ -6,6 +6,7 @@ gets its settings through `Settings.to_env()`.
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -17,6 +18,7 @@ DEV_AUTHENTICATOR_PASSWORD = "authenticator-dev-password"
 DEV_WEBHOOK_API_KEY = "dev-webhook-key"
 
 CommaList = Annotated[list[str], NoDecode]
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 class SettingsError(ValueError):
@@ -49,9 +51,11 @@ class Settings(BaseSettings):
     api_graceful_timeout_seconds: int = Field(20, ge=1)
     cors_allowed_origins: CommaList = ["*"]
     max_request_bytes: int = Field(1024 * 1024, ge=1024)
+    max_json_depth: int = Field(64, ge=1, le=500)  # deeper JSON bodies and frames are refused (400)
     rest_max_rows: int = Field(1000, ge=1, le=100_000)  # /rest/v1 reads return at most this many rows
     metrics_enabled: bool = True
-    metrics_token: SecretStr | None = None  # when set, /metrics needs `Authorization: Bearer <token>`
+    metrics_token: SecretStr | None = None  # when set, /metrics needs `Authorization: Bearer <token>`; ENV=prod: required
+    metrics_bind_address: str = "127.0.0.1"  # where the worker's and relay's metrics endpoints listen
 
     # --- auth --------------------------------------------------------------------------------------------
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
@@ -68,6 +72,7 @@ class Settings(BaseSettings):
 
     # --- credits and retention ---------------------------------------------------------------------------
     credits_per_segmentation: int = Field(1, ge=0)
+    credits_per_upload: int = Field(0, ge=0)  # charged per object a user uploads to /storage/v1
     starting_credits_free: int = Field(10, ge=0)
     starting_credits_pro: int = Field(100, ge=0)
     starting_credits_enterprise: int = Field(1000, ge=0)
@@ -79,6 +84,8 @@ class Settings(BaseSettings):
     webhook_api_keys: CommaList = [DEV_WEBHOOK_API_KEY]
     webhook_signing_secret: SecretStr | None = None
     webhook_mask_url_hosts: CommaList = []  # empty: any https host
+    result_url_allow_http: bool = False  # source_image_url / mask_url may be http:// (development only)
+    result_url_max_length: int = Field(2048, ge=64, le=65_536)
     inbox_max_attempts: int = Field(5, ge=1)
     inbox_batch_size: int = Field(50, ge=1, le=1000)  # events one worker delivery claims and applies together
     inbox_sweep_enabled: bool = True
@@ -124,6 +131,23 @@ class Settings(BaseSettings):
     realtime_heartbeat_timeout_seconds: int = Field(60, ge=5)
     realtime_send_queue_size: int = Field(1000, ge=10)
 
+    # --- storage (/storage/v1) ---------------------------------------------------------------------------
+    storage_backend: Literal["file", "s3"] = "file"
+    storage_dir: str = "data/storage"  # file backend; a relative path is taken from the project's folder
+    storage_s3_endpoint: str | None = None  # e.g. http://127.0.0.1:9000; unset: AWS's endpoint for the region
+    storage_s3_bucket: str = "segbase-storage"
+    storage_s3_region: str = "us-east-1"
+    storage_s3_access_key_id: str | None = None
+    storage_s3_secret_access_key: SecretStr | None = None
+    storage_max_file_size: int = Field(50 * 1024 * 1024, ge=1)  # bytes; a bucket's file_size_limit may lower it
+    storage_signed_url_max_expiry_seconds: int = Field(365 * 24 * 3600, ge=1)  # most a signed download URL lives
+    storage_signed_upload_expiry_seconds: int = Field(7200, ge=10)  # lifetime of a signed upload URL
+    storage_upload_timeout_seconds: int = Field(3600, ge=60)  # an upload still writing after this is abandoned
+    storage_janitor_interval_seconds: int = Field(300, ge=1)  # how often beat removes abandoned and deleted blobs
+    storage_render_max_source_bytes: int = Field(25 * 1024 * 1024, ge=1)  # largest image /render/image/ reads
+    storage_render_max_pixels: int = Field(50_000_000, ge=1)  # largest image (width x height) it decodes
+    storage_render_cache_bytes: int = Field(64 * 1024 * 1024, ge=0)  # rendered images kept per API process
+
     @field_validator("cors_allowed_origins", "webhook_api_keys", "trusted_proxies", "webhook_mask_url_hosts",
                      "dispatch_retry_schedule", mode="before")
     @classmethod
@@ -141,6 +165,11 @@ class Settings(BaseSettings):
                 raise SettingsError("JWT_SECRET is the public development placeholder; set a secret for ENV=prod")
             if self.db_authenticator_password.get_secret_value() == DEV_AUTHENTICATOR_PASSWORD:
                 raise SettingsError("DB_AUTHENTICATOR_PASSWORD is the development placeholder; set one for ENV=prod")
+            if self.metrics_enabled and not (self.metrics_token and self.metrics_token.get_secret_value()):
+                raise SettingsError("METRICS_TOKEN must be set for ENV=prod (the API serves /metrics only with "
+                                    "`Authorization: Bearer <METRICS_TOKEN>`), or set METRICS_ENABLED=false")
+            if self.result_url_allow_http:
+                raise SettingsError("RESULT_URL_ALLOW_HTTP is for development; turn it off for ENV=prod")
             if DEV_WEBHOOK_API_KEY in self.webhook_api_keys or not self.webhook_api_keys:
                 raise SettingsError("WEBHOOK_API_KEYS must be set (not the development key) for ENV=prod")
         self._check_dispatch()
@@ -176,6 +205,12 @@ class Settings(BaseSettings):
     @property
     def public_url(self) -> str:
         return (self.api_external_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+
+    @property
+    def storage_path(self) -> Path:
+        """STORAGE_DIR as an absolute path (a relative one is taken from the project's folder)."""
+        path = Path(self.storage_dir)
+        return path if path.is_absolute() else PROJECT_DIR / path
 
     @property
     def jwt_issuer(self) -> str:

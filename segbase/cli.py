@@ -25,6 +25,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
         migrate,
         migration_status,
         new_migration,
+        rotate_authenticator_password,
     )
 
     try:
@@ -40,13 +41,41 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         applied = migrate(settings)
         print(f"migrations up to date ({len(applied)} applied now)")
+        if getattr(args, "rotate_authenticator_password", False):
+            rotate_authenticator_password(settings)
+            print("authenticator password set from DB_AUTHENTICATOR_PASSWORD; restart the processes still using "
+                  "the old one (new connections need the new one)")
         return 0
     except MigrationError as exc:
         print(f"segbase migrate: {exc}", file=sys.stderr)
         return 1
 
 
+def authenticator_login_refused(settings: Settings, *, in_child: bool = False) -> bool:
+    """Say so and return True when PostgreSQL refuses DB_AUTHENTICATOR_PASSWORD: a process that cannot log in
+    stops at start with the setting's name, instead of serving errors from every request. `in_child` checks from a
+    child process, for the API's gunicorn master: psycopg chooses how to wait when it is first imported, so it
+    must be imported only in the workers, after gevent patched them."""
+    if in_child:
+        env = {**os.environ, **settings.to_env(), "SEGBASE_ENV_FILE": ""}
+        check = subprocess.run([sys.executable, "-m", "segbase.preflight", "--authenticator-login"], env=env,
+                               capture_output=True, text=True)
+        if check.returncode:
+            print(check.stderr.strip(), file=sys.stderr)
+        return check.returncode != 0
+    from segbase.preflight import (
+        check_authenticator_login,  # lazy: see the module docstring
+    )
+
+    problem = check_authenticator_login(settings)
+    if problem:
+        print(f"segbase: {problem}", file=sys.stderr)
+    return problem is not None
+
+
 def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    if authenticator_login_refused(settings, in_child=True):
+        return 1
     from segbase.server import run_api  # lazy: see the module docstring
 
     run_api(settings, port=args.port)
@@ -67,10 +96,12 @@ def serve_process_metrics(settings: Settings, process: str, port: int) -> None:
 
     if process == "worker":
         install_celery_metrics()
-    start_metrics_server(port, process)
+    start_metrics_server(port, process, settings.metrics_bind_address)
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    if authenticator_login_refused(settings):
+        return 1
     serve_process_metrics(settings, "worker", settings.worker_metrics_port)
     from workers.main import run_worker  # lazy: see the module docstring
 
@@ -87,12 +118,16 @@ def cmd_worker_ping(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_beat(settings: Settings, args: argparse.Namespace) -> int:
+    if authenticator_login_refused(settings):
+        return 1
     from workers.main import run_beat  # lazy: see the module docstring
 
     return run_beat(settings)
 
 
 def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
+    if authenticator_login_refused(settings):
+        return 1
     serve_process_metrics(settings, "relay", settings.relay_metrics_port)
     from workers.relay import run_relay  # lazy: see the module docstring
 
@@ -223,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("action", nargs="?", choices=["new"], help="`new <description>` creates a migration file")
     migrate.add_argument("description", nargs="*")
     migrate.add_argument("--status", action="store_true", help="print applied and pending versions as JSON")
+    migrate.add_argument("--rotate-authenticator-password", action="store_true",
+                         help="also set the cluster-wide authenticator role's password to DB_AUTHENTICATOR_PASSWORD "
+                              "(otherwise it is set only when the role is created)")
     migrate.set_defaults(func=cmd_migrate)
 
     api = sub.add_parser("api", help="the HTTP + WebSocket API (gunicorn, gevent workers)")
