@@ -146,17 +146,56 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo_backend(settings: Settings, args: argparse.Namespace) -> int:
+    from segbase.demo_backend import run_demo_backend  # lazy: see the module docstring
+
+    return run_demo_backend(settings)
+
+
+def cmd_dispatch(settings: Settings, args: argparse.Namespace) -> int:
+    """Operator actions on job dispatch: re-enable after a 410, cancel a job, retry a failed dispatch."""
+    import uuid  # lazy: see the module docstring
+
+    from db import dispatch  # lazy: see the module docstring
+    from db.engine import create_app_engine  # lazy: see the module docstring
+    from db.uow import Caller, unit_of_work  # lazy: see the module docstring
+
+    if args.action in ("cancel", "retry"):
+        try:
+            job_id = str(uuid.UUID(args.job_id or ""))
+        except ValueError:
+            print(f"segbase dispatch {args.action}: give the job id (a segmentation result id)", file=sys.stderr)
+            return 2
+    engine = create_app_engine(settings, pool_size=1, application_name="segbase-dispatch-cli")
+    try:
+        with unit_of_work(engine, Caller.service()) as uow:
+            if args.action == "enable":
+                was_disabled = dispatch.enable_dispatch(uow=uow)
+                print("dispatch re-enabled; queued jobs resume" if was_disabled
+                      else "dispatch was enabled; circuit breaker and pauses reset")
+            elif args.action == "cancel":
+                print(json.dumps({"job_id": job_id, "outcome": dispatch.cancel_job(uow=uow, job_id=job_id)}))
+            else:
+                outcome = dispatch.retry_job(uow=uow, job_id=job_id)
+                print(json.dumps({"job_id": job_id, "action": outcome.action, "new_job_id": outcome.job_id}))
+    finally:
+        engine.dispose()
+    return 0
+
+
 RUN_PROCESSES = ("api", "worker", "beat", "relay")
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    """Migrate, then run api, worker, beat and relay in the foreground with prefixed logs; Ctrl-C stops all."""
+    """Migrate, then run api, worker, beat and relay (and the demo backend when DEMO_BACKEND_ENABLED) in the
+    foreground with prefixed logs; Ctrl-C stops all."""
     code = cmd_migrate(settings, argparse.Namespace(action=None, description=[], status=False))
     if code:
         return code
     env = {**os.environ, **settings.to_env()}
     children: dict[str, subprocess.Popen] = {}
-    for name in RUN_PROCESSES:
+    processes = RUN_PROCESSES + (("demo-backend",) if settings.demo_backend_enabled else ())
+    for name in processes:
         # Each child in its own session: Ctrl-C reaches only this process, which then stops every child with
         # SIGTERM — the graceful stop (gunicorn finishes requests, Celery its tasks) rather than each child's
         # own SIGINT handling (gunicorn's quick exit).
@@ -165,8 +204,9 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
                                           start_new_session=True)
 
     def pump(name: str, stream) -> None:
+        label = {"demo-backend": "demo"}.get(name, name)
         for line in stream:
-            sys.stdout.write(f"{name:>6} | {line}")
+            sys.stdout.write(f"{label:>6} | {line}")
             sys.stdout.flush()
 
     pumps = [threading.Thread(target=pump, args=(n, p.stdout), daemon=True) for n, p in children.items()]
@@ -239,6 +279,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("relay", help="publish committed outbox events to Redis").set_defaults(func=cmd_relay)
     sub.add_parser("run", help="migrate, then api + worker + beat + relay in the foreground").set_defaults(
         func=cmd_run)
+
+    sub.add_parser("demo-backend", help="a reference inference backend (its model is a stand-in: thresholding)"
+                   ).set_defaults(func=cmd_demo_backend)
+
+    dispatch = sub.add_parser("dispatch", help="operator actions on job dispatch")
+    dispatch.add_argument("action", choices=["enable", "cancel", "retry"],
+                          help="enable: resume push after a 410; cancel JOB_ID; retry JOB_ID (a failed dispatch)")
+    dispatch.add_argument("job_id", nargs="?")
+    dispatch.set_defaults(func=cmd_dispatch)
 
     status = sub.add_parser("status", help="URLs, keys and pipeline health, like `supabase status`")
     status.add_argument("--json", action="store_true")

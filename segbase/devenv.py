@@ -11,6 +11,9 @@ def render_dev_env() -> str:
         f"JWT_SECRET={secrets.token_urlsafe(48)}",
         f"DB_AUTHENTICATOR_PASSWORD={secrets.token_urlsafe(24)}",
         f"WEBHOOK_API_KEYS={secrets.token_urlsafe(24)}",
+        "# Jobs go to the demo backend (its model is a stand-in), so a job runs pending -> processing -> done.",
+        "DISPATCH_MODE=pull",
+        "DEMO_BACKEND_ENABLED=true",
         "",
     ])
 

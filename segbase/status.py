@@ -1,4 +1,4 @@
-"""`segbase status`: what `supabase status -o json` prints, plus pipeline health."""
+"""`segbase status`: what `supabase status -o json` prints, plus pipeline and dispatch health."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,6 +7,7 @@ import redis
 
 from api.tokens import api_key
 from broker.celery_app import celery_queue_depth
+from db.dispatch import dispatch_health
 from db.engine import create_app_engine
 from db.health import pipeline_lag
 from db.uow import Caller, unit_of_work
@@ -24,6 +25,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         "webhook_api_key": settings.webhook_api_keys[0] if show_secrets and settings.webhook_api_keys else HIDDEN,
         "db_url": settings.database_url if show_secrets else HIDDEN,
         "redis_url": settings.redis_url if show_secrets else HIDDEN,
+        "dispatch_mode": settings.dispatch_mode,
     }
     status.update(_pipeline_health(settings))
     return status
@@ -36,6 +38,7 @@ def _pipeline_health(settings: Settings) -> dict[str, Any]:
     try:
         with unit_of_work(engine, Caller.service()) as uow:
             health.update(pipeline_lag(uow))
+            health.update(dispatch_health(uow=uow))
     except Exception as exc:  # noqa: BLE001 — status reports an unreachable part by name
         health["postgres"] = f"unreachable: {exc.__class__.__name__}"
     finally:
