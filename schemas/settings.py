@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     realtime_heartbeat_timeout_seconds: int = Field(60, ge=5)
     realtime_send_queue_size: int = Field(1000, ge=10)
 
+    # --- operator console --------------------------------------------------------------------------------
+    console_enabled: bool = True
+    console_external_url: str | None = None  # serve /console only on this origin (and nothing else there)
+    console_session_hours: int = Field(12, ge=1, le=24 * 30)
+    console_bulk_replay_max: int = Field(500, ge=1, le=10_000)  # events one bulk replay may move
+    console_stuck_after_seconds: int = Field(600, ge=1)  # an unfinished result without progress this long is stuck
+
     @field_validator("cors_allowed_origins", "webhook_api_keys", "trusted_proxies", "webhook_mask_url_hosts",
                      mode="before")
     @classmethod
@@ -126,6 +133,10 @@ class Settings(BaseSettings):
     @property
     def public_url(self) -> str:
         return (self.api_external_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+
+    @property
+    def console_url(self) -> str:
+        return (self.console_external_url or self.public_url).rstrip("/") + "/console"
 
     @property
     def jwt_issuer(self) -> str:
