@@ -111,6 +111,36 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_operator(settings: Settings, args: argparse.Namespace) -> int:
+    """Grant or revoke the console operator role (app_metadata.segbase_role), audited as the CLI."""
+    from sqlalchemy.exc import DBAPIError  # lazy: see the module docstring
+
+    from db import console as console_db  # lazy: see the module docstring
+    from db.engine import create_app_engine  # lazy: see the module docstring
+    from db.uow import Caller, unit_of_work  # lazy: see the module docstring
+
+    engine = create_app_engine(settings, pool_size=1, application_name="segbase-operator")
+    try:
+        with unit_of_work(engine, Caller.service()) as uow:
+            change = console_db.set_operator_role(uow=uow, email=args.email, operator=args.action == "grant")
+    except DBAPIError as exc:
+        refusal = console_db.refusal(exc)
+        if refusal is None:
+            raise
+        print(f"segbase operator: {refusal.message} (sign up first, then grant)", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    email = args.email.strip().lower()
+    if not change.changed:
+        print(f"{email} {'is already' if args.action == 'grant' else 'is not'} an operator; nothing changed")
+    elif args.action == "grant":
+        print(f"{email} is now an operator: sign in at {settings.console_url}")
+    else:
+        print(f"{email} is no longer an operator (their console requests are refused from now on)")
+    return 0
+
+
 RUN_PROCESSES = ("api", "worker", "beat", "relay")
 
 
@@ -201,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("relay", help="publish committed outbox events to Redis").set_defaults(func=cmd_relay)
     sub.add_parser("run", help="migrate, then api + worker + beat + relay in the foreground").set_defaults(
         func=cmd_run)
+
+    operator = sub.add_parser("operator", help="grant or revoke the console operator role of a user")
+    operator.add_argument("action", choices=["grant", "revoke"])
+    operator.add_argument("email")
+    operator.set_defaults(func=cmd_operator)
 
     status = sub.add_parser("status", help="URLs, keys and pipeline health, like `supabase status`")
     status.add_argument("--json", action="store_true")
