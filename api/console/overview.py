@@ -19,7 +19,7 @@ from api.console.charts import Point, bar_chart
 from api.services import Services
 from broker.celery_app import celery_queue_depth
 from db import console as console_db
-from db.maintenance import pipeline_lag
+from db.health import pipeline_lag
 from db.uow import Caller, unit_of_work
 from observability.metrics import process_registry
 

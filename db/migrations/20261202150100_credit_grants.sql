@@ -1,8 +1,8 @@
 -- Why: operators grant and revoke credits with a reason. Each change is a row of public.credit_grants that its
 -- user can read (the history behind their balance), written by one function together with the balance change and
 -- the audit row, under the profile row lock the reservation trigger takes, so a revocation never leaves
--- credits - reserved below zero however submissions race it. usage_logs (the seed's charge record, its enum and
--- non-negative credits_used) stays as it is.
+-- credits - reserved below zero however submissions race it. usage_logs (the original specification's charge
+-- record, with its enum and non-negative credits_used) stays as it is.
 create table if not exists public.credit_grants (
   id uuid primary key default gen_random_uuid(),
   user_id uuid not null references public.users_profile (id) on delete cascade,

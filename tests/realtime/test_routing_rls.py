@@ -15,9 +15,9 @@ from sqlalchemy import text
 
 from api.realtime import protocol
 from api.realtime.hub import Channel, Hub
-from db.migrate import libpq_url
 from db.outbox import TableCatalog, event_message
 from db.uow import Caller, unit_of_work
+from db.urls import libpq_url
 from tests.support.factories import create_user
 
 SEED = 20261124
