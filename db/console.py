@@ -104,9 +104,13 @@ def inbox_totals(*, uow: UnitOfWork, since_hours: int = 24) -> dict[str, int]:
                            "where received_at >= now() - make_interval(hours => :hours) group by state",
                            {"hours": since_hours}):
         counts[row.state] = int(row.n)
-    counts["rejected_total"] = int(uow.execute(
-        "select count(*) from internal.webhook_inbox where state = 'rejected'").scalar_one())
+    counts["rejected_total"] = count_rejected_webhooks(uow=uow)
     return counts
+
+
+def count_rejected_webhooks(*, uow: UnitOfWork) -> int:
+    """Rejected inbox events still kept (INBOX_RETENTION_DAYS): each one is a callback that changed nothing."""
+    return int(uow.execute("select count(*) from internal.webhook_inbox where state = 'rejected'").scalar_one())
 
 
 def relay_active(*, uow: UnitOfWork) -> bool:

@@ -100,15 +100,38 @@ def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    from segbase.status import collect_status  # lazy: see the module docstring
+    from segbase.status import (  # lazy: see the module docstring
+        OVERRIDABLE,
+        api_running,
+        collect_status,
+        render_env,
+        render_json,
+        render_pretty,
+        running_line,
+        supabase_values,
+    )
 
+    overrides = {}
+    for item in args.override_name:
+        key, _, name = item.partition("=")
+        if key not in OVERRIDABLE or not name:
+            print(f"segbase status: --override-name takes KEY=NAME with KEY one of {', '.join(OVERRIDABLE)}",
+                  file=sys.stderr)
+            return 2
+        overrides[key] = name
     status = collect_status(settings)
-    if args.json:
+    if args.json:  # the older lower-case keys, kept for scripts that read them; always exits 0
         print(json.dumps(status, indent=2))
+        return 0
+    running = api_running(settings)
+    values = supabase_values(settings, status, overrides)
+    if args.output == "pretty":
+        print(render_pretty(settings, status, values, running), end="")
     else:
-        for key, value in status.items():
-            print(f"{key:>24}: {value}")
-    return 0
+        print(render_env(values) if args.output == "env" else render_json(values))
+        if not running:
+            print(running_line(settings, running), file=sys.stderr)
+    return 0 if running else 1
 
 
 def cmd_operator(settings: Settings, args: argparse.Namespace) -> int:
@@ -238,7 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     operator.set_defaults(func=cmd_operator)
 
     status = sub.add_parser("status", help="URLs, keys and pipeline health, like `supabase status`")
-    status.add_argument("--json", action="store_true")
+    status.add_argument("-o", "--output", choices=["pretty", "env", "json"], default="pretty",
+                        help="pretty (default), env (KEY=\"value\" lines) or json, with supabase status's names")
+    status.add_argument("--override-name", action="append", default=[], metavar="KEY=NAME",
+                        help="rename a variable, e.g. api.url=NEXT_PUBLIC_SUPABASE_URL (as supabase status does)")
+    status.add_argument("--json", action="store_true",
+                        help="the older lower-case keys (api_url, anon_key, …) and the health figures")
     status.set_defaults(func=cmd_status)
     return parser
 
