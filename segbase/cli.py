@@ -46,7 +46,19 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
         return 1
 
 
+def port_taken(settings: Settings, port: int | None) -> bool:
+    """Say so (one line) and return True when the API's port is taken: checked before anything starts."""
+    from segbase.preflight import port_problem  # lazy: see the module docstring
+
+    problem = port_problem(settings.api_host, settings.api_port if port is None else port)
+    if problem:
+        print(f"segbase: {problem}", file=sys.stderr)
+    return problem is not None
+
+
 def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    if port_taken(settings, args.port):
+        return 1
     from segbase.server import run_api  # lazy: see the module docstring
 
     run_api(settings, port=args.port)
@@ -169,6 +181,8 @@ RUN_PROCESSES = ("api", "worker", "beat", "relay")
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     """Migrate, then run api, worker, beat and relay in the foreground with prefixed logs; Ctrl-C stops all."""
+    if port_taken(settings, None):
+        return 1
     code = cmd_migrate(settings, argparse.Namespace(action=None, description=[], status=False))
     if code:
         return code
