@@ -13,7 +13,8 @@ from db.urls import libpq_url
 from schemas.settings import Settings
 
 HOW_TO_START = ("start it (Debian: `pg_ctlcluster 15 main start`, `redis-server --daemonize yes`), point "
-                "DATABASE_URL / REDIS_URL at a running one, or run `docker compose up -d postgres redis`")
+                "DATABASE_URL / REDIS_URL at a running one, or run both in containers on local ports: "
+                "`docker compose -f docker-compose.dev.yml up -d`")
 
 
 def check_services(settings: Settings, *, maintenance_db: bool = False) -> list[str]:
