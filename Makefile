@@ -7,7 +7,7 @@ PYTEST_WORKERS ?= 2
 CHROMIUM := /usr/bin/chromium
 BENCH_REPORT ?= bench/results/BENCHMARKS.md
 
-.PHONY: help run test test-fast bench bench-docs lint clean node browser compose-tool
+.PHONY: help run test bench bench-docs clean node browser compose-tool
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-14s %s\n", $$1, $$2}'
