@@ -147,6 +147,12 @@ class Settings(BaseSettings):
     storage_render_max_source_bytes: int = Field(25 * 1024 * 1024, ge=1)  # largest image /render/image/ reads
     storage_render_max_pixels: int = Field(50_000_000, ge=1)  # largest image (width x height) it decodes
     storage_render_cache_bytes: int = Field(64 * 1024 * 1024, ge=0)  # rendered images kept per API process
+    # --- operator console --------------------------------------------------------------------------------
+    console_enabled: bool = True
+    console_external_url: str | None = None  # serve /console only on this origin (and nothing else there)
+    console_session_hours: int = Field(12, ge=1, le=24 * 30)
+    console_bulk_replay_max: int = Field(500, ge=1, le=10_000)  # events one bulk replay may move
+    console_stuck_after_seconds: int = Field(600, ge=1)  # an unfinished result without progress this long is stuck
 
     @field_validator("cors_allowed_origins", "webhook_api_keys", "trusted_proxies", "webhook_mask_url_hosts",
                      "dispatch_retry_schedule", mode="before")
@@ -211,6 +217,10 @@ class Settings(BaseSettings):
         """STORAGE_DIR as an absolute path (a relative one is taken from the project's folder)."""
         path = Path(self.storage_dir)
         return path if path.is_absolute() else PROJECT_DIR / path
+
+    @property
+    def console_url(self) -> str:
+        return (self.console_external_url or self.public_url).rstrip("/") + "/console"
 
     @property
     def jwt_issuer(self) -> str:
