@@ -24,6 +24,7 @@ from schemas.settings import Settings
 if TYPE_CHECKING:  # typing only: these surfaces build their own singletons
     from api.auth.limits import RateLimiter
     from api.auth.passwords import PasswordHasher
+    from api.functions.job_signal import JobSignal
     from api.realtime.hub import Hub
     from db.storage.store import Store
 
@@ -38,6 +39,7 @@ class Services:
     auth_limiter: RateLimiter | None = None
     password_hasher: PasswordHasher | None = None
     realtime: Hub | None = None
+    dispatch_signal: JobSignal | None = None
     storage: Store | None = None
 
     @classmethod

@@ -5,6 +5,7 @@ gets its settings through `Settings.to_env()`.
 """
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -50,9 +51,11 @@ class Settings(BaseSettings):
     api_graceful_timeout_seconds: int = Field(20, ge=1)
     cors_allowed_origins: CommaList = ["*"]
     max_request_bytes: int = Field(1024 * 1024, ge=1024)
+    max_json_depth: int = Field(64, ge=1, le=500)  # deeper JSON bodies and frames are refused (400)
     rest_max_rows: int = Field(1000, ge=1, le=100_000)  # /rest/v1 reads return at most this many rows
     metrics_enabled: bool = True
-    metrics_token: SecretStr | None = None  # when set, /metrics needs `Authorization: Bearer <token>`
+    metrics_token: SecretStr | None = None  # when set, /metrics needs `Authorization: Bearer <token>`; ENV=prod: required
+    metrics_bind_address: str = "127.0.0.1"  # where the worker's and relay's metrics endpoints listen
 
     # --- auth --------------------------------------------------------------------------------------------
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
@@ -81,12 +84,35 @@ class Settings(BaseSettings):
     webhook_api_keys: CommaList = [DEV_WEBHOOK_API_KEY]
     webhook_signing_secret: SecretStr | None = None
     webhook_mask_url_hosts: CommaList = []  # empty: any https host
+    result_url_allow_http: bool = False  # source_image_url / mask_url may be http:// (development only)
+    result_url_max_length: int = Field(2048, ge=64, le=65_536)
     inbox_max_attempts: int = Field(5, ge=1)
     inbox_batch_size: int = Field(50, ge=1, le=1000)  # events one worker delivery claims and applies together
     inbox_sweep_enabled: bool = True
     inbox_sweep_delay_seconds: int = Field(60, ge=1)
     inbox_sweep_interval_seconds: int = Field(30, ge=1)
     result_timeout_seconds: int = Field(3600, ge=1)
+
+    # --- job dispatch to the inference backend (docs/DISPATCH.md) --------------------------------------------
+    dispatch_mode: Literal["off", "push", "pull"] = "off"
+    dispatch_url: str | None = None  # push: where jobs are POSTed
+    dispatch_signing_secret: SecretStr | None = None  # push: `whsec_...` (Standard Webhooks)
+    dispatch_timeout_seconds: float = Field(10.0, gt=0, le=300)  # one push attempt, connect to last byte
+    dispatch_retry_schedule: CommaList = ["0", "5", "30", "120", "300", "900", "1800"]  # seconds before attempt n
+    dispatch_retry_jitter: float = Field(0.2, ge=0, le=1)  # each delay is scaled by a random factor in 1 ± this
+    dispatch_retry_after_max_seconds: int = Field(3600, ge=1)  # longest Retry-After honoured on 429/503
+    dispatch_max_in_flight: int = Field(16, ge=1, le=10_000)  # push attempts in flight to the endpoint
+    dispatch_circuit_failure_threshold: int = Field(5, ge=1)  # consecutive failures that open the circuit
+    dispatch_circuit_open_seconds: int = Field(30, ge=1)  # first open period (doubles per failed probe)
+    dispatch_circuit_max_open_seconds: int = Field(600, ge=1)
+    dispatch_queue_timeout_seconds: int = Field(3600, ge=1)  # a job never delivered nor leased ends here
+    dispatch_url_ttl_seconds: int = Field(900, ge=60, le=7 * 24 * 3600)  # signed URLs in a job
+    dispatch_claim_max_jobs: int = Field(100, ge=1, le=1000)  # most jobs one claim-jobs call may ask for
+    dispatch_max_lease_seconds: int = Field(3600, ge=5)  # longest lease claim-jobs/extend-lease grant
+    dispatch_max_wait_seconds: int = Field(30, ge=0, le=300)  # longest claim-jobs long-poll
+    dispatch_max_waiters: int = Field(200, ge=1)  # long-polling claim-jobs calls per API process
+    demo_backend_enabled: bool = False  # `segbase run` also starts `segbase demo-backend` (stand-in model)
+    demo_backend_port: int = Field(54329, ge=0, le=65535)  # push mode: where the demo backend listens
 
     # --- Celery ------------------------------------------------------------------------------------------
     worker_concurrency: int = Field(2, ge=1)
@@ -121,9 +147,15 @@ class Settings(BaseSettings):
     storage_render_max_source_bytes: int = Field(25 * 1024 * 1024, ge=1)  # largest image /render/image/ reads
     storage_render_max_pixels: int = Field(50_000_000, ge=1)  # largest image (width x height) it decodes
     storage_render_cache_bytes: int = Field(64 * 1024 * 1024, ge=0)  # rendered images kept per API process
+    # --- operator console --------------------------------------------------------------------------------
+    console_enabled: bool = True
+    console_external_url: str | None = None  # serve /console only on this origin (and nothing else there)
+    console_session_hours: int = Field(12, ge=1, le=24 * 30)
+    console_bulk_replay_max: int = Field(500, ge=1, le=10_000)  # events one bulk replay may move
+    console_stuck_after_seconds: int = Field(600, ge=1)  # an unfinished result without progress this long is stuck
 
     @field_validator("cors_allowed_origins", "webhook_api_keys", "trusted_proxies", "webhook_mask_url_hosts",
-                     mode="before")
+                     "dispatch_retry_schedule", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -139,19 +171,62 @@ class Settings(BaseSettings):
                 raise SettingsError("JWT_SECRET is the public development placeholder; set a secret for ENV=prod")
             if self.db_authenticator_password.get_secret_value() == DEV_AUTHENTICATOR_PASSWORD:
                 raise SettingsError("DB_AUTHENTICATOR_PASSWORD is the development placeholder; set one for ENV=prod")
+            if self.metrics_enabled and not (self.metrics_token and self.metrics_token.get_secret_value()):
+                raise SettingsError("METRICS_TOKEN must be set for ENV=prod (the API serves /metrics only with "
+                                    "`Authorization: Bearer <METRICS_TOKEN>`), or set METRICS_ENABLED=false")
+            if self.result_url_allow_http:
+                raise SettingsError("RESULT_URL_ALLOW_HTTP is for development; turn it off for ENV=prod")
             if DEV_WEBHOOK_API_KEY in self.webhook_api_keys or not self.webhook_api_keys:
                 raise SettingsError("WEBHOOK_API_KEYS must be set (not the development key) for ENV=prod")
+        self._check_dispatch()
         return self
+
+    def _check_dispatch(self) -> None:
+        delays = self.dispatch_retry_delays
+        if not delays or any(delay < 0 for delay in delays):
+            raise SettingsError("DISPATCH_RETRY_SCHEDULE must list one or more delays in seconds, each >= 0")
+        if sum(delays) >= self.dispatch_queue_timeout_seconds:
+            raise SettingsError(f"DISPATCH_RETRY_SCHEDULE adds up to {sum(delays):g} s: it must fit inside "
+                                f"DISPATCH_QUEUE_TIMEOUT_SECONDS ({self.dispatch_queue_timeout_seconds} s)")
+        if self.dispatch_mode == "push":
+            if not self.dispatch_url or not self.dispatch_url.startswith(("http://", "https://")):
+                raise SettingsError("DISPATCH_MODE=push needs DISPATCH_URL (an http(s) URL)")
+            secret = self.dispatch_signing_secret.get_secret_value() if self.dispatch_signing_secret else ""
+            try:
+                key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+            except ValueError:
+                key = b""
+            if not secret.startswith("whsec_") or len(key) < 24:
+                raise SettingsError("DISPATCH_MODE=push needs DISPATCH_SIGNING_SECRET: whsec_ followed by the base64 "
+                                    "of at least 24 random bytes (Standard Webhooks)")
+
+    @property
+    def dispatch_retry_delays(self) -> list[float]:
+        """DISPATCH_RETRY_SCHEDULE as seconds: the wait before attempt 1, 2, …; its length is the attempt budget."""
+        try:
+            return [float(delay) for delay in self.dispatch_retry_schedule]
+        except ValueError as exc:
+            raise SettingsError(f"DISPATCH_RETRY_SCHEDULE: {exc}") from exc
 
     @property
     def public_url(self) -> str:
         return (self.api_external_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
     @property
+    def storage_object_url_prefix(self) -> str:
+        """`//host[:port][/path]/storage/v1/object/authenticated/`: this deployment's authenticated object URLs
+        without their scheme (a result may name an object by such a URL, http or https)."""
+        return self.public_url.split(":", 1)[1] + "/storage/v1/object/authenticated/"
+
+    @property
     def storage_path(self) -> Path:
         """STORAGE_DIR as an absolute path (a relative one is taken from the project's folder)."""
         path = Path(self.storage_dir)
         return path if path.is_absolute() else PROJECT_DIR / path
+
+    @property
+    def console_url(self) -> str:
+        return (self.console_external_url or self.public_url).rstrip("/") + "/console"
 
     @property
     def jwt_issuer(self) -> str:

@@ -11,7 +11,7 @@ from broker.tasks import SWEEP_WEBHOOK_INBOX_TASK
 from schemas.settings import Settings
 from workers import maintenance, storage
 
-TASK_MODULES = ("workers.tasks", "workers.maintenance", "workers.storage")
+TASK_MODULES = ("workers.tasks", "workers.maintenance", "workers.storage", "workers.dispatch")
 
 
 def create_worker_celery(settings: Settings) -> Celery:

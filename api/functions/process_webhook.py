@@ -7,7 +7,6 @@ for a worker by id. A repeat of a stored event answers 200 duplicate. The worker
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 
 from flask import jsonify, request
@@ -16,13 +15,19 @@ from standardwebhooks import Webhook
 from api.errors import ApiError, UnauthorizedError
 from api.functions import bp
 from api.functions.common import database_or_503
+from api.http import parse_json
 from api.services import services
 from broker.tasks import enqueue_webhook_event
 from db.pipeline import store_inbox_event
 from db.uow import Caller, unit_of_work
 from observability.metrics import WEBHOOK_EVENTS
 from schemas.settings import Settings
-from schemas.webhook import WebhookAccepted, WebhookDuplicate, WebhookEvent
+from schemas.webhook import (
+    WebhookAccepted,
+    WebhookDuplicate,
+    WebhookEvent,
+    validation_context,
+)
 
 log = logging.getLogger("segbase.webhook")
 
@@ -52,13 +57,11 @@ def require_signature(settings: Settings, raw_body: bytes) -> None:
 
 
 def parse_event(settings: Settings, raw_body: bytes) -> WebhookEvent:
-    # Parsed whatever the Content-Type, as the original specification's Deno function (`await req.json()`) did.
-    try:
-        body = json.loads(raw_body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(f"the body is not valid JSON: {exc}", status=400, code="invalid_json") from exc
+    # Parsed whatever the Content-Type, as the original specification's Deno function (`await req.json()`) did; a refusal (not JSON,
+    # too deep, a NUL character) is a JsonInputError naming the field (api/http.py).
+    body = parse_json(raw_body, max_depth=settings.max_json_depth)
     # A pydantic ValidationError becomes 422 `validation_failed` naming each field (api/errors.py).
-    return WebhookEvent.model_validate(body, context={"mask_url_hosts": settings.webhook_mask_url_hosts})
+    return WebhookEvent.model_validate(body, context=validation_context(settings))
 
 
 def _enqueue_after_commit(event_id: str) -> None:
