@@ -23,6 +23,7 @@ from schemas.settings import Settings
 
 if TYPE_CHECKING:  # typing only: these surfaces build their own singletons
     from api.auth.limits import RateLimiter
+    from api.functions.inbox_writer import InboxWriter
     from api.auth.passwords import PasswordHasher
     from api.realtime.hub import Hub
 
@@ -37,6 +38,7 @@ class Services:
     auth_limiter: RateLimiter | None = None
     password_hasher: PasswordHasher | None = None
     realtime: Hub | None = None
+    inbox_writer: InboxWriter | None = None  # process-webhook's group commit
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
