@@ -64,6 +64,11 @@ class UnitOfWork:
             statement = text(statement)
         return self.connection.execute(statement, params or {})
 
+    def driver_cursor(self) -> psycopg.Cursor:
+        """A cursor in this transaction for statements composed with `psycopg.sql` (positional parameters):
+        the data API's builder (db/rest/) composes those, and runs them through db/rest/execute.py."""
+        return self.connection.connection.driver_connection.cursor()
+
 
 def _begin_statement(driver: psycopg.Connection, caller: Caller) -> str:
     """`BEGIN` and the identity as one simple-protocol query, so opening a unit of work costs one round trip.
