@@ -25,6 +25,7 @@ from celery import Celery
 from sqlalchemy import Engine
 
 from broker.tasks import enqueue_webhook_events
+from db.errors import CONNECTION_ERRORS
 from db.pipeline import InboxEvent, StoredEvent, store_inbox_events
 from db.uow import Caller, unit_of_work
 from observability.metrics import WEBHOOK_GROUP_SIZE
@@ -47,13 +48,12 @@ class InboxWriter:
     """`store(event)` from any number of request threads/greenlets; see the module docstring."""
 
     def __init__(self, engine: Engine, celery: Celery, *, max_events: int, window_seconds: float,
-                 message_size: int, database_down: tuple[type[BaseException], ...]) -> None:
+                 message_size: int) -> None:
         self.engine = engine
         self.celery = celery
         self.max_events = max(1, max_events)
         self.window_seconds = max(0.0, window_seconds)
         self.message_size = message_size
-        self.database_down = database_down
         self._pending: list[_Waiter] = []
         self._arrived = threading.Condition()
         self._unpublished: list[str] = []
@@ -110,7 +110,7 @@ class InboxWriter:
         try:
             with unit_of_work(self.engine, Caller.service()) as uow:
                 stored = store_inbox_events(uow=uow, events=[waiter.event for waiter in group])
-        except self.database_down as exc:
+        except CONNECTION_ERRORS as exc:  # the database is unreachable: every request answers 503
             return self._answer(group, [exc] * len(group))
         except Exception as exc:
             if len(group) == 1:

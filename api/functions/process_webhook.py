@@ -16,7 +16,7 @@ from standardwebhooks import Webhook
 
 from api.errors import ApiError, UnauthorizedError
 from api.functions import bp
-from api.functions.common import DATABASE_DOWN, database_or_503
+from api.functions.common import database_or_503
 from api.functions.inbox_writer import InboxWriter
 from api.services import Services, services
 from broker.tasks import enqueue_webhook_events
@@ -72,7 +72,7 @@ def store(svc: Services, event: InboxEvent) -> StoredEvent:
             svc.inbox_writer = InboxWriter(svc.engine, svc.celery,
                                            max_events=settings.webhook_group_commit_max_events,
                                            window_seconds=settings.webhook_group_commit_window_ms / 1000,
-                                           message_size=settings.inbox_batch_size, database_down=DATABASE_DOWN)
+                                           message_size=settings.inbox_batch_size)
         return svc.inbox_writer.store(event)
     with unit_of_work(svc.engine, Caller.service()) as uow:
         stored = store_inbox_events(uow=uow, events=[event])[0]

@@ -17,11 +17,11 @@ import psycopg
 import pytest
 from sqlalchemy import exc as sa_exc
 
-from api.functions.common import DATABASE_DOWN
 from api.functions.inbox_writer import InboxWriter
 from broker.celery_app import create_celery
 from broker.tasks import APPLY_WEBHOOK_EVENT_TASK, APPLY_WEBHOOK_EVENTS_TASK
 from db.engine import create_app_engine
+from db.errors import CONNECTION_ERRORS
 from db.pipeline import InboxEvent, StoredEvent
 from schemas.settings import Settings
 from tests.support.database import make_test_settings
@@ -50,7 +50,7 @@ def done_event(result_id: str, key: str | None = None, payload: str | None = Non
 
 
 def writer_for(own: Settings, engine, **kwargs) -> InboxWriter:
-    values = dict(max_events=50, window_seconds=5.0, message_size=50, database_down=DATABASE_DOWN)
+    values = dict(max_events=50, window_seconds=5.0, message_size=50)
     values.update(kwargs)
     return InboxWriter(engine, create_celery(own), **values)
 
@@ -132,7 +132,7 @@ def test_an_unreachable_database_fails_every_request_of_the_group_with_a_503_err
                                      [done_event(str(uuid.uuid4())) for _ in range(3)], db)
     finally:
         engine.dispose()
-    assert all(isinstance(a, DATABASE_DOWN) for a in answers), answers
+    assert all(isinstance(a, CONNECTION_ERRORS) for a in answers), answers
     assert queued_tasks(own) == []
 
 
