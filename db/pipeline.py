@@ -135,10 +135,11 @@ class ClaimedEvent:
     state: str  # received | applied | duplicate | ignored | rejected | missing (as the claim found it)
 
 
-def claim_events(*, uow: UnitOfWork, event_ids: list[str]) -> list[ClaimedEvent]:
-    """Count the first delivery of each never-attempted received event of a group (commit before applying)."""
-    rows = uow.execute("select id, claimed, state from internal.claim_webhook_events(cast(:ids as uuid[]))",
-                       {"ids": event_ids}).all()
+def claim_events(*, uow: UnitOfWork, event_ids: list[str], max_events: int) -> list[ClaimedEvent]:
+    """Count the first delivery of each never-attempted received event of a group, and of other never-attempted
+    events up to `max_events` in all (commit before applying). The group's ids come first."""
+    rows = uow.execute("select id, claimed, state from internal.claim_webhook_events(cast(:ids as uuid[]), :max)",
+                       {"ids": event_ids, "max": max_events}).all()
     return [ClaimedEvent(str(row.id), row.claimed, row.state) for row in rows]
 
 

@@ -115,7 +115,8 @@ def _apply_batch(engine: Engine, leader: str, members: list[str]) -> list[BatchO
              reject_on_worker_lost=True, max_retries=None)
 def apply_webhook_events(self, event_ids: list[str]) -> dict[str, int]:
     """Apply a group of inbox events the API stored in one transaction: claim (count the first attempt of) the
-    never-attempted ones in one committed transaction, then apply them together in one more.
+    never-attempted ones — and other never-attempted events whose message has not come, up to INBOX_BATCH_SIZE in
+    all — in one committed transaction, then apply them together in one more.
 
     An event of the group that was attempted before — this message is a redelivery after its worker died, or a
     retry — is not applied here: it goes back one id per message to `apply_webhook_event`, which applies it alone
@@ -131,7 +132,7 @@ def apply_webhook_events(self, event_ids: list[str]) -> dict[str, int]:
     engine = worker_engine(settings)
     try:
         with unit_of_work(engine, Caller.service()) as uow:
-            claims = claim_events(uow=uow, event_ids=ids)
+            claims = claim_events(uow=uow, event_ids=ids, max_events=settings.inbox_batch_size)
     except Exception as exc:
         if not is_transient(exc):
             raise  # nothing was counted; the sweeper re-queues the events

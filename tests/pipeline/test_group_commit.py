@@ -136,8 +136,11 @@ def test_an_unreachable_database_fails_every_request_of_the_group_with_a_503_err
     assert queued_tasks(own) == []
 
 
-def group_task(own: Settings):
-    return create_worker_celery(own).tasks[APPLY_WEBHOOK_EVENTS_TASK]
+def group_task(own: Settings, batch_size: int):
+    """The worker's group task; `batch_size` (INBOX_BATCH_SIZE) = the group's size leaves no room for other
+    never-attempted events of the session's database to join it."""
+    return create_worker_celery(own.model_copy(update={"inbox_batch_size": batch_size})).tasks[
+        APPLY_WEBHOOK_EVENTS_TASK]
 
 
 def test_a_group_is_applied_together_and_its_redelivery_changes_nothing(own, engine, db) -> None:
@@ -146,7 +149,7 @@ def test_a_group_is_applied_together_and_its_redelivery_changes_nothing(own, eng
     writer = writer_for(own, engine, max_events=1)
     events = [writer.store(done_event(first)).event_id, writer.store(done_event(second)).event_id,
               writer.store(done_event(str(uuid.uuid4()))).event_id]  # an unknown result: rejected
-    task = group_task(own)
+    task = group_task(own, len(events))
     assert task(events) == {"applied": 2, "rejected": 1}
     rows = dict(db.execute("select id::text, (state, attempts)::text from internal.webhook_inbox "
                            "where id = any(%s::uuid[])", (events,)).fetchall())
@@ -154,8 +157,12 @@ def test_a_group_is_applied_together_and_its_redelivery_changes_nothing(own, eng
     assert len({row[0] for row in db.execute("select xmin::text from internal.webhook_inbox "
                                              "where id = any(%s::uuid[])", (events,)).fetchall()}) == 1
     queued_before = len(queued_tasks(own))
-    assert task(events) == {}  # a redelivery: every event is final, nothing claimed, nothing re-queued
+    # A redelivery: every event of the group is final; none is claimed or re-queued (the room left in the group
+    # may take other never-attempted events of the database, which is what the next test is about).
+    assert "requeued" not in task(events)
     assert len(queued_tasks(own)) == queued_before
+    assert dict(db.execute("select id::text, (state, attempts)::text from internal.webhook_inbox "
+                           "where id = any(%s::uuid[])", (events,)).fetchall()) == rows
     final = figures(db, [first, second])
     assert (final.done, final.charges, final.double_charged) == (2, 2, 0)
 
@@ -168,7 +175,7 @@ def test_events_attempted_before_go_back_one_per_message_and_are_not_applied_her
     # The worker died after claiming the first two (their attempt is counted) and before applying them.
     db.execute("update internal.webhook_inbox set attempts = 1 where id = any(%s::uuid[])", (events[:2],))
     queued_before = queued_tasks(own)
-    assert group_task(own)(events + ["not-a-uuid"]) == {"applied": 1, "requeued": 2}
+    assert group_task(own, 1)(events + ["not-a-uuid"]) == {"applied": 1, "requeued": 2}
     sent = queued_tasks(own)[len(queued_before):]
     assert sorted(sent) == sorted([(APPLY_WEBHOOK_EVENT_TASK, [events[0]]), (APPLY_WEBHOOK_EVENT_TASK, [events[1]])])
     single = create_worker_celery(own).tasks[APPLY_WEBHOOK_EVENT_TASK]
@@ -193,7 +200,7 @@ def test_a_poison_event_fails_alone_and_goes_back_to_be_ended_by_the_attempts_co
                f"when (old.id = '{poison_result}'::uuid) execute function internal.{trigger}()")
     try:
         queued_before = len(queued_tasks(own))
-        assert group_task(own)(events) == {"applied": 2, "requeued": 1}
+        assert group_task(own, len(events))(events) == {"applied": 2, "requeued": 1}
         assert queued_tasks(own)[queued_before:] == [(APPLY_WEBHOOK_EVENT_TASK, [poison])]
         single = create_worker_celery(own).tasks[APPLY_WEBHOOK_EVENT_TASK]
         for _ in range(own.inbox_max_attempts - 1):
@@ -206,6 +213,26 @@ def test_a_poison_event_fails_alone_and_goes_back_to_be_ended_by_the_attempts_co
     final = figures(db, results)
     assert (final.done, final.charges, final.double_charged) == (2, 2, 0)
     assert final.states == {"applied": 2, "rejected": 1}
+
+
+def test_events_whose_message_never_came_join_the_next_group(own, engine, db) -> None:
+    user = create_user(own, credits=3)
+    results = submit_results(engine, user, 3)
+    writer = writer_for(own, engine, max_events=1)
+    events = [writer.store(done_event(r)).event_id for r in results]
+    # The first two events' message was lost (a worker killed while receiving it); they are the oldest waiting.
+    db.execute("update internal.webhook_inbox set received_at = timestamptz '2000-01-01' + "
+               "(case when id = %s then 0 else 1 end) * interval '1 second' where id = any(%s::uuid[])",
+               (events[0], events[:2]))
+    assert group_task(own, 3)([events[2]]) == {"applied": 3}
+    assert [state for state, in db.execute("select state from internal.webhook_inbox where id = any(%s::uuid[])",
+                                            (events,)).fetchall()] == ["applied"] * 3
+    # Their own message, should it come after all, finds them final: nothing claimed or re-queued of theirs.
+    assert "requeued" not in group_task(own, 2)(events[:2])
+    assert db.execute("select sum(attempts) from internal.webhook_inbox where id = any(%s::uuid[])",
+                      (events,)).fetchone()[0] == 3
+    final = figures(db, results)
+    assert (final.done, final.charges, final.double_charged) == (3, 3, 0)
 
 
 def test_concurrent_posts_through_the_api_are_each_applied_once(settings, engine, db, api_server,
