@@ -37,6 +37,8 @@ HTTP_LATENCY = Histogram("segbase_http_request_duration_seconds", "HTTP request 
 WEBHOOK_EVENTS = Counter("segbase_webhook_events_total",
                          "Webhook events by outcome: accepted, duplicate, or the final inbox state",
                          ["state"])
+WEBHOOK_GROUP_SIZE = Histogram("segbase_webhook_group_commit_events", "process-webhook requests per inbox commit",
+                               buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000))
 TASKS = Counter("segbase_tasks_total", "Celery tasks by name and outcome", ["task", "outcome"])
 TASK_DURATION = Histogram("segbase_task_duration_seconds", "Celery task run time", ["task"],
                           buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     result_url_max_length: int = Field(2048, ge=64, le=65_536)
     inbox_max_attempts: int = Field(5, ge=1)
     inbox_batch_size: int = Field(50, ge=1, le=1000)  # events one worker delivery claims and applies together
+    # process-webhook's group commit: concurrent requests' inbox rows committed in one transaction (1: one each).
+    webhook_group_commit_max_events: int = Field(50, ge=1, le=1000)
+    webhook_group_commit_window_ms: float = Field(1.0, ge=0, le=50)
     inbox_sweep_enabled: bool = True
     inbox_sweep_delay_seconds: int = Field(60, ge=1)
     inbox_sweep_interval_seconds: int = Field(30, ge=1)
