@@ -15,11 +15,10 @@ import time
 
 import psycopg
 import redis
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import make_url
 
 from broker.channels import changes_channel
-from db.engine import authenticator_url, create_app_engine
+from db.engine import create_app_engine
+from db.errors import is_unavailable
 from db.outbox import (
     NOTIFY_CHANNEL,
     RELAY_LOCK_KEY,
@@ -30,6 +29,7 @@ from db.outbox import (
 )
 from db.publication import PublicationCatalog
 from db.uow import Caller, unit_of_work
+from db.urls import authenticator_libpq_url
 from observability.metrics import OUTBOX_PUBLISHED
 from schemas.settings import Settings
 
@@ -39,12 +39,11 @@ BATCH_SIZE = 500
 FALLBACK_POLL_SECONDS = 10.0
 STANDBY_RETRY_SECONDS = 1.0
 PRUNE_EVERY_SECONDS = 600.0
-RETRYABLE = (psycopg.OperationalError, sa_exc.OperationalError, sa_exc.DBAPIError, redis.RedisError, OSError)
 
 
-def libpq_authenticator_url(settings: Settings) -> str:
-    url = make_url(authenticator_url(settings))
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+def is_retryable(exc: BaseException) -> bool:
+    """Failures the relay outlives by reconnecting: the database or Redis unavailable for a while."""
+    return is_unavailable(exc) or isinstance(exc, (redis.RedisError, OSError))
 
 
 class Relay:
@@ -119,13 +118,15 @@ class Relay:
         backoff = 0.5
         while not self.stop.is_set():
             try:
-                with psycopg.connect(libpq_authenticator_url(self.settings), autocommit=True,
+                with psycopg.connect(authenticator_libpq_url(self.settings), autocommit=True,
                                      application_name="segbase-relay-lock") as conn:
                     if not self.acquire(conn):
                         break
                     backoff = 0.5
                     self.serve(conn)
-            except RETRYABLE as exc:
+            except Exception as exc:
+                if not is_retryable(exc):
+                    raise  # a programming error (say, a missing table) stops the relay loudly instead of looping
                 log.warning("relay interrupted (%s); retrying in %.1fs", exc.__class__.__name__, backoff)
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)

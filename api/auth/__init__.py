@@ -1,7 +1,7 @@
 """/auth/v1: GoTrue-compatible email/password auth (sign-up, password and refresh grants, user, logout).
 
-Request and response shapes, status codes and error codes are GoTrue's (PROTOCOL §2), so supabase-py,
-supabase-js and supabase-flutter work unchanged. Every request needs an `apikey` (anon or service_role), as
+Request and response shapes, status codes and error codes are GoTrue's (supabase/auth `internal/api/`), so
+supabase-py, supabase-js and supabase-flutter work unchanged. Every request needs an `apikey` (anon or service_role), as
 behind Supabase's gateway. Operations live in api/auth/service.py, SQL in db/auth.py, tokens in api/identity.py.
 """
 from __future__ import annotations
@@ -17,7 +17,6 @@ from api.auth.errors import (
     API_VERSION,
     API_VERSION_HEADER,
     AuthError,
-    GatewayError,
     bad_json,
     validation_failed,
 )
@@ -34,7 +33,7 @@ from api.auth.service import (
     update_user,
     user_json,
 )
-from api.errors import ApiError
+from api.errors import ApiError, GatewayError
 from api.identity import (
     TokenError,
     credentials_from_request,
@@ -141,7 +140,7 @@ def _require_apikey() -> None:
     try:
         resolve_caller(apikey=apikey, bearer=None, settings=services().settings)
     except TokenError as exc:
-        raise GatewayError(*gateway_error(exc)) from exc
+        raise gateway_error(exc) from exc
 
 
 @bp.after_request

@@ -1,5 +1,5 @@
 """GoTrue's error bodies: `{"code", "message"}` with `X-Supabase-Api-Version: 2024-01-01`, which is what makes the
-clients read `code` as the error's string code (PROTOCOL §0.6, §2.9)."""
+clients read `code` as the error's string code (when the response echoes `X-Supabase-Api-Version`: supabase/auth `internal/api/errors.go`)."""
 from __future__ import annotations
 
 from typing import Any
@@ -42,17 +42,6 @@ class OAuthError(ApiError):
 
     def body(self) -> Any:
         return {"error": self.code, "error_description": self.message}
-
-
-class GatewayError(ApiError):
-    """Missing or invalid `apikey`: the Supabase gateway's 401 `{message, hint}` (api/identity.gateway_error)."""
-
-    def __init__(self, status: int, body: dict[str, str]) -> None:
-        super().__init__(body["message"], status=status, code="invalid_api_key")
-        self._body = body
-
-    def body(self) -> Any:
-        return self._body
 
 
 def bad_json(detail: str) -> AuthError:

@@ -324,7 +324,7 @@ def rfc3339(value: datetime | None) -> str | None:
 
 
 def user_json(user: dict[str, Any]) -> dict[str, Any]:
-    """GoTrue's user object (PROTOCOL §2.4): `omitempty` timestamps left out when null, email/phone never null."""
+    """GoTrue's user object (supabase/auth `internal/models/user.go`): `omitempty` timestamps left out when null, email/phone never null."""
     confirmed_at = user.get("email_confirmed_at")
     out: dict[str, Any] = {"id": user["id"], "aud": user.get("aud") or "authenticated",
                            "role": user.get("role") or "authenticated", "email": user.get("email") or ""}

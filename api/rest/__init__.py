@@ -21,8 +21,6 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from api.identity import TokenError, credentials_from_request, resolve_caller
 from api.rest.errors import PostgrestError, bad_request, database_error, token_error
 from api.services import services
-from db.engine import authenticator_url
-from db.migrate import libpq_url
 from db.rest import builder, grammar
 from db.rest.builder import Statement, TooManyValues, UnknownColumn
 from db.rest.cache import CatalogCache

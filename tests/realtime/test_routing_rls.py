@@ -16,10 +16,10 @@ from sqlalchemy import text
 from api.realtime import bindings as realtime_bindings
 from api.realtime.channels import Channel
 from api.realtime.hub import Hub
-from db.migrate import libpq_url
 from db.outbox import change_event
 from db.publication import PublicationCatalog
 from db.uow import Caller, unit_of_work
+from db.urls import libpq_url
 from tests.support.factories import create_user
 
 SEED = 20261124

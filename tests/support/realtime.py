@@ -16,8 +16,8 @@ from sqlalchemy import text
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from db.migrate import libpq_url
 from db.uow import Caller, unit_of_work
+from db.urls import libpq_url
 from schemas.settings import Settings
 from tests.support.factories import TestUser
 from tests.support.pipeline import event_body, post_event
