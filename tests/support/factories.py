@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import psycopg
 
 from api.auth.passwords import new_argon2
-from api.auth.service import new_refresh_token
+from api.auth.refresh_tokens import new_refresh_token
 from api.identity import mint_access_token
 from db import auth as auth_db
 from db.engine import process_engine
