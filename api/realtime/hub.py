@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from api.realtime import fanout, protocol
 from api.realtime.channels import Channel
+from api.realtime.limits import SocketCounts
 from api.realtime.listener import ChangeListener
 from api.realtime.registry import ChannelRegistry
 from api.realtime.sweeper import Sweeper
@@ -31,6 +32,7 @@ class Hub:
         self.settings = settings
         self.engine = engine
         self.registry = ChannelRegistry()
+        self.counts = SocketCounts(settings)
         self.catalog = PublicationCatalog(engine)
         self.listener = ChangeListener(settings, self.dispatch, self._resync_all)
         self.sweeper = Sweeper(engine, self.registry)
