@@ -134,8 +134,14 @@ def binding_id(raw: dict[str, Any], taken: set[int]) -> int:
     return value
 
 
-def parse_bindings(config: Any, published: dict[str, dict[str, dict[str, str]]]) -> list[Binding]:
-    """Validate `config.postgres_changes` against the published tables ({schema: {table: {column: type}}})."""
+class UnknownTableError(ProtocolError):
+    """A binding names a table realtime does not serve (not published, or published but unservable)."""
+
+
+def parse_bindings(config: Any, published: dict[str, dict[str, dict[str, str]]],
+                   unserved: dict[str, dict[str, str]] | None = None) -> list[Binding]:
+    """Validate `config.postgres_changes` against the tables realtime serves ({schema: {table: {column: type}}});
+    `unserved` ({schema: {table: reason}}) names why a published table cannot be joined."""
     if config is None:
         return []
     if not isinstance(config, list):
@@ -162,8 +168,9 @@ def parse_bindings(config: Any, published: dict[str, dict[str, dict[str, str]]])
         else:
             tables = frozenset({table}) if table in published.get(schema, {}) else frozenset()
         if not tables:
-            raise ProtocolError("Unable to subscribe to changes with given parameters: "
-                                f"{schema}.{table or '*'} is not in the supabase_realtime publication")
+            reason = (unserved or {}).get(schema, {}).get(table or "")
+            raise UnknownTableError("Unable to subscribe to changes with given parameters: " + (
+                reason or f"{schema}.{table or '*'} is not in the supabase_realtime publication"))
         flt = None
         if raw.get("filter") not in (None, ""):
             flt = parse_filter(raw["filter"])

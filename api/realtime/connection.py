@@ -247,8 +247,7 @@ class Connection:
             return
         try:
             caller, expires_at, session_id = self.authorize(_access_token(message.payload))
-            subscriptions = bindings.parse_bindings(_config(message.payload).get("postgres_changes"),
-                                                    self.hub.published_tables())
+            subscriptions = self.hub.parse_bindings(_config(message.payload).get("postgres_changes"))
         except TokenError as exc:
             self.send_reply(message, "error", {"reason": token_error_reason(exc)})
             return

@@ -7,6 +7,8 @@ import struct
 import termios
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -155,6 +157,22 @@ def masked_frame(opcode: int, payload: bytes) -> bytes:
     else:
         head += bytes([0x80 | 127]) + struct.pack("!Q", len(payload))
     return head + mask + bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload))
+
+
+@contextmanager
+def published_table(settings: Settings, name: str, ddl: str, *setup: str) -> Iterator[str]:
+    """Create `public.<name>` with `ddl` (its column list and constraints) and the `setup` statements (`{t}` is the
+    table), add it to the supabase_realtime publication the way a user does, and drop it afterwards."""
+    table = f"public.{name}"
+    with psycopg.connect(libpq_url(settings.database_url), autocommit=True) as conn:
+        conn.execute(f"create table {table} ({ddl})")
+        try:
+            for statement in setup:
+                conn.execute(statement.format(t=table))
+            conn.execute(f"alter publication supabase_realtime add table {table}")
+            yield table
+        finally:
+            conn.execute(f"drop table if exists {table} cascade")
 
 
 def changes(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
