@@ -46,6 +46,9 @@ OUTBOX_PUBLISHED = Counter("segbase_outbox_events_published_total", "Outbox even
 WS_CONNECTIONS = Gauge("segbase_websocket_connections", "Open realtime WebSocket connections",
                        multiprocess_mode="livesum")
 WS_FRAMES = Counter("segbase_websocket_frames_sent_total", "Realtime frames sent, by event", ["event"])
+WS_RLS_CHECKS = Counter("segbase_realtime_rls_checks_total",
+                        "Database round trips evaluating RLS for realtime subscribers (one per change and process)")
+WS_RLS_CALLERS = Counter("segbase_realtime_rls_callers_total", "Subscribers' identities evaluated under RLS")
 WS_DROPPED = Counter("segbase_websocket_slow_consumers_closed_total",
                      "Sockets closed because their send queue was full")
 CLEANUP_DELETED = Counter("segbase_cleanup_rows_deleted_total", "Rows deleted by cleanup jobs", ["table"])

@@ -133,6 +133,13 @@ class Settings(BaseSettings):
     # --- realtime ----------------------------------------------------------------------------------------
     realtime_heartbeat_timeout_seconds: int = Field(60, ge=5)
     realtime_send_queue_size: int = Field(1000, ge=10)
+    # What one client may hold (docs/REALTIME.md, "Limits"); benchmarks and tests that need more raise them.
+    realtime_max_message_bytes: int = Field(256 * 1024, ge=1024, le=1024 * 1024)  # larger → close 1009
+    realtime_max_channels_per_socket: int = Field(100, ge=1)  # Supabase's per-connection channel limit
+    realtime_max_sockets_per_ip: int = Field(100, ge=1)  # per API process
+    realtime_max_sockets_per_user: int = Field(25, ge=1)  # per API process; counted once a channel joins as them
+    realtime_joins_per_second: float = Field(10.0, gt=0)  # per socket, bursts up to the channel limit
+    realtime_http_reserve: int = Field(200, ge=1)  # of API_WORKER_CONNECTIONS, never taken by sockets
 
     # --- storage (/storage/v1) ---------------------------------------------------------------------------
     storage_backend: Literal["file", "s3"] = "file"
@@ -164,6 +171,18 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _leave_room_for_http(self) -> Settings:
+        if self.realtime_http_reserve >= self.api_worker_connections:
+            raise SettingsError(f"REALTIME_HTTP_RESERVE ({self.realtime_http_reserve}) must be less than "
+                                f"API_WORKER_CONNECTIONS ({self.api_worker_connections}): sockets need room too")
+        return self
+
+    @property
+    def realtime_max_sockets(self) -> int:
+        """Sockets one API worker process holds at most: what API_WORKER_CONNECTIONS leaves after the HTTP reserve."""
+        return self.api_worker_connections - self.realtime_http_reserve
 
     @model_validator(mode="after")
     def _refuse_unsafe_production_values(self) -> Settings:
