@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     cors_allowed_origins: CommaList = ["*"]
     max_request_bytes: int = Field(1024 * 1024, ge=1024)
     rest_max_rows: int = Field(1000, ge=1, le=100_000)  # /rest/v1 reads return at most this many rows
+    rest_schemas: CommaList = ["public"]  # schemas /rest/v1 exposes; the first is the default profile
     metrics_enabled: bool = True
     metrics_token: SecretStr | None = None  # when set, /metrics needs `Authorization: Bearer <token>`
 
@@ -103,7 +104,7 @@ class Settings(BaseSettings):
     realtime_send_queue_size: int = Field(1000, ge=10)
 
     @field_validator("cors_allowed_origins", "webhook_api_keys", "trusted_proxies", "webhook_mask_url_hosts",
-                     mode="before")
+                     "rest_schemas", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
