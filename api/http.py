@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from http import HTTPStatus
 
 from flask import Flask, Response, g, request
 
@@ -44,6 +45,12 @@ def init_http(app: Flask, settings: Settings) -> None:
     @app.after_request
     def _finish(response: Response) -> Response:
         response.headers["X-Request-Id"] = g.get("request_id", "")
+        # Werkzeug upper-cases reason phrases ("201 CREATED"); PostgREST and GoTrue send RFC 9110's ("201 Created"),
+        # and postgrest-js exposes the phrase as `statusText`.
+        try:
+            response.status = f"{response.status_code} {HTTPStatus(response.status_code).phrase}"
+        except ValueError:  # a status without a registered phrase keeps Werkzeug's
+            pass
         if request.path.startswith(CORS_PREFIXES):
             origin = _allowed_origin(settings, request.headers.get("Origin"))
             if origin:

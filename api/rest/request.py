@@ -55,7 +55,7 @@ class Preferences:
 
     @property
     def wants_count(self) -> bool:
-        """A total is computed for every count kind (`planned`/`estimated` are answered exactly)."""
+        """A total is computed for every count kind (`planned` from the planner's estimate)."""
         return self.count is not None
 
     @property
@@ -78,7 +78,7 @@ class Preferences:
     def applied(self, *, read: bool) -> str | None:
         """The `Preference-Applied` value: the preferences this request honoured, in PostgREST's order."""
         if read:
-            values = ["count=exact" if self.wants_count else None, f"tx={self.tx}" if self.tx else None]
+            values = [f"count={self.count}" if self.count else None, f"tx={self.tx}" if self.tx else None]
             return ", ".join(value for value in values if value) or None
         values = [f"resolution={self.resolution}" if self.resolution else None,
                   f"missing={self.missing}" if self.missing else None,
@@ -214,7 +214,10 @@ def parse_query(params: list[tuple[str, str]] | None = None) -> grammar.Query:
 
 def read_body() -> Any:
     """The JSON body, or None when there is none; invalid JSON is PostgREST's 400 PGRST102."""
-    raw = request.get_data(cache=False)
+    return parse_json_body(request.get_data(cache=False))
+
+
+def parse_json_body(raw: bytes) -> Any:
     if not raw.strip():
         return None
     try:

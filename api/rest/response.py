@@ -60,7 +60,8 @@ def read_response(body: str, rows: int, *, offset: int, total: int | None, prefs
     return json_response(body, status, headers, media.content_type)
 
 
-def write_response(prefs: Preferences, rows: int, body: str | None, *, created: bool, media: Media) -> Response:
+def write_response(prefs: Preferences, rows: int, body: str | None, *, created: bool, media: Media,
+                   status: int | None = None) -> Response:
     """A write's answer: 201 (POST) or 200/204 (PATCH, DELETE); `handling=strict` and singular checks first."""
     if prefs.strict and prefs.max_affected is not None and rows > prefs.max_affected:
         raise PostgrestError(400, "PGRST124", "Query result exceeds max-affected preference constraint",
@@ -71,14 +72,14 @@ def write_response(prefs: Preferences, rows: int, body: str | None, *, created: 
         if body is not None:
             body = singular(body, rows)
     total = rows if prefs.wants_count else None
-    if created:
+    if created or status is not None:
         headers = {"Content-Range": f"*/{'*' if total is None else total}"}
     else:
         headers = {"Content-Range": content_range(0, rows, total)}
     _applied(headers, prefs, read=False)
     if body is None:
-        return json_response(None, 201 if created else 204, headers)
-    return json_response(body, 201 if created else 200, headers, media.content_type)
+        return json_response(None, status or (201 if created else 204), headers)
+    return json_response(body, status or (201 if created else 200), headers, media.content_type)
 
 
 def rpc_response(body: str, rows: int, *, total: int | None, returns_set: bool, prefs: Preferences, media: Media,

@@ -25,6 +25,7 @@ from api.rest.request import (
     parse_query,
     parse_range_header,
     preferences,
+    parse_json_body,
     profile,
     read_body,
 )
@@ -35,7 +36,7 @@ from db.rest.builder import Shape, Statement, TooManyValues, UnknownColumn
 from db.rest.cache import CatalogCache
 from db.rest.catalog import Catalog, Column, Function, Table
 from db.rest.errors import RequestError
-from db.rest.execute import fetch_one, row_count
+from db.rest.execute import fetch_one, planned_rows, row_count, upserted_existing
 from db.rest.plan import Node, Planner, Source
 from db.uow import Caller, UnitOfWork, unit_of_work
 
@@ -181,15 +182,22 @@ def read(cache: CatalogCache, schema: str, name: str, caller: Caller) -> Respons
         query.limits[()] = min(limits)
     query.offsets[()] = offset
 
-    def make(catalog: Catalog) -> Statement:
+    def make(catalog: Catalog) -> tuple[Statement, Statement | None]:
         planner = Planner(catalog, schema, settings.rest_max_rows)
         root = planner.plan(Source.of(lookup_table(catalog, schema, name)), query)
-        return builder.read(planner, root, count=prefs.wants_count, shape=shape_of(media))
+        estimate = builder.count_estimate(planner, root) if prefs.count in ("planned", "estimated") else None
+        return builder.read(planner, root, count=prefs.count in ("exact", "estimated"),
+                            shape=shape_of(media)), estimate
 
-    statement = with_catalog(cache, make)
+    statement, estimate = with_catalog(cache, make)
 
     def work(uow: UnitOfWork) -> Response:
         total, rows, body = fetch_one(uow, statement)
+        if estimate is not None:
+            # planned: the planner's estimate; estimated: that estimate only when it is past REST_MAX_ROWS
+            planned = planned_rows(uow, estimate)
+            if prefs.count == "planned" or planned > settings.rest_max_rows:
+                total = planned
         return read_response(body, rows, offset=offset, total=total, prefs=prefs, media=media)
 
     return in_transaction(caller, work, rollback=prefs.rollback)
@@ -249,9 +257,14 @@ def create(cache: CatalogCache, schema: str, name: str, caller: Caller) -> Respo
 def run_write(uow: UnitOfWork, statement: Statement, prefs: Preferences, *, created: bool,
               media: Media) -> Response:
     if not prefs.representation:
-        return write_response(prefs, row_count(uow, statement), None, created=created, media=media)
-    _total, rows, body = fetch_one(uow, statement)
-    return write_response(prefs, rows, body, created=created, media=media)
+        rows, body = row_count(uow, statement), None
+    else:
+        _total, rows, body = fetch_one(uow, statement)
+    # A merge-duplicates upsert that inserted nothing answers 200, as PostgREST's.
+    inserted_nothing = created and prefs.resolution == "merge-duplicates" and rows > 0 \
+        and upserted_existing(uow) >= rows
+    return write_response(prefs, rows, body, created=created and not inserted_nothing, media=media,
+                          status=200 if inserted_nothing else None)
 
 
 def modify(cache: CatalogCache, schema: str, name: str, caller: Caller) -> Response:
@@ -293,36 +306,42 @@ def modify(cache: CatalogCache, schema: str, name: str, caller: Caller) -> Respo
 
 # --- functions -------------------------------------------------------------------------------------------------
 
-def matches_arguments(function: Function, keys: frozenset[str]) -> bool:
-    """PostgREST's overload rule: every required argument given, nothing unknown given."""
-    if not function.named:
-        return False
-    names = {arg.name for arg in function.arguments}
-    return function.required <= keys <= names
+NON_JSON_BODIES = ("text/plain", "text/xml", "application/octet-stream")
+SINGLE_UNNAMED = {("application/json", "json"), ("application/json", "jsonb"), ("text/plain", "text"),
+                  ("text/xml", "xml"), ("application/octet-stream", "bytea")}
+
+
+def matches_arguments(function: Function, keys: frozenset[str], *, is_post: bool, content_type: str) -> bool:
+    """PostgREST's overload rule: every required argument given and nothing unknown (an unnamed argument is
+    called "", as `{"": value}` names it)."""
+    if not function.arguments:
+        return not keys and not (is_post and content_type in NON_JSON_BODIES)
+    return function.required <= keys <= {arg.name for arg in function.arguments}
+
+
+def overload_order(function: Function) -> tuple[tuple[str, str], ...]:
+    """PostgREST lists candidates ordered by their parameters (names, then types)."""
+    return tuple((arg.name, arg.type) for arg in function.arguments)
 
 
 def find_function(catalog: Catalog, schema: str, name: str, keys: frozenset[str], *, is_post: bool,
-                  content_type: str) -> tuple[Function, bool]:
-    """The function `name` called with argument `keys` → (function, called with the whole body as its single
-    unnamed argument); PGRST202 when none, PGRST203 when several."""
+                  content_type: str) -> Function:
+    """The function `name` called with argument `keys` (or, failing that, the one taking the whole body as its
+    single unnamed argument); PGRST202 when none, PGRST203 when several."""
     candidates = catalog.functions_named(name, schema)
-    named = [f for f in candidates if matches_arguments(f, keys)]
-    if is_post and content_type in ("text/plain", "text/xml", "application/octet-stream"):
-        named = [f for f in named if f.arguments]
-    fallback = [f for f in candidates if is_post and f.single_unnamed is not None
-                and (content_type, f.single_unnamed.type_name) in
-                (("application/json", "json"), ("application/json", "jsonb"), ("text/plain", "text"),
-                 ("text/xml", "xml"), ("application/octet-stream", "bytea"))]
-    chosen = named or fallback
+    named = [f for f in candidates if matches_arguments(f, keys, is_post=is_post, content_type=content_type)]
+    fallback = [f for f in candidates if is_post and len(f.arguments) == 1 and not f.arguments[0].name
+                and (content_type, f.arguments[0].type_name) in SINGLE_UNNAMED]
+    chosen = sorted(named or fallback, key=overload_order)
     if len(chosen) == 1:
-        return chosen[0], not named
+        return chosen[0]
     if chosen:
         raise RequestError(300, "PGRST203", "Could not choose the best candidate function between: "
                            f"{', '.join(f.signature for f in chosen)}",
                            hint="Try renaming the parameters or the function itself in the database so function "
                                 "overloading can be resolved")
     listed = ", ".join(sorted(keys))
-    single = is_post and content_type in ("text/plain", "text/xml", "application/octet-stream")
+    single = is_post and content_type in NON_JSON_BODIES
     message = f"Could not find the function {schema}.{name}" + (
         "" if single else (f"({listed})" if keys else " without parameters")) + " in the schema cache"
     with_params = (f" with parameter{'s' if len(keys) > 1 else ''} {listed}" if keys else " without parameters")
@@ -331,10 +350,9 @@ def find_function(catalog: Catalog, schema: str, name: str, keys: frozenset[str]
     if suffix is None:
         suffix = with_params + (" or with a single unnamed json/jsonb parameter"
                                 if is_post and content_type == "application/json" else "")
-    hint = None
     if candidates:
-        options = {"(" + ", ".join(sorted(a.name for a in f.arguments)) + ")": f for f in candidates}
-        close = difflib.get_close_matches("(" + listed + ")", list(options), n=1, cutoff=0.33)
+        options = {"(" + ", ".join(sorted(a.name for a in f.arguments)) + ")" for f in candidates}
+        close = difflib.get_close_matches("(" + listed + ")", sorted(options), n=1, cutoff=0.33)
         hint = f"Perhaps you meant to call the function {schema}.{name}{close[0]}" if close else None
     else:
         close = difflib.get_close_matches(name, catalog.function_names(schema), n=1, cutoff=0.75)
@@ -378,6 +396,16 @@ def rpc_query_and_arguments(is_post: bool) -> tuple[grammar.Query, dict[str, Any
     return parse_query(shaping), arguments
 
 
+def whole_body_of(raw: bytes, content_type: str) -> str | bytes:
+    """The body as the single unnamed argument: bytes for bytea, else text (it must be UTF-8)."""
+    if content_type == "application/octet-stream":
+        return raw
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(400, "PGRST102", "Empty or invalid json", details="the body is not UTF-8") from exc
+
+
 @bp.route("/rpc/<name>", methods=["GET", "HEAD", "POST"])
 @database_unavailable_is_503
 def rpc_endpoint(name: str) -> Response:
@@ -389,26 +417,22 @@ def rpc_endpoint(name: str) -> Response:
     media = accepted_media()
     is_post = request.method == "POST"
     content_type = (request.mimetype or "application/json").lower() if is_post else ""
-    body: Any = None
-    if is_post:
-        if content_type in ("text/plain", "text/xml"):
-            body = request.get_data(cache=False, as_text=True)
-        elif content_type == "application/octet-stream":
-            body = request.get_data(cache=False)
-        else:
-            content_type = "application/json"
-            body = read_body()
+    if is_post and content_type not in NON_JSON_BODIES:
+        content_type = "application/json"
+    raw = request.get_data(cache=False) if is_post else b""
     query, arguments = rpc_query_and_arguments(is_post)
     if is_post and content_type == "application/json":
+        body = parse_json_body(raw)
         arguments = {} if body is None else body
     keys = frozenset(arguments) if isinstance(arguments, dict) else frozenset()
 
     def make(catalog: Catalog) -> tuple[Function, Statement]:
-        function, unnamed = find_function(catalog, schema, name, keys, is_post=is_post, content_type=content_type)
+        function = find_function(catalog, schema, name, keys, is_post=is_post, content_type=content_type)
+        positional = len(function.arguments) == 1 and not function.arguments[0].name
         if not is_post and not function.is_stable:
             raise RequestError(405, "PGRST101", f"Cannot use the {request.method} method on RPC",
                                hint=f"{function.signature} is volatile; call it with POST")
-        if not unnamed and not isinstance(arguments, dict):
+        if not positional and not isinstance(arguments, dict):
             raise RequestError(400, "PGRST102", "Empty or invalid json",
                                details="expected a JSON object of named arguments")
         if prefs.strict and prefs.max_affected is not None and not function.returns_set:
@@ -420,9 +444,10 @@ def rpc_endpoint(name: str) -> Response:
         if root is None and (query.filters or query.filters.embedded or query.order):
             raise RequestError(400, "PGRST100", f"{function.signature} returns a scalar; it cannot be filtered "
                                                 "or ordered")
-        statement = builder.call(planner, function, arguments if not unnamed else {}, root,
-                                 count=prefs.wants_count, shape=shape_of(media),
-                                 unnamed_body=body, use_unnamed=unnamed)
+        whole_body = whole_body_of(raw, content_type) if is_post else builder.json_text(arguments)
+        statement = builder.call(planner, function, {} if positional else arguments, root,
+                                 count=prefs.wants_count, shape=shape_of(media), positional_value=whole_body
+                                 if positional else None)
         return function, statement
 
     function, statement = with_catalog(cache, make)

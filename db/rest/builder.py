@@ -22,6 +22,7 @@ from db.rest.grammar import Condition, Field, Filters, Logic, SelectField, parse
 from db.rest.plan import Embed, Node, Planner, Source
 
 SOURCE = "pgrst_source"
+UPDATED_SETTING = "pgrst.updated"  # rows an upsert updated (transaction-local)
 ROW = sql.Identifier("pgrst_row")
 MAX_PARAMETERS = 60_000  # PostgreSQL's protocol allows 65535 per statement
 Output = Literal["json", "csv"]
@@ -165,6 +166,11 @@ class Composer:
             raise RequestError(400, "PGRST123", "Use of aggregate functions is not allowed")
         if item.is_star:
             return sql.SQL("{}.*").format(sql.Identifier(node.alias))
+        if self.planner.is_legacy_count(node, item.field):
+            # `rel(count)`: PostgreSQL reads `alias.count` as `count(alias)`, which PostgREST keeps as its
+            # aggregate-free way to count rows (it works with aggregates off)
+            expr: sql.Composable = sql.SQL("pg_catalog.count({})").format(sql.Identifier(node.alias))
+            return sql.SQL("{} AS {}").format(expr, sql.Identifier(item.output_name))
         expr = self.field_sql(node, item.field)
         if item.cast:
             expr = sql.SQL("CAST({} AS {})").format(expr, self.cast_sql(item.cast))
@@ -417,6 +423,13 @@ def read(planner: Planner, root: Node, *, count: bool, shape: Shape = Shape()) -
     return Statement(query, composer.params.values)
 
 
+def count_estimate(planner: Planner, root: Node) -> Statement:
+    """`EXPLAIN` of the read's count: the planner's row estimate answers `Prefer: count=planned`."""
+    composer = Composer(planner)
+    return Statement(sql.SQL("EXPLAIN (FORMAT JSON) ") + composer.node_sql(root, count_only=True),
+                     composer.params.values)
+
+
 def _representation(planner: Planner, root: Node, write: sql.Composable, params: Params,
                     shape: Shape) -> sql.Composable:
     composer = Composer(planner, params)
@@ -457,8 +470,12 @@ def insert(planner: Planner, table: Table, columns: list[str], rows: list[dict[s
         conflict = [column_of(table, name).name for name in (on_conflict or table.primary_key)]
         updates = [c for c in target if c.name in columns]
         if resolution == "merge-duplicates" and updates:
+            # the WHERE never refuses a row: it counts the rows the upsert updated instead of inserting, so the
+            # answer can be 200 when nothing was inserted, as PostgREST's
             action = sql.SQL("DO UPDATE SET ") + sql.SQL(", ").join(
-                sql.SQL("{col} = EXCLUDED.{col}").format(col=sql.Identifier(c.name)) for c in updates)
+                sql.SQL("{col} = EXCLUDED.{col}").format(col=sql.Identifier(c.name)) for c in updates) + \
+                sql.SQL(" WHERE set_config({name}, (coalesce(nullif(current_setting({name}, true), '')::int, 0) + 1)"
+                        "::text, true) <> '-1'").format(name=sql.Literal(UPDATED_SETTING))
         else:
             action = sql.SQL("DO NOTHING")
         statement = statement + sql.SQL(" ON CONFLICT ({}) ").format(
@@ -501,12 +518,10 @@ def check_filters(planner: Planner, root: Node, filters: Filters) -> None:
 
 
 def call_arguments(params: Params, function: Function, arguments: dict[str, Any], *,
-                   unnamed_body: Any = None, use_unnamed: bool = False) -> sql.Composable:
-    if use_unnamed:
-        argument = function.arguments[0]
-        value = unnamed_body if isinstance(unnamed_body, str) and argument.type_name not in ("json", "jsonb") \
-            else (json_text(unnamed_body) if argument.type_name in ("json", "jsonb") else unnamed_body)
-        return params.cast(value, argument.type)
+                   positional_value: Any = None) -> sql.Composable:
+    """`name => value, ...` for the arguments given, or the whole body as the one unnamed argument."""
+    if positional_value is not None:
+        return params.cast(positional_value, function.arguments[0].type)
     by_name = {arg.name: arg for arg in function.arguments}
     return sql.SQL(", ").join(
         sql.SQL("{}{} => {}").format(sql.SQL("VARIADIC ") if by_name[name].is_variadic else sql.SQL(""),
@@ -515,13 +530,13 @@ def call_arguments(params: Params, function: Function, arguments: dict[str, Any]
 
 
 def call(planner: Planner, function: Function, arguments: dict[str, Any], root: Node | None, *,
-         count: bool, shape: Shape, unnamed_body: Any = None, use_unnamed: bool = False) -> Statement:
+         count: bool, shape: Shape, positional_value: Any = None) -> Statement:
     """Call a function; its result goes through the read tree `root` (select, filters, order, range, embeds)
     when it returns rows, else it is one scalar (or a set of scalars)."""
     params = Params()
     invocation = sql.SQL("{}({})").format(
         sql.Identifier(function.schema, function.name),
-        call_arguments(params, function, arguments, unnamed_body=unnamed_body, use_unnamed=use_unnamed))
+        call_arguments(params, function, arguments, positional_value=positional_value))
     if function.returns_void:
         return Statement(sql.SQL("SELECT NULL::bigint, 0, {}").format(invocation), params.values)
     source = sql.Identifier(SOURCE)

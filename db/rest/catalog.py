@@ -226,18 +226,6 @@ class Function:
         return frozenset(arg.name for arg in self.arguments if not arg.has_default)
 
     @property
-    def named(self) -> bool:
-        return all(arg.name for arg in self.arguments)
-
-    @property
-    def single_unnamed(self) -> Argument | None:
-        """The argument of a function called with the whole body (PostgREST's single unnamed parameter)."""
-        if len(self.arguments) == 1 and not self.arguments[0].name \
-                and self.arguments[0].type_name in SINGLE_UNNAMED_TYPES:
-            return self.arguments[0]
-        return None
-
-    @property
     def returns_single_row(self) -> bool:
         return not self.returns_set or self.rows == 1
 

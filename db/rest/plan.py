@@ -142,7 +142,7 @@ def no_relationship(catalog: Catalog, schema: str, origin: str, target: str, hin
     rels = catalog.relationships_of(origin, schema)
     suggestion = None
     if rels:
-        names = sorted({r.function or r.foreign_table for r in rels})
+        names = sorted({r.foreign_table for r in rels})
         if target not in names:
             close = difflib.get_close_matches(target, names, n=1, cutoff=0.6)
             suggestion = f"Perhaps you meant '{close[0]}' instead of '{target}'." if close else None
@@ -251,6 +251,10 @@ class Planner:
         if self.catalog.computed_field(node.source.name, fld.name, node.source.schema) is not None:
             return
         raise column_not_found(node.alias, fld.name)
+
+    def is_legacy_count(self, node: Node, fld: Field) -> bool:
+        return fld.name == "count" and not fld.json_path and fld.name not in node.source.columns and \
+            self.catalog.computed_field(node.source.name, fld.name, node.source.schema) is None
 
     def is_computed(self, node: Node, name: str) -> bool:
         return name not in node.source.columns and \

@@ -26,7 +26,7 @@ def test_preference_applied_lists_what_was_honoured_in_postgrest_order() -> None
     prefs = parse_preferences(["return=minimal, count=estimated, resolution=ignore-duplicates, missing=default"])
     assert prefs.applied(read=False) == ("resolution=ignore-duplicates, missing=default, return=minimal, "
                                          "count=estimated")
-    assert prefs.applied(read=True) == "count=exact"
+    assert prefs.applied(read=True) == "count=estimated"
     assert Preferences().applied(read=False) is None and Preferences().applied(read=True) is None
     # max-affected is applied only with handling=strict
     assert parse_preferences(["max-affected=3"]).applied(read=False) is None
