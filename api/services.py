@@ -54,7 +54,7 @@ class Services:
                                        health_check_interval=30),
             celery=create_celery(settings),
             rest_catalog=CatalogCache(lambda: psycopg.connect(catalog_url, application_name="segbase-rest-catalog",
-                                                              connect_timeout=5)),
+                                                              connect_timeout=5), settings.rest_schemas),
         )
 
 

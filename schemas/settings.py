@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(1024 * 1024, ge=1024)
     max_json_depth: int = Field(64, ge=1, le=500)  # deeper JSON bodies and frames are refused (400)
     rest_max_rows: int = Field(1000, ge=1, le=100_000)  # /rest/v1 reads return at most this many rows
+    rest_schemas: CommaList = ["public"]  # schemas /rest/v1 exposes; the first is the default profile
     metrics_enabled: bool = True
     metrics_token: SecretStr | None = None  # when set, /metrics needs `Authorization: Bearer <token>`; ENV=prod: required
     metrics_bind_address: str = "127.0.0.1"  # where the worker's and relay's metrics endpoints listen
@@ -165,7 +166,7 @@ class Settings(BaseSettings):
     console_stuck_after_seconds: int = Field(600, ge=1)  # an unfinished result without progress this long is stuck
 
     @field_validator("cors_allowed_origins", "webhook_api_keys", "trusted_proxies", "webhook_mask_url_hosts",
-                     "dispatch_retry_schedule", mode="before")
+                     "dispatch_retry_schedule", "rest_schemas", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
