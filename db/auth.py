@@ -115,8 +115,16 @@ def find_session(*, uow: UnitOfWork, session_id: str, for_update: bool = False) 
 
 
 def session_is_live(*, uow: UnitOfWork, session_id: str) -> bool:
-    return uow.execute("select 1 from auth.sessions where id = cast(:id as uuid) "
-                       "and (not_after is null or not_after > now())", {"id": session_id}).first() is not None
+    """The session exists, has not passed `not_after`, and its user is neither banned nor deleted.
+
+    Checking the user here makes a ban or a deletion end the user's sessions whichever path wrote it (the admin
+    API, the console, or plain SQL): this is the one check every surface's token verification and the realtime
+    sweeper use.
+    """
+    return uow.execute("select 1 from auth.sessions s join auth.users u on u.id = s.user_id "
+                       "where s.id = cast(:id as uuid) and (s.not_after is null or s.not_after > now()) "
+                       "and (u.banned_until is null or u.banned_until <= now()) and u.deleted_at is null",
+                       {"id": session_id}).first() is not None
 
 
 def touch_session(*, uow: UnitOfWork, session_id: str, now: datetime) -> None:
@@ -129,11 +137,25 @@ def delete_session(*, uow: UnitOfWork, session_id: str) -> None:
     uow.execute("delete from auth.sessions where id = cast(:id as uuid)", {"id": session_id})
 
 
-def delete_user_sessions(*, uow: UnitOfWork, user_id: str, except_session_id: str | None = None) -> list[str]:
-    """Revoke all of a user's sessions (global logout) or all but one (`others`, password change)."""
-    rows = uow.execute("delete from auth.sessions where user_id = cast(:user_id as uuid) "
-                       "and (cast(:keep as uuid) is null or id <> cast(:keep as uuid)) returning id",
-                       {"user_id": user_id, "keep": except_session_id}).scalars()
+def end_user_sessions(*, uow: UnitOfWork, user_id: str, except_session_id: str | None = None,
+                      keep_rows: bool = False) -> list[str]:
+    """End all of a user's sessions, or all but one; return their ids.
+
+    The one revocation every path uses: global/others logout, a password change, a ban, a deletion. Sessions are
+    deleted (their refresh tokens go by cascade); with `keep_rows` (a ban) they are ended by setting `not_after`,
+    so a later refresh with one of their tokens is answered `user_banned` rather than "not found". Either way
+    `session_is_live` is false from the commit on, on every surface.
+    """
+    params = {"user_id": user_id, "keep": except_session_id}
+    if keep_rows:
+        rows = uow.execute("update auth.sessions set not_after = now(), updated_at = now() "
+                           "where user_id = cast(:user_id as uuid) "
+                           "and (cast(:keep as uuid) is null or id <> cast(:keep as uuid)) "
+                           "and (not_after is null or not_after > now()) returning id", params).scalars()
+    else:
+        rows = uow.execute("delete from auth.sessions where user_id = cast(:user_id as uuid) "
+                           "and (cast(:keep as uuid) is null or id <> cast(:keep as uuid)) returning id",
+                           params).scalars()
     return [str(session_id) for session_id in rows]
 
 
