@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     auth_rate_limit_window_seconds: int = Field(300, ge=1)
     auth_rate_limit_sign_in: int = Field(30, ge=1)  # sign-ins + sign-ups per IP (and per email) per window
     auth_rate_limit_refresh: int = Field(150, ge=1)  # refreshes per IP per window
+    auth_rate_limit_user: int = Field(30, ge=1)  # PUT /user per IP and per user per window (GoTrue's user limiter)
     trusted_proxies: CommaList = []
 
     # --- credits and retention ---------------------------------------------------------------------------

@@ -170,6 +170,7 @@ def get_user():
 @bp.put("/user")
 def put_user():
     claims = _user_claims()
+    _limiter().user_update(_client_ip(), str(claims["sub"]))
     body = parse_body(UpdateUserBody)
     return jsonify(user_json(update_user(_context(), claims, body.model_dump(exclude_unset=True))))
 

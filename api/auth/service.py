@@ -22,7 +22,7 @@ from api.auth.errors import (
     invalid_credentials,
     validation_failed,
 )
-from api.auth.passwords import PasswordHasher
+from api.auth.passwords import Lane, PasswordHasher
 from api.auth.refresh_tokens import new_refresh_token, seal_child, unseal_child
 from api.identity import AccessToken, forget_session, mint_access_token
 from db import auth as auth_db
@@ -269,10 +269,10 @@ def update_user(ctx: AuthContext, claims: dict[str, Any], body: dict[str, Any]) 
     new_hash = None
     if password is not None:
         check_password_strength(password, settings)
-        if ctx.hasher.verify(user.get("encrypted_password") or "", password):
+        if ctx.hasher.verify(user.get("encrypted_password") or "", password, lane=Lane.ACCOUNT_CHANGE):
             raise AuthError("New password should be different from the old password.", status=422,
                             code=ErrorCode.SAME_PASSWORD)
-        new_hash = ctx.hasher.hash(password)
+        new_hash = ctx.hasher.hash(password, lane=Lane.ACCOUNT_CHANGE)
     metadata = None
     if body.get("data") is not None:
         metadata = dict(user.get("raw_user_meta_data") or {})
