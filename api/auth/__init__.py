@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from api.auth.bodies import (
     PasswordGrantBody,
@@ -38,7 +38,7 @@ from api.auth.service import (
     sign_up,
     update_user,
 )
-from api.errors import ApiError, GatewayError
+from api.errors import ApiError, GatewayError, register_http_error_renderer
 from api.identity import (
     TokenError,
     credentials_from_request,
@@ -100,7 +100,25 @@ def _require_apikey() -> None:
 @bp.after_request
 def _api_version(response: Response) -> Response:
     response.headers[API_VERSION_HEADER] = API_VERSION
+    response.headers["Cache-Control"] = "no-store"  # sessions, tokens and user data: never cached on the way
     return response
+
+
+def _routing_error(exc: HTTPException) -> Response:
+    """An unknown /auth/v1 path or a wrong method, in GoTrue's unversioned error shape (supabase/auth
+    `internal/api/apierrors/apierrors.go::HTTPError`), so clients read `error_code`."""
+    status = exc.code or 404
+    code = ErrorCode.NOT_FOUND if status == 404 else ErrorCode.METHOD_NOT_ALLOWED
+    message = "Not Found" if status == 404 else "Method Not Allowed"
+    response = jsonify({"code": status, "error_code": code, "msg": message})
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    if status == 405 and isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+        response.headers["Allow"] = ", ".join(exc.valid_methods)
+    return response
+
+
+bp.record_once(lambda state: register_http_error_renderer(state.app, state.url_prefix or "", _routing_error))
 
 
 @bp.errorhandler(HTTPException)
