@@ -1,4 +1,5 @@
-"""The Flask API: app factory and one blueprint per surface (health, auth, rest, functions, realtime)."""
+"""The Flask API: app factory and one blueprint per surface (health, auth, rest, functions, realtime). Add a surface
+as `api/<surface>/` and register it in `create_app`."""
 from __future__ import annotations
 
 from flask import Flask

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, text
 
 from api.services import services
 from broker.celery_app import celery_queue_depth
-from db.maintenance import pipeline_lag
+from db.health import pipeline_lag
 from db.migrate import discover_migrations
 from db.uow import Caller, unit_of_work
 from observability.metrics import render_metrics

@@ -62,7 +62,7 @@ METHOD = """\
   bench/realtime_bare_server.py `/echo` (same gunicorn + gevent), the same number of sockets each echoing one
   timestamped frame every sockets ÷ frames/s seconds (staggered), so it moves the same frames/s; latency =
   round trip.
-- **RLS.** tests/rest/bulk.py loads users × 100 results as the owner with `session_replication_role = replica`
+- **RLS.** tests/support/bulk.py loads users × 100 results as the owner with `session_replication_role = replica`
   for that one transaction (user triggers — sign-up profile, reservation, outbox — are skipped for the load
   only), then ANALYZE. On one `authenticator` connection, each iteration runs both queries in alternating order,
   each in its own transaction after `set_config('role', …)` + claims as the API does, timing only the (prepared)
@@ -269,7 +269,7 @@ def render(report: dict) -> str:
         "Settings: " + ", ".join(f"{k}={v}" for k, v in report["settings"].items()),
         f"- File-descriptor limit (RLIMIT_NOFILE, raised to the hard limit with resource.setrlimit in the bench "
         f"process, inherited by the servers and the client processes): {report['fd_limit']:,}",
-        f"- Durations (s): " + ", ".join(f"{k} {v}" for k, v in report["durations_s"].items()),
+        "- Durations (s): " + ", ".join(f"{k} {v}" for k, v in report["durations_s"].items()),
         "",
         "## Figures and ratios",
         "",

@@ -20,7 +20,7 @@ import redis
 
 from api.identity import mint_access_token
 from api.tokens import api_key
-from db.migrate import libpq_url
+from db.urls import libpq_url
 from schemas.settings import Settings
 from tests.support.database import (
     create_database,

@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from db.urls import libpq_url
 from schemas.settings import Settings
 
 DB_DIR = Path(__file__).resolve().parent
@@ -53,10 +54,6 @@ class MigrationStatus:
     @property
     def current(self) -> bool:
         return not self.pending
-
-
-def libpq_url(database_url: str) -> str:
-    return re.sub(r"^postgresql\+psycopg://", "postgresql://", database_url.replace("postgres://", "postgresql://", 1))
 
 
 def discover_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:

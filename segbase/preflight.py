@@ -7,7 +7,7 @@ import sys
 import psycopg
 import redis
 
-from db.migrate import libpq_url
+from db.urls import libpq_url
 from schemas.settings import Settings
 
 HOW_TO_START = ("start it (Debian: `pg_ctlcluster 15 main start`, `redis-server --daemonize yes`), point "

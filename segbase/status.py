@@ -8,7 +8,7 @@ import redis
 from api.tokens import api_key
 from broker.celery_app import celery_queue_depth
 from db.engine import create_app_engine
-from db.maintenance import pipeline_lag
+from db.health import pipeline_lag
 from db.uow import Caller, unit_of_work
 from schemas.settings import Settings
 

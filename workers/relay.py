@@ -15,20 +15,21 @@ import time
 
 import psycopg
 import redis
-from sqlalchemy.engine import make_url
 
-from db.engine import authenticator_url, create_app_engine
+from broker.channels import changes_channel
+from db.engine import create_app_engine
 from db.errors import is_unavailable
 from db.outbox import (
     NOTIFY_CHANNEL,
     RELAY_LOCK_KEY,
-    TableCatalog,
-    event_message,
+    change_event,
     mark_sent,
     prune_sent,
     read_unsent,
 )
+from db.publication import PublicationCatalog
 from db.uow import Caller, unit_of_work
+from db.urls import authenticator_libpq_url
 from observability.metrics import OUTBOX_PUBLISHED
 from schemas.settings import Settings
 
@@ -45,24 +46,17 @@ def is_retryable(exc: BaseException) -> bool:
     return is_unavailable(exc) or isinstance(exc, (redis.RedisError, OSError))
 
 
-def changes_channel(settings: Settings) -> str:
-    """The one Redis pub/sub channel every API process subscribes to (namespaced by INSTANCE_ID)."""
-    return settings.redis_key("realtime", "changes")
-
-
-def libpq_authenticator_url(settings: Settings) -> str:
-    url = make_url(authenticator_url(settings))
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 class Relay:
     def __init__(self, settings: Settings, stop: threading.Event) -> None:
         self.settings = settings
         self.stop = stop
-        self.engine = create_app_engine(settings, pool_size=1, application_name="segbase-relay")
+        # Two connections: the publishing transaction, and the catalog's read when its cache expires meanwhile.
+        self.engine = create_app_engine(settings, pool_size=2, application_name="segbase-relay")
         self.redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
         self.channel = changes_channel(settings)
-        self.catalog = TableCatalog()
+        self.catalog = PublicationCatalog(self.engine)
         self.published = 0
 
     def publish_batch(self) -> int:
@@ -73,7 +67,12 @@ class Relay:
                 return 0
             pipe = self.redis.pipeline(transaction=False)
             for row in rows:
-                pipe.publish(self.channel, event_message(row, self.catalog.shape(uow, row.schema_name, row.table_name)))
+                shape = self.catalog.shape(row.schema_name, row.table_name)
+                if shape is None:  # the table left the publication after capture: nobody can be subscribed to it
+                    log.info("not publishing outbox row %d: %s.%s is not in the publication", row.id,
+                             row.schema_name, row.table_name)
+                    continue
+                pipe.publish(self.channel, change_event(row, shape).to_json())
             pipe.execute()
             mark_sent(uow, [row.id for row in rows])
         self.published += len(rows)
@@ -121,7 +120,7 @@ class Relay:
         backoff = 0.5
         while not self.stop.is_set():
             try:
-                with psycopg.connect(libpq_authenticator_url(self.settings), autocommit=True,
+                with psycopg.connect(authenticator_libpq_url(self.settings), autocommit=True,
                                      application_name="segbase-relay-lock") as conn:
                     if not self.acquire(conn):
                         break

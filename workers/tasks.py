@@ -7,7 +7,6 @@ message changes nothing twice.
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 
 from celery import shared_task
@@ -19,7 +18,7 @@ from broker.tasks import (
     SWEEP_WEBHOOK_INBOX_TASK,
     enqueue_webhook_event,
 )
-from db.engine import create_app_engine
+from db.engine import process_engine
 from db.errors import is_transient
 from db.pipeline import BatchOutcome, apply_events, begin_batch, claim_stale_events
 from db.uow import Caller, unit_of_work
@@ -31,17 +30,9 @@ log = logging.getLogger("segbase.pipeline")
 SWEEP_BATCH = 500
 SWEEP_MAX_BATCHES = 20  # at most 10,000 events per run; the next run continues
 
-_engines: dict[str, tuple[int, Engine]] = {}
-
-
 def worker_engine(settings: Settings) -> Engine:
-    """One small `authenticator` engine per process, created after the prefork pool forked (never inherited)."""
-    cached = _engines.get(settings.database_url)
-    if cached is None or cached[0] != os.getpid():
-        engine = create_app_engine(settings, pool_size=1, application_name="segbase-worker")
-        cached = (os.getpid(), engine)
-        _engines[settings.database_url] = cached
-    return cached[1]
+    """One small `authenticator` engine per pool process (never inherited across the prefork fork)."""
+    return process_engine(settings, application_name="segbase-worker")
 
 
 def retry_countdown(settings: Settings, retries: int) -> int:

@@ -1,4 +1,4 @@
-"""/functions/v1 — the seed's edge functions as Flask views, one module per function.
+"""/functions/v1 — the original specification's edge functions as Flask views, one module per function.
 
 Add a function by writing `api/functions/<name>.py` with routes on `bp` and importing it below.
 """

@@ -18,7 +18,7 @@ DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 class EdgeAuthError(ApiError):
-    """401 in the body Supabase's edge runtime sends when verify_jwt refuses a request (PROTOCOL §5.3)."""
+    """401 in the body Supabase's edge runtime sends when verify_jwt refuses a request (supabase/cli `internal/functions/serve/templates/main.ts`)."""
 
     status, code = 401, "unauthorized"
 
@@ -27,7 +27,7 @@ class EdgeAuthError(ApiError):
 
 
 def verified_claims(request: Request) -> dict[str, Any]:
-    """The Bearer token's claims, checked as the edge runtime's verify_jwt does (PROTOCOL §5.3)."""
+    """The Bearer token's claims, checked as the edge runtime's verify_jwt does (supabase/cli `internal/functions/serve/templates/main.ts`)."""
     authorization = request.headers.get("Authorization")
     if not authorization:
         raise EdgeAuthError("Error: Missing authorization header")

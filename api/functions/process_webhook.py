@@ -52,7 +52,7 @@ def require_signature(settings: Settings, raw_body: bytes) -> None:
 
 
 def parse_event(settings: Settings, raw_body: bytes) -> WebhookEvent:
-    # Parsed whatever the Content-Type, as the seed's Deno function (`await req.json()`) did.
+    # Parsed whatever the Content-Type, as the original specification's Deno function (`await req.json()`) did.
     try:
         body = json.loads(raw_body)
     except (ValueError, UnicodeDecodeError) as exc:

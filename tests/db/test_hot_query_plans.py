@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from db.maintenance import DELETE_EXPIRED_RESULTS, TIME_OUT_STUCK_RESULTS
+from db.cleanup import DELETE_EXPIRED_RESULTS
+from db.reconcile import TIME_OUT_STUCK_RESULTS
 from tests.support.factories import create_user
 
 

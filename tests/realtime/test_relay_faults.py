@@ -12,12 +12,13 @@ import pytest
 import redis
 from sqlalchemy import exc as sa_exc
 
-from db.migrate import libpq_url
+from broker.channels import changes_channel
+from db.urls import libpq_url
 from tests.support.database import create_database, drop_database, migrate_serialised
 from tests.support.factories import create_user
 from tests.support.processes import SegbaseProcess, wait_for
 from tests.support.realtime import wait_relay_active
-from workers.relay import changes_channel, is_retryable
+from workers.relay import is_retryable
 
 pytestmark = [pytest.mark.fault, pytest.mark.xdist_group("serial")]
 

@@ -10,8 +10,8 @@ import psycopg
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from db.migrate import libpq_url
 from db.uow import Caller, UnitOfWork, unit_of_work
+from db.urls import libpq_url
 from schemas.settings import Settings
 from tests.support.factories import TestUser
 
