@@ -146,7 +146,7 @@ def _existing_sign_up(settings: Settings, existing: dict[str, Any]) -> tuple[dic
     return {"id": str(uuid.uuid4()), "aud": "authenticated", "role": "authenticated", "email": existing["email"],
             "phone": None, "confirmation_sent_at": now, "raw_app_meta_data": {"provider": "email",
             "providers": ["email"]}, "raw_user_meta_data": {}, "created_at": now, "updated_at": now,
-            "is_anonymous": False, "_obfuscated": True}, None
+            "is_anonymous": False, "identities": []}, None
 
 
 def sign_in_with_password(ctx: AuthContext, *, email: str, password: str, user_agent: str | None = None,
