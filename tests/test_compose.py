@@ -53,7 +53,8 @@ def test_every_variable_is_a_documented_setting():
 
 def test_required_secrets_fail_loudly_when_unset():
     text = (ROOT / "docker-compose.yml").read_text()
-    for secret in ("POSTGRES_PASSWORD", "JWT_SECRET", "DB_AUTHENTICATOR_PASSWORD", "WEBHOOK_API_KEYS"):
+    for secret in ("POSTGRES_PASSWORD", "JWT_SECRET", "DB_AUTHENTICATOR_PASSWORD", "WEBHOOK_API_KEYS",
+                   "AUTH_SITE_URL"):
         assert re.search(r"\$\{" + secret + r":\?", text), secret
 
 
