@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEV_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"
 DEV_AUTHENTICATOR_PASSWORD = "authenticator-dev-password"
 DEV_WEBHOOK_API_KEY = "dev-webhook-key"
+DEV_SITE_URL = "http://127.0.0.1:3000"  # the Supabase CLI's default site URL
 
 CommaList = Annotated[list[str], NoDecode]
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -69,6 +70,9 @@ class Settings(BaseSettings):
     auth_rate_limit_window_seconds: int = Field(300, ge=1)
     auth_rate_limit_sign_in: int = Field(30, ge=1)  # sign-ins + sign-ups per IP (and per email) per window
     auth_rate_limit_refresh: int = Field(150, ge=1)  # refreshes per IP per window
+    auth_rate_limit_user: int = Field(30, ge=1)  # PUT /user per IP and per user per window (GoTrue's user limiter)
+    auth_site_url: str = DEV_SITE_URL  # where auth redirects land by default; must be set for ENV=prod
+    auth_redirect_allow_list: CommaList = []  # more redirect_to targets, as globs (GoTrue's URI_ALLOW_LIST)
     trusted_proxies: CommaList = []
 
     # --- credits and retention ---------------------------------------------------------------------------
@@ -166,7 +170,8 @@ class Settings(BaseSettings):
     console_stuck_after_seconds: int = Field(600, ge=1)  # an unfinished result without progress this long is stuck
 
     @field_validator("cors_allowed_origins", "webhook_api_keys", "trusted_proxies", "webhook_mask_url_hosts",
-                     "dispatch_retry_schedule", "rest_schemas", mode="before")
+                     "dispatch_retry_schedule", "rest_schemas",
+                     "auth_redirect_allow_list", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -201,6 +206,8 @@ class Settings(BaseSettings):
                 raise SettingsError("RESULT_URL_ALLOW_HTTP is for development; turn it off for ENV=prod")
             if DEV_WEBHOOK_API_KEY in self.webhook_api_keys or not self.webhook_api_keys:
                 raise SettingsError("WEBHOOK_API_KEYS must be set (not the development key) for ENV=prod")
+            if "auth_site_url" not in self.model_fields_set:
+                raise SettingsError("AUTH_SITE_URL must be set for ENV=prod (where auth redirects and mail links go)")
         self._check_dispatch()
         return self
 
