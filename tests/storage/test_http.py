@@ -87,6 +87,10 @@ def test_render_route_transforms_caches_and_bounds(raw, alice) -> None:
     raw.upload("images", text, b"not an image at all", alice.access_token)
     refused = raw.request("GET", f"/render/image/authenticated/images/{text}?width=10", alice.access_token)
     assert refused.status_code == 422
+    truncated = f"{alice.id}/{unique()}.png"
+    raw.upload("images", truncated, png_bytes(50, 50)[:70], alice.access_token)
+    broken = raw.request("GET", f"/render/image/authenticated/images/{truncated}?width=10", alice.access_token)
+    assert broken.status_code == 422 and broken.json()["code"] == "InvalidRequest"
     signed = raw.request("POST", f"/object/sign/images/{name}", alice.access_token,
                          json={"expiresIn": 60, "transform": {"width": "40", "height": "20"}}).json()["signedURL"]
     assert signed.startswith("/render/image/sign/")

@@ -40,6 +40,9 @@ def database_accepts(owner_conn, url: str) -> bool:
 
 
 def test_database_and_webhook_agree_on_storage_object_urls(settings, owner_conn) -> None:
+    # what `segbase migrate` writes for these settings (another test may have migrated with other ones)
+    owner_conn.execute("update internal.config set value = to_jsonb(%s::text) where key = 'storage_object_url_prefix'",
+                       (settings.storage_object_url_prefix,))
     policy = ResultUrlPolicy.build(allow_http=settings.result_url_allow_http,
                                    max_length=settings.result_url_max_length,
                                    storage_prefix=settings.storage_object_url_prefix)
@@ -54,6 +57,8 @@ def test_database_and_webhook_agree_on_storage_object_urls(settings, owner_conn)
 
 
 def test_a_result_may_point_at_its_own_uploaded_image(settings, owner_conn, raw, alice, png) -> None:
+    owner_conn.execute("update internal.config set value = to_jsonb(%s::text) where key = 'storage_object_url_prefix'",
+                       (settings.storage_object_url_prefix,))
     name = f"{alice.id}/source.png"
     assert raw.upload("images", name, png, alice.access_token, upsert=True).status_code == 200
     url = authenticated_object_url(settings, "images", name)
