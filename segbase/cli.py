@@ -210,6 +210,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
           f"   run |   anon key:        {api_key(settings, 'anon')}\n"
           f"   run |   webhook:         POST {settings.public_url}/functions/v1/process-webhook (X-API-Key)\n"
           f"   run |   realtime:        {settings.public_url.replace('http', 'ws', 1)}/realtime/v1/websocket\n"
+          f"   run |   console:         {settings.console_url}  (segbase operator grant EMAIL)\n"
           f"   run |   all keys:        .venv/bin/segbase status", flush=True)
 
     stopping = threading.Event()
