@@ -26,10 +26,10 @@ node: node_modules/.package-lock.json ## install the Node clients the tests driv
 
 # Debian packages the tests use, installed with apt when missing and running as root; otherwise the tests that
 # need them fail with one line saying how to install them.
-browser: ## Debian's chromium for the console's browser tests
+browser: ## Debian's chromium for the browser tests (console, storage), driven by playwright-core
 	@if [ -x $(CHROMIUM) ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "installing chromium (apt) for the console's browser tests"; \
+	  echo "installing chromium (apt) for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
 	else echo "make: $(CHROMIUM) is missing: the browser tests will fail; install it with: sudo apt-get install chromium"; fi
 

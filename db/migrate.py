@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from db.urls import libpq_url
 from schemas.settings import Settings
@@ -135,19 +136,32 @@ def _run_cluster_wide(conn: psycopg.Connection, statements: str, attempts: int =
             time.sleep(0.05 * (attempt + 1))
 
 
+AUTHENTICATOR_COMMENT = "segbase: API login role"
+
+
+def authenticator_verifier(conn: psycopg.Connection, settings: Settings) -> str:
+    """DB_AUTHENTICATOR_PASSWORD hashed by libpq the way the server stores it (SCRAM-SHA-256 unless the server's
+    password_encryption says md5), so the password itself never reaches the server or its statement log."""
+    password = settings.db_authenticator_password.get_secret_value().encode()
+    return conn.pgconn.encrypt_password(password, b"authenticator").decode()
+
+
 def run_bootstrap(conn: psycopg.Connection, settings: Settings) -> None:
-    """Apply db/bootstrap/*.sql (roles, `auth`, `extensions`, publication) — idempotent and guarded."""
+    """Apply db/bootstrap/*.sql (roles, `auth`, `extensions`, publication) — idempotent and guarded. The
+    `authenticator` role gets DB_AUTHENTICATOR_PASSWORD only when this creates it."""
     conn.execute("select set_config('segbase.authenticator_password', %s, false)",
-                 (settings.db_authenticator_password.get_secret_value(),))
+                 (authenticator_verifier(conn, settings),))
     for path in sorted(BOOTSTRAP_DIR.glob("*.sql")):
         _run_cluster_wide(conn, path.read_text())
     conn.execute("select set_config('segbase.authenticator_password', '', false)")
 
 
 def write_config(conn: psycopg.Connection, settings: Settings) -> None:
-    """Write the settings SQL reads (prices, starting credits, retention) into `internal.config`."""
-    values = {
+    """Write the settings SQL reads (prices, starting credits, retention, the result URL rule) into
+    `internal.config`, as JSON values."""
+    values: dict[str, int | bool] = {
         "credits_per_segmentation": settings.credits_per_segmentation,
+        "credits_per_upload": settings.credits_per_upload,
         "starting_credits_free": settings.starting_credits_free,
         "starting_credits_pro": settings.starting_credits_pro,
         "starting_credits_enterprise": settings.starting_credits_enterprise,
@@ -155,14 +169,32 @@ def write_config(conn: psycopg.Connection, settings: Settings) -> None:
         "retention_days_pro": settings.retention_days_pro,
         "retention_days_enterprise": settings.retention_days_enterprise,
         "result_timeout_seconds": settings.result_timeout_seconds,
+        "result_url_allow_http": settings.result_url_allow_http,
+        "result_url_max_length": settings.result_url_max_length,
     }
     with conn.transaction():
         for key, value in values.items():
             conn.execute(
-                "insert into internal.config (key, value) values (%s, to_jsonb(%s::bigint)) "
+                "insert into internal.config (key, value) values (%s, %s) "
                 "on conflict (key) do update set value = excluded.value",
-                (key, value),
+                (key, Jsonb(value)),
             )
+
+
+def rotate_authenticator_password(settings: Settings) -> None:
+    """Set the cluster-wide `authenticator` role's password to DB_AUTHENTICATOR_PASSWORD, on purpose. Refused when
+    the role is not segbase's (a Supabase project's own `authenticator` belongs to its PostgREST)."""
+    with psycopg.connect(libpq_url(settings.database_url), autocommit=True,
+                         application_name="segbase-migrate") as conn:
+        comment = conn.execute("select shobj_description(oid, 'pg_authid') from pg_roles "
+                               "where rolname = 'authenticator'").fetchone()
+        if comment is None:
+            raise MigrationError("there is no authenticator role yet: `segbase migrate` creates it")
+        if comment[0] != AUTHENTICATOR_COMMENT:
+            raise MigrationError("the authenticator role was not created by segbase (a Supabase project's own?); "
+                                 "change its password where it is managed")
+        conn.execute(sql.SQL("alter role authenticator password {}").format(
+            sql.Literal(authenticator_verifier(conn, settings))))
 
 
 def ensure_database(settings: Settings, log=print) -> None:

@@ -37,6 +37,8 @@ HTTP_LATENCY = Histogram("segbase_http_request_duration_seconds", "HTTP request 
 WEBHOOK_EVENTS = Counter("segbase_webhook_events_total",
                          "Webhook events by outcome: accepted, duplicate, or the final inbox state",
                          ["state"])
+WEBHOOK_GROUP_SIZE = Histogram("segbase_webhook_group_commit_events", "process-webhook requests per inbox commit",
+                               buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000))
 TASKS = Counter("segbase_tasks_total", "Celery tasks by name and outcome", ["task", "outcome"])
 TASK_DURATION = Histogram("segbase_task_duration_seconds", "Celery task run time", ["task"],
                           buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
@@ -44,12 +46,28 @@ OUTBOX_PUBLISHED = Counter("segbase_outbox_events_published_total", "Outbox even
 WS_CONNECTIONS = Gauge("segbase_websocket_connections", "Open realtime WebSocket connections",
                        multiprocess_mode="livesum")
 WS_FRAMES = Counter("segbase_websocket_frames_sent_total", "Realtime frames sent, by event", ["event"])
+WS_RLS_CHECKS = Counter("segbase_realtime_rls_checks_total",
+                        "Database round trips evaluating RLS for realtime subscribers (one per change and process)")
+WS_RLS_CALLERS = Counter("segbase_realtime_rls_callers_total", "Subscribers' identities evaluated under RLS")
 WS_DROPPED = Counter("segbase_websocket_slow_consumers_closed_total",
                      "Sockets closed because their send queue was full")
 CLEANUP_DELETED = Counter("segbase_cleanup_rows_deleted_total", "Rows deleted by cleanup jobs", ["table"])
 RESULTS_TIMED_OUT = Counter("segbase_results_timed_out_total", "Results moved to error by reconciliation")
 LATE_EVENTS = Counter("segbase_webhook_late_events_total", "Events arriving for results already timed out")
 CLEANUP_RUNS = Counter("segbase_cleanup_runs_total", "cleanup-old-results runs by final state", ["state"])
+DISPATCH_ATTEMPTS = Counter("segbase_dispatch_attempts_total",
+                            "Push delivery attempts by result: delivered, failed, throttled, gone, stale",
+                            ["result"])
+DISPATCH_JOBS_FAILED = Counter("segbase_dispatch_jobs_failed_total",
+                               "Jobs dispatch gave up on, by reason (dispatch_failed, dispatch_timeout, "
+                               "source_image_not_readable)", ["reason"])
+DISPATCH_CLAIMS = Counter("segbase_dispatch_jobs_leased_total", "Jobs leased through claim-jobs")
+DISPATCH_LEASE_EXPIRIES = Counter("segbase_dispatch_lease_expiries_total",
+                                  "Leases that expired and whose job was leased again")
+DISPATCH_LATENCY = Histogram("segbase_dispatch_latency_seconds",
+                             "Enqueued (result inserted) to the backend having the job: a push acknowledged, "
+                             "or a lease granted", ["mode"],
+                             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 
 log = logging.getLogger("observability.metrics")
 
@@ -64,6 +82,19 @@ PIPELINE_GAUGES = {
     "outbox_unsent": ("segbase_outbox_unsent", "Outbox events not published yet"),
     "queue_depth": ("segbase_celery_queue_depth", "Messages waiting in the Celery queue"),
     "queue_unacked": ("segbase_celery_unacked", "Messages delivered to a worker and not acknowledged yet"),
+    "dispatch_queued": ("segbase_dispatch_queue_depth",
+                        "Jobs waiting in the dispatch queue (not delivered, leased or in a push attempt)"),
+    "dispatch_ready": ("segbase_dispatch_ready", "Jobs takeable now (due, or held past their hold)"),
+    "dispatch_oldest_waiting_seconds": ("segbase_dispatch_oldest_waiting_seconds",
+                                        "Age of the oldest job not yet delivered nor leased; 0 when none"),
+    "dispatch_sending": ("segbase_dispatch_in_flight", "Push attempts in flight"),
+    "dispatch_leased": ("segbase_dispatch_leased", "Jobs leased to pull workers"),
+    "dispatch_leases_expired": ("segbase_dispatch_leases_expired", "Leases past their expiry, not yet taken over"),
+    "dispatch_failed": ("segbase_dispatch_failed_jobs",
+                        "Jobs dispatch gave up on (retries exhausted, queue timeout, unreadable image) still kept"),
+    "dispatch_disabled": ("segbase_dispatch_disabled",
+                          "1 while push dispatch is disabled by a 410 (alert: run `segbase dispatch enable`)"),
+    "dispatch_circuit_open": ("segbase_dispatch_circuit_open", "1 while the push endpoint's circuit breaker is open"),
 }
 
 
@@ -110,17 +141,18 @@ def render_metrics(pipeline_probe: Callable[[], dict[str, Any]] | None = None) -
     return text_, CONTENT_TYPE_LATEST
 
 
-def start_metrics_server(port: int, process: str) -> bool:
-    """Serve this process tree's metrics on `port` (WORKER_METRICS_PORT / RELAY_METRICS_PORT; 0 = off). A port
-    already taken (several workers on one host) only logs a warning: metrics must never stop a worker."""
+def start_metrics_server(port: int, process: str, address: str = "127.0.0.1") -> bool:
+    """Serve this process tree's metrics on `address:port` (WORKER_METRICS_PORT / RELAY_METRICS_PORT, 0 = off;
+    METRICS_BIND_ADDRESS, loopback unless told: the endpoint has no authentication). A port already taken (several
+    workers on one host) only logs a warning: metrics must never stop a worker."""
     if not port:
         return False
     try:
-        start_http_server(port, registry=process_registry())
+        start_http_server(port, addr=address, registry=process_registry())
     except OSError as exc:
-        log.warning("%s metrics endpoint not started: port %d unavailable (%s)", process, port, exc.strerror)
+        log.warning("%s metrics endpoint not started: %s:%d unavailable (%s)", process, address, port, exc.strerror)
         return False
-    log.info("%s metrics on :%d/metrics", process, port)
+    log.info("%s metrics on %s:%d/metrics", process, address, port)
     return True
 
 

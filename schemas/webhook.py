@@ -5,11 +5,12 @@ import hashlib
 import json
 import uuid
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-MAX_URL_LENGTH = 2048
+from schemas.settings import Settings
+from schemas.urls import ResultUrlPolicy
+
 MAX_LABELS = 1000
 MAX_LABELS_JSON_BYTES = 256 * 1024
 MAX_METADATA_KEYS = 100
@@ -26,32 +27,31 @@ def _json_size(value: Any) -> int:
 class WebhookEvent(BaseModel):
     """What the inference backend posts when a job moves on. `task_id` is the segmentation_results.id.
 
-    Validate with `WebhookEvent.model_validate(body, context={"mask_url_hosts": [...]})`; an empty or absent
-    host list allows any https host. Unknown keys are ignored (a backend may send more than we store)."""
+    Validate with `WebhookEvent.model_validate(body, context=validation_context(settings))`: `mask_url` follows
+    the result URL rule (schemas/urls.py) with the WEBHOOK_MASK_URL_HOSTS allow-list (empty or absent: any host).
+    Unknown keys are ignored (a backend may send more than we store)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     task_id: uuid.UUID
     status: WebhookStatus
-    mask_url: str | None = Field(None, max_length=MAX_URL_LENGTH, validate_default=True)
+    mask_url: str | None = Field(None, validate_default=True)
     labels: list[dict[str, Any]] | None = Field(None, max_length=MAX_LABELS)
     metadata: dict[str, Any] | None = Field(None, max_length=MAX_METADATA_KEYS)
     error: str | None = Field(None, max_length=MAX_ERROR_LENGTH)
 
     @field_validator("mask_url")
     @classmethod
-    def _https_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+    def _allowed_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             if info.data.get("status") == "done":
                 raise ValueError("required when status is done")
             return None
-        parts = urlsplit(value)
-        if parts.scheme != "https" or not parts.hostname:
-            raise ValueError("must be an https URL")
-        allowed = (info.context or {}).get("mask_url_hosts") or []
-        if allowed and parts.hostname.lower() not in {host.lower() for host in allowed}:
-            raise ValueError(f"host {parts.hostname!r} is not in WEBHOOK_MASK_URL_HOSTS")
-        return value
+        context = info.context or {}
+        policy = ResultUrlPolicy.build(allow_http=context.get("allow_http", False),
+                                       max_length=context.get("max_url_length", 2048),
+                                       allowed_hosts=tuple(context.get("mask_url_hosts") or ()))
+        return policy.check(value)
 
     @field_validator("labels")
     @classmethod
@@ -76,6 +76,12 @@ class WebhookEvent(BaseModel):
         canonical = json.dumps(self.model_dump(mode="json", exclude_none=True), sort_keys=True,
                                separators=(",", ":"), ensure_ascii=False)
         return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def validation_context(settings: Settings) -> dict[str, Any]:
+    """What WebhookEvent's validators read from the settings."""
+    return {"mask_url_hosts": settings.webhook_mask_url_hosts, "allow_http": settings.result_url_allow_http,
+            "max_url_length": settings.result_url_max_length}
 
 
 class WebhookAccepted(BaseModel):

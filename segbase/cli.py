@@ -25,6 +25,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
         migrate,
         migration_status,
         new_migration,
+        rotate_authenticator_password,
     )
 
     try:
@@ -40,10 +41,36 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         applied = migrate(settings)
         print(f"migrations up to date ({len(applied)} applied now)")
+        if getattr(args, "rotate_authenticator_password", False):
+            rotate_authenticator_password(settings)
+            print("authenticator password set from DB_AUTHENTICATOR_PASSWORD; restart the processes still using "
+                  "the old one (new connections need the new one)")
         return 0
     except MigrationError as exc:
         print(f"segbase migrate: {exc}", file=sys.stderr)
         return 1
+
+
+def authenticator_login_refused(settings: Settings, *, in_child: bool = False) -> bool:
+    """Say so and return True when PostgreSQL refuses DB_AUTHENTICATOR_PASSWORD: a process that cannot log in
+    stops at start with the setting's name, instead of serving errors from every request. `in_child` checks from a
+    child process, for the API's gunicorn master: psycopg chooses how to wait when it is first imported, so it
+    must be imported only in the workers, after gevent patched them."""
+    if in_child:
+        env = {**os.environ, **settings.to_env(), "SEGBASE_ENV_FILE": ""}
+        check = subprocess.run([sys.executable, "-m", "segbase.preflight", "--authenticator-login"], env=env,
+                               capture_output=True, text=True)
+        if check.returncode:
+            print(check.stderr.strip(), file=sys.stderr)
+        return check.returncode != 0
+    from segbase.preflight import (
+        check_authenticator_login,  # lazy: see the module docstring
+    )
+
+    problem = check_authenticator_login(settings)
+    if problem:
+        print(f"segbase: {problem}", file=sys.stderr)
+    return problem is not None
 
 
 def port_taken(settings: Settings, port: int | None) -> bool:
@@ -58,6 +85,8 @@ def port_taken(settings: Settings, port: int | None) -> bool:
 
 def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     if port_taken(settings, args.port):
+        return 1
+    if authenticator_login_refused(settings, in_child=True):
         return 1
     from segbase.server import run_api  # lazy: see the module docstring
 
@@ -79,10 +108,12 @@ def serve_process_metrics(settings: Settings, process: str, port: int) -> None:
 
     if process == "worker":
         install_celery_metrics()
-    start_metrics_server(port, process)
+    start_metrics_server(port, process, settings.metrics_bind_address)
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    if authenticator_login_refused(settings):
+        return 1
     serve_process_metrics(settings, "worker", settings.worker_metrics_port)
     from workers.main import run_worker  # lazy: see the module docstring
 
@@ -99,12 +130,16 @@ def cmd_worker_ping(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_beat(settings: Settings, args: argparse.Namespace) -> int:
+    if authenticator_login_refused(settings):
+        return 1
     from workers.main import run_beat  # lazy: see the module docstring
 
     return run_beat(settings)
 
 
 def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
+    if authenticator_login_refused(settings):
+        return 1
     serve_process_metrics(settings, "relay", settings.relay_metrics_port)
     from workers.relay import run_relay  # lazy: see the module docstring
 
@@ -176,11 +211,49 @@ def cmd_operator(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo_backend(settings: Settings, args: argparse.Namespace) -> int:
+    from segbase.demo_backend import run_demo_backend  # lazy: see the module docstring
+
+    return run_demo_backend(settings)
+
+
+def cmd_dispatch(settings: Settings, args: argparse.Namespace) -> int:
+    """Operator actions on job dispatch: re-enable after a 410, cancel a job, retry a failed dispatch."""
+    import uuid  # lazy: see the module docstring
+
+    from db import dispatch  # lazy: see the module docstring
+    from db.engine import create_app_engine  # lazy: see the module docstring
+    from db.uow import Caller, unit_of_work  # lazy: see the module docstring
+
+    if args.action in ("cancel", "retry"):
+        try:
+            job_id = str(uuid.UUID(args.job_id or ""))
+        except ValueError:
+            print(f"segbase dispatch {args.action}: give the job id (a segmentation result id)", file=sys.stderr)
+            return 2
+    engine = create_app_engine(settings, pool_size=1, application_name="segbase-dispatch-cli")
+    try:
+        with unit_of_work(engine, Caller.service()) as uow:
+            if args.action == "enable":
+                was_disabled = dispatch.enable_dispatch(uow=uow)
+                print("dispatch re-enabled; queued jobs resume" if was_disabled
+                      else "dispatch was enabled; circuit breaker and pauses reset")
+            elif args.action == "cancel":
+                print(json.dumps({"job_id": job_id, "outcome": dispatch.cancel_job(uow=uow, job_id=job_id)}))
+            else:
+                outcome = dispatch.retry_job(uow=uow, job_id=job_id)
+                print(json.dumps({"job_id": job_id, "action": outcome.action, "new_job_id": outcome.job_id}))
+    finally:
+        engine.dispose()
+    return 0
+
+
 RUN_PROCESSES = ("api", "worker", "beat", "relay")
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    """Migrate, then run api, worker, beat and relay in the foreground with prefixed logs; Ctrl-C stops all."""
+    """Migrate, then run api, worker, beat and relay (and the demo backend when DEMO_BACKEND_ENABLED) in the
+    foreground with prefixed logs; Ctrl-C stops all."""
     if port_taken(settings, None):
         return 1
     code = cmd_migrate(settings, argparse.Namespace(action=None, description=[], status=False))
@@ -188,7 +261,8 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         return code
     env = {**os.environ, **settings.to_env()}
     children: dict[str, subprocess.Popen] = {}
-    for name in RUN_PROCESSES:
+    processes = RUN_PROCESSES + (("demo-backend",) if settings.demo_backend_enabled else ())
+    for name in processes:
         # Each child in its own session: Ctrl-C reaches only this process, which then stops every child with
         # SIGTERM — the graceful stop (gunicorn finishes requests, Celery its tasks) rather than each child's
         # own SIGINT handling (gunicorn's quick exit).
@@ -197,8 +271,9 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
                                           start_new_session=True)
 
     def pump(name: str, stream) -> None:
+        label = {"demo-backend": "demo"}.get(name, name)
         for line in stream:
-            sys.stdout.write(f"{name:>6} | {line}")
+            sys.stdout.write(f"{label:>6} | {line}")
             sys.stdout.flush()
 
     pumps = [threading.Thread(target=pump, args=(n, p.stdout), daemon=True) for n, p in children.items()]
@@ -251,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("action", nargs="?", choices=["new"], help="`new <description>` creates a migration file")
     migrate.add_argument("description", nargs="*")
     migrate.add_argument("--status", action="store_true", help="print applied and pending versions as JSON")
+    migrate.add_argument("--rotate-authenticator-password", action="store_true",
+                         help="also set the cluster-wide authenticator role's password to DB_AUTHENTICATOR_PASSWORD "
+                              "(otherwise it is set only when the role is created)")
     migrate.set_defaults(func=cmd_migrate)
 
     api = sub.add_parser("api", help="the HTTP + WebSocket API (gunicorn, gevent workers)")
@@ -269,6 +347,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("relay", help="publish committed outbox events to Redis").set_defaults(func=cmd_relay)
     sub.add_parser("run", help="migrate, then api + worker + beat + relay in the foreground").set_defaults(
         func=cmd_run)
+
+    sub.add_parser("demo-backend", help="a reference inference backend (its model is a stand-in: thresholding)"
+                   ).set_defaults(func=cmd_demo_backend)
+
+    dispatch = sub.add_parser("dispatch", help="operator actions on job dispatch")
+    dispatch.add_argument("action", choices=["enable", "cancel", "retry"],
+                          help="enable: resume push after a 410; cancel JOB_ID; retry JOB_ID (a failed dispatch)")
+    dispatch.add_argument("job_id", nargs="?")
+    dispatch.set_defaults(func=cmd_dispatch)
 
     operator = sub.add_parser("operator", help="grant or revoke the console operator role of a user")
     operator.add_argument("action", choices=["grant", "revoke"])

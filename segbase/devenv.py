@@ -16,6 +16,9 @@ def render_dev_env() -> str:
         f"JWT_SECRET={secrets.token_urlsafe(48)}",
         f"DB_AUTHENTICATOR_PASSWORD={secrets.token_urlsafe(24)}",
         f"WEBHOOK_API_KEYS={secrets.token_urlsafe(24)}",
+        "# Jobs go to the demo backend (its model is a stand-in), so a job runs pending -> processing -> done.",
+        "DISPATCH_MODE=pull",
+        "DEMO_BACKEND_ENABLED=true",
         "",
     ])
 
@@ -29,7 +32,10 @@ def render_compose_env() -> str:
         f"JWT_SECRET={secrets.token_urlsafe(48)}",
         f"DB_AUTHENTICATOR_PASSWORD={secrets.token_urlsafe(24)}",
         f"WEBHOOK_API_KEYS={secrets.token_urlsafe(24)}",
+        f"METRICS_TOKEN={secrets.token_urlsafe(24)}",
         "API_EXTERNAL_URL=http://localhost:54321",
+        "# Your app's URL: auth redirects (OAuth, magic links, recovery) and mail links go there. Replace it.",
+        "AUTH_SITE_URL=http://localhost:3000",
         "",
     ])
 

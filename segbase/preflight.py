@@ -4,12 +4,13 @@ from __future__ import annotations
 import argparse
 import errno
 import socket
+import os
 import sys
 
 import psycopg
 import redis
 
-from db.urls import libpq_url
+from db.urls import authenticator_libpq_url, libpq_url
 from schemas.settings import Settings
 
 HOW_TO_START = ("start it (Debian: `pg_ctlcluster 15 main start`, `redis-server --daemonize yes`), point "
@@ -35,6 +36,23 @@ def check_services(settings: Settings, *, maintenance_db: bool = False) -> list[
     return problems
 
 
+def check_authenticator_login(settings: Settings) -> str | None:
+    """A message naming DB_AUTHENTICATOR_PASSWORD when PostgreSQL refuses it; None otherwise (an unreachable
+    server is not this check's business: the processes wait for it and answer 503 meanwhile)."""
+    try:
+        with psycopg.connect(authenticator_libpq_url(settings), connect_timeout=5,
+                             application_name="segbase-preflight"):
+            return None
+    except psycopg.OperationalError as exc:
+        text = str(exc)
+        if exc.sqlstate == "28P01" or "password authentication failed" in text or "no password supplied" in text:
+            return ("PostgreSQL refused the `authenticator` login: DB_AUTHENTICATOR_PASSWORD is not the role's "
+                    "password. The role is shared by every stack on this PostgreSQL server and keeps the password "
+                    "it was created with; use that one, or change it on purpose with "
+                    "`segbase migrate --rotate-authenticator-password`.")
+        return None
+
+
 def port_problem(host: str, port: int) -> str | None:
     """Why `segbase api` could not listen on host:port, or None. Binds a probe socket the way gunicorn does
     (SO_REUSEADDR, so connections of an earlier run in TIME_WAIT do not count as taken)."""
@@ -56,7 +74,14 @@ def port_problem(host: str, port: int) -> str | None:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--for-tests", action="store_true", help="the test suite uses its own databases")
+    parser.add_argument("--authenticator-login", action="store_true",
+                        help="only check that DB_AUTHENTICATOR_PASSWORD logs in (segbase api runs this)")
     args = parser.parse_args()
+    if args.authenticator_login:
+        problem = check_authenticator_login(Settings(_env_file=os.environ.get("SEGBASE_ENV_FILE", ".env") or None))
+        if problem:
+            print(f"segbase: {problem}", file=sys.stderr)
+        return 1 if problem else 0
     settings = Settings(_env_file=None) if args.for_tests else Settings()
     problems = check_services(settings, maintenance_db=args.for_tests)
     for problem in problems:

@@ -1,4 +1,4 @@
-"""`segbase status`: what `supabase status` prints, in its formats and with its names, plus the pipeline's health.
+"""`segbase status`: what `supabase status` prints, in its formats and with its names, plus the pipeline's and dispatch's health.
 
     segbase status                 grouped, readable output (Supabase's `pretty`)
     segbase status -o env          API_URL="…" lines, sorted (eval "$(segbase status -o env)")
@@ -22,6 +22,7 @@ import redis
 from api.tokens import api_key
 from broker.celery_app import celery_queue_depth
 from db import console as console_db
+from db.dispatch import dispatch_health
 from db.engine import create_app_engine
 from db.health import pipeline_lag
 from db.uow import Caller, unit_of_work
@@ -45,6 +46,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         "webhook_api_key": settings.webhook_api_keys[0] if show_secrets and settings.webhook_api_keys else HIDDEN,
         "db_url": settings.database_url if show_secrets else HIDDEN,
         "redis_url": settings.redis_url if show_secrets else HIDDEN,
+        "dispatch_mode": settings.dispatch_mode,
     }
     status.update(_pipeline_health(settings))
     return status
@@ -57,7 +59,9 @@ def _pipeline_health(settings: Settings) -> dict[str, Any]:
     try:
         with unit_of_work(engine, Caller.service()) as uow:
             health.update(pipeline_lag(uow))
+            health.update(dispatch_health(uow=uow))
             health["rejected_webhooks"] = console_db.count_rejected_webhooks(uow=uow)
+            health["failed_dispatches"] = health["dispatch_failed"]
     except Exception as exc:  # noqa: BLE001 — status reports an unreachable part by name
         health["postgres"] = f"unreachable: {exc.__class__.__name__}"
     finally:

@@ -9,19 +9,23 @@ from celery import Celery
 from broker.celery_app import create_celery, queue_name
 from broker.tasks import SWEEP_WEBHOOK_INBOX_TASK
 from schemas.settings import Settings
-from workers import maintenance
+from workers import maintenance, storage
 
-TASK_MODULES = ("workers.tasks", "workers.maintenance")
+TASK_MODULES = ("workers.tasks", "workers.maintenance", "workers.storage", "workers.dispatch")
 
 
 def create_worker_celery(settings: Settings) -> Celery:
-    """The Celery app of `segbase worker`/`beat`: the producer's app plus the modules that implement the tasks."""
-    return create_celery(settings, include=TASK_MODULES)
+    """The Celery app of `segbase worker`/`beat`: the producer's app plus the modules that implement the tasks
+    (imported now, so `app.tasks` names them in any process, not only once a worker started)."""
+    app = create_celery(settings, include=TASK_MODULES)
+    app.loader.import_default_modules()
+    return app
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """The periodic jobs beat sends. Each job must be safe when two beats run (they use SKIP LOCKED / locks)."""
     schedule: dict[str, dict[str, Any]] = dict(maintenance.beat_schedule(settings))
+    schedule.update(storage.beat_schedule(settings))
     if settings.inbox_sweep_enabled:
         schedule["sweep-webhook-inbox"] = {
             "task": SWEEP_WEBHOOK_INBOX_TASK,

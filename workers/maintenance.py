@@ -1,5 +1,6 @@
 """Periodic maintenance tasks: cleanup-old-results (cron, or on demand through the function endpoint) and the
-reconciliation of results stuck in pending/processing, over db/cleanup.py, db/reconcile.py and db/jobs.py. Safe
+reconciliation of results stuck in pending/processing or in the dispatch queue, over db/cleanup.py,
+db/reconcile.py, db/dispatch.py and db/jobs.py. Safe
 to run twice: cleanup holds a database lock (a second run is recorded as `skipped`), reconciliation uses SKIP
 LOCKED and only touches rows still in flight.
 
@@ -19,7 +20,7 @@ from celery.schedules import crontab
 from sqlalchemy import Engine
 
 from broker.tasks import CLEANUP_TASK, RECONCILE_TASK
-from db import jobs
+from db import dispatch, jobs
 from db.cleanup import (
     NEVER,
     CleanupBusy,
@@ -35,6 +36,7 @@ from db.uow import Caller, UnitOfWork, unit_of_work
 from observability.metrics import (
     CLEANUP_DELETED,
     CLEANUP_RUNS,
+    DISPATCH_JOBS_FAILED,
     LATE_EVENTS,
     RESULTS_TIMED_OUT,
     WEBHOOK_EVENTS,
@@ -118,15 +120,28 @@ def run_cleanup(engine: Engine, *, batch_size: int, inbox_retention_days: int, o
     return counts
 
 
-def time_out_stuck_results(engine: Engine, timeout_seconds: int, batch_size: int) -> list[str]:
+def time_out_stuck_results(engine: Engine, timeout_seconds: int, batch_size: int,
+                           dispatch_on: bool = False) -> list[str]:
     """Reconciliation: time out stuck results in batches, each in its own transaction; returns their ids."""
-    timed_out: list[str] = []
+    return _all_batches(engine, batch_size, lambda uow: time_out_stuck_batch(
+        uow, timeout_seconds=timeout_seconds, batch_size=batch_size, dispatch_on=dispatch_on))
+
+
+def time_out_queued_jobs(engine: Engine, timeout_seconds: int, batch_size: int) -> list[str]:
+    """Reconciliation of the dispatch queue: jobs neither delivered nor leased within DISPATCH_QUEUE_TIMEOUT_SECONDS
+    end `error` (dispatch_timeout), in batches; returns their ids."""
+    return _all_batches(engine, batch_size, lambda uow: dispatch.time_out_queued_batch(
+        uow=uow, timeout_seconds=timeout_seconds, batch_size=batch_size))
+
+
+def _all_batches(engine: Engine, batch_size: int, batch: Callable[[UnitOfWork], list[str]]) -> list[str]:
+    done: list[str] = []
     while True:
         with unit_of_work(engine, Caller.service()) as uow:
-            ids = time_out_stuck_batch(uow, timeout_seconds=timeout_seconds, batch_size=batch_size)
-        timed_out.extend(ids)
+            ids = batch(uow)
+        done.extend(ids)
         if len(ids) < batch_size:
-            return timed_out
+            return done
 
 
 def parse_cron(expression: str) -> crontab:
@@ -187,13 +202,22 @@ def cleanup_old_results(self, job_id: str | None = None) -> dict:
 def reconcile_stuck_results(self) -> dict:
     """Time out results without progress for RESULT_TIMEOUT_SECONDS (error, metadata.error = "timeout")."""
     settings: Settings = self.app.conf.segbase_settings
-    ids = time_out_stuck_results(_engine(settings), settings.result_timeout_seconds,
-                                             settings.cleanup_batch_size)
+    dispatch_on = settings.dispatch_mode != "off"
+    ids = time_out_stuck_results(_engine(settings), settings.result_timeout_seconds, settings.cleanup_batch_size,
+                                 dispatch_on=dispatch_on)
     if ids:
         RESULTS_TIMED_OUT.inc(len(ids))
         log.warning("timed out %d results stuck in pending/processing for over %d s", len(ids),
                     settings.result_timeout_seconds)
-    return {"timed_out": len(ids)}
+    queued: list[str] = []
+    if dispatch_on:
+        queued = time_out_queued_jobs(_engine(settings), settings.dispatch_queue_timeout_seconds,
+                                      settings.cleanup_batch_size)
+        if queued:
+            DISPATCH_JOBS_FAILED.labels("dispatch_timeout").inc(len(queued))
+            log.warning("%d jobs were neither delivered nor leased within %d s (DISPATCH_QUEUE_TIMEOUT_SECONDS): "
+                        "error dispatch_timeout", len(queued), settings.dispatch_queue_timeout_seconds)
+    return {"timed_out": len(ids), "dispatch_timed_out": len(queued)}
 
 
 def record_webhook_outcome(engine: Engine, event_id: str, state: str) -> None:

@@ -1,4 +1,5 @@
-"""`segbase relay`: publishes committed outbox events to Redis pub/sub, in outbox order, at least once.
+"""`segbase relay`: publishes committed outbox events to Redis pub/sub, in outbox order, at least once (and, with
+DISPATCH_MODE=push, runs the dispatch releaser: workers/dispatch.py).
 
 One relay is active per database: it holds a session advisory lock on a dedicated connection (a second relay
 waits for that lock as a standby and takes over when the first one's connection ends). The active relay LISTENs
@@ -31,6 +32,7 @@ from db.publication import PublicationCatalog
 from db.uow import Caller, unit_of_work
 from db.urls import authenticator_libpq_url
 from observability.metrics import OUTBOX_PUBLISHED
+from workers.dispatch import start_releaser
 from schemas.settings import Settings
 
 log = logging.getLogger("segbase.relay")
@@ -44,8 +46,6 @@ PRUNE_EVERY_SECONDS = 600.0
 def is_retryable(exc: BaseException) -> bool:
     """Failures the relay outlives by reconnecting: the database or Redis unavailable for a while."""
     return is_unavailable(exc) or isinstance(exc, (redis.RedisError, OSError))
-
-
 
 
 class Relay:
@@ -138,7 +138,13 @@ class Relay:
 
 
 def run_relay(settings: Settings) -> int:
+    """The outbox relay and, with DISPATCH_MODE=push, the dispatch releaser (workers/dispatch.py): both turn
+    committed rows into Redis messages, each with its own lock, so one active copy of each runs per database."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    return Relay(settings, stop).run()
+    releaser = start_releaser(settings, stop)
+    code = Relay(settings, stop).run()
+    if releaser is not None:
+        releaser.join(timeout=10)
+    return code

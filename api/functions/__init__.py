@@ -9,4 +9,11 @@ from flask import Blueprint
 bp = Blueprint("functions", __name__)
 
 # Imported for their routes on `bp` (after `bp` exists).
-from api.functions import cleanup_old_results, credit_check, process_webhook  # noqa: E402,F401
+from api.functions import (  # noqa: E402,F401
+    claim_jobs,
+    cleanup_old_results,
+    credit_check,
+    extend_lease,
+    process_webhook,
+    release_jobs,
+)

@@ -14,15 +14,14 @@ begin
   if not exists (select from pg_roles where rolname = 'supabase_auth_admin') then
     create role supabase_auth_admin nologin noinherit createrole;
   end if;
+  -- The password is set only here, when the role is created: the role is cluster-wide, so another stack (or a test
+  -- run) migrating its own database on the same server must never change it under the running processes. Change it
+  -- on purpose with `segbase migrate --rotate-authenticator-password`. The setting holds a SCRAM verifier computed
+  -- by the client (db/migrate.py), never the password itself.
   if not exists (select from pg_roles where rolname = 'authenticator') then
     execute format('create role authenticator login noinherit password %L',
                    nullif(current_setting('segbase.authenticator_password', true), ''));
     comment on role authenticator is 'segbase: API login role';
-  elsif shobj_description((select oid from pg_roles where rolname = 'authenticator'), 'pg_authid')
-        = 'segbase: API login role'
-        and nullif(current_setting('segbase.authenticator_password', true), '') is not null then
-    -- Ours (not a Supabase project's): follow DB_AUTHENTICATOR_PASSWORD so it can be rotated.
-    execute format('alter role authenticator password %L', current_setting('segbase.authenticator_password'));
   end if;
 end
 $$;

@@ -7,14 +7,19 @@ names, and use numbered databases of that Redis server. A developer's `.env` is 
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
 import psycopg
+from dotenv import dotenv_values
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from db.migrate import migrate
 from schemas.settings import Settings
 
+ROOT = Path(__file__).resolve().parents[2]
+TEST_STORAGE_ROOT = Path(tempfile.gettempdir()) / "segbase-test-storage"
 TEST_REDIS_DB = 1  # the development stack uses 0; fault tests pick their own (tests/support/pipeline.py)
 
 
@@ -37,6 +42,13 @@ def redis_url(db: int) -> str:
 PG_ADMIN_URL = server_url("postgres")
 
 
+def shared_authenticator_password() -> str | None:
+    """The `.env`'s DB_AUTHENTICATOR_PASSWORD, when there is one: the `authenticator` role is cluster-wide and keeps
+    the password it was created with, so tests on the server a `make run` stack uses must log in with that one."""
+    path = ROOT / ".env"
+    return dotenv_values(path).get("DB_AUTHENTICATOR_PASSWORD") if path.is_file() else None
+
+
 def make_test_settings(database_url: str, instance_id: str, **overrides) -> Settings:
     """Settings for tests: their own database and namespace, generous auth limits, small pools."""
     values = dict(
@@ -50,7 +62,11 @@ def make_test_settings(database_url: str, instance_id: str, **overrides) -> Sett
         webhook_api_keys=["test-webhook-key", "test-webhook-key-rotated"],
         api_workers=1,
         log_level="INFO",
+        storage_dir=str(TEST_STORAGE_ROOT / instance_id),  # each test namespace's blobs apart, outside the repo
     )
+    password = shared_authenticator_password()
+    if password:
+        values["db_authenticator_password"] = password
     values.update(overrides)
     return Settings(_env_file=None, **values)
 
