@@ -186,7 +186,8 @@ RESULT_ROW = (
     "       r.price, r.created_at, r.updated_at, r.metadata ->> 'error' as error, "
     "       j.state as dispatch_state, j.outcome as dispatch_outcome, j.attempts as dispatch_attempts, "
     "       j.last_error as dispatch_error, "
-    "       (j.state = 'queued' or j.outcome in ('dispatch_failed', 'dispatch_timeout')) as dispatch_retryable "
+    "       ((j.state = 'queued' and (j.attempts > 0 or j.due_at > clock_timestamp())) "
+    "        or j.outcome in ('dispatch_failed', 'dispatch_timeout')) as dispatch_retryable "
     "from public.segmentation_results r left join auth.users u on u.id = r.user_id "
     "left join internal.dispatch_jobs j on j.result_id = r.id "
 )

@@ -137,6 +137,7 @@ def _template_globals() -> dict[str, Any]:
         return cookies.csrf_token(services().settings, session_id) if session_id else ""
 
     return {"csrf_token": csrf_token, "operator": g.get("operator"), "fmt_time": _fmt_time,
+            "dispatch_mode": services().settings.dispatch_mode,
             "notice": NOTICES.get(request.args.get("notice", ""), "").format(
                 count=_int_arg("count", 0, minimum=0))}
 
@@ -428,7 +429,7 @@ def jobs_page():
         dispatch = dispatch_health(uow=uow)
     return render_template("console/jobs.html", results=results, counts=counts, stuck=stuck, status=status,
                            user_field=user_field, statuses=console_db.RESULT_STATUSES, stuck_after=stuck_after,
-                           failed=failed, dispatch=dispatch, dispatch_mode=services().settings.dispatch_mode)
+                           failed=failed, dispatch=dispatch)
 
 
 @bp.post("/jobs/<uuid:result_id>/cancel")
