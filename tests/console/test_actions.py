@@ -13,7 +13,8 @@ from db.uow import Caller, unit_of_work
 from tests.support.console import audit_rows, make_operator
 from tests.support.db import sqlstate, user_caller
 from tests.support.factories import create_user
-from tests.support.pipeline import submit_results
+from tests.support.pipeline import stop_all, submit_results
+from tests.support.processes import SegbaseProcess, wait_for
 
 
 def service(engine):
@@ -288,3 +289,16 @@ def test_reenabling_dispatch_is_audited_with_the_endpoints_earlier_state(setting
                                "order by id desc limit 1").fetchone()
     assert audit[0]["enabled"] is False and audit[0]["disabled_reason"] == "410 Gone from the backend"
     assert audit[1] == {"enabled": True}
+
+
+def test_the_overview_sees_a_running_relay(settings, engine):
+    """The console tells a live relay by its lock connection (workers/relay.py names it segbase-relay-lock)."""
+    relay = SegbaseProcess(settings, "relay", name="console-relay").start()
+    try:
+        def active() -> bool:
+            with service(engine) as uow:
+                return console_db.relay_active(uow=uow)
+
+        wait_for(active, timeout=60, interval=0.2, message="the console to see the relay")
+    finally:
+        stop_all(relay)
