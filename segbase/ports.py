@@ -1,6 +1,6 @@
-"""The API port check, in a module of its own: `segbase api` runs it in the gunicorn master, which must not import
-psycopg (psycopg picks how to wait when first imported; imported before gevent patches the workers, it blocks
-their event loop), so this module imports nothing but the standard library."""
+"""Whether the API's port is free, checked before anything starts. Kept apart from segbase/preflight.py, which imports
+psycopg: `segbase api` checks its port in gunicorn's master, which must not import psycopg before gevent patches its
+workers (psycopg chooses how to wait when it is first imported)."""
 from __future__ import annotations
 
 import errno

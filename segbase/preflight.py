@@ -9,8 +9,8 @@ import psycopg
 import redis
 
 from db.urls import authenticator_libpq_url, libpq_url
-from segbase.ports import port_problem  # noqa: F401 — re-exported: preflight checks the port too
 from schemas.settings import Settings
+from segbase.ports import port_problem
 
 HOW_TO_START = ("start it (Debian: `pg_ctlcluster 15 main start`, `redis-server --daemonize yes`), point "
                 "DATABASE_URL / REDIS_URL at a running one, or run both in containers on local ports: "
