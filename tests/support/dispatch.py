@@ -85,7 +85,8 @@ TIMEOUT_SECONDS = 2.0  # DISPATCH_TIMEOUT_SECONDS of the push tests
 
 
 def push_settings(base: Settings, receiver: Receiver, suffix: str, **overrides) -> Settings:
-    values = dict(dispatch_mode="push", dispatch_url=receiver.url, dispatch_signing_secret=SECRET,
+    values = dict(api_port=base.api_port, result_url_allow_http=base.result_url_allow_http,
+                  dispatch_mode="push", dispatch_url=receiver.url, dispatch_signing_secret=SECRET,
                   dispatch_timeout_seconds=TIMEOUT_SECONDS, dispatch_retry_schedule="0,0.3,0.3,0.3,0.3",
                   dispatch_retry_jitter=0, dispatch_circuit_failure_threshold=3, dispatch_circuit_open_seconds=1,
                   dispatch_circuit_max_open_seconds=2, dispatch_max_in_flight=4)
