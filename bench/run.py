@@ -1,5 +1,6 @@
-"""`make bench`: start the benchmark's own stack, run every benchmark with its same-run reference, and write
-docs/BENCHMARKS.md (date, machine, versions, settings, commands, raw numbers, ratios, profiles).
+"""`make bench`: start the benchmark's own stack, run every benchmark with its same-run reference, and write the
+report (date, machine, versions, settings, commands, raw numbers, ratios, profiles) to bench/results/BENCHMARKS.md,
+which git ignores; `make bench-docs` (`--output docs/BENCHMARKS.md`) updates the tracked report on purpose.
 
     .venv/bin/python -m bench.run [--quick] [--only pipeline,e2e,fanout,rls,auth,dispatch] [--output docs/BENCHMARKS.md]
                                   [--json results.json]
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from bench import auth, dispatch, e2e_latency, fanout, pipeline, rls
 from bench.common import py_spy_path
-from bench.stack import Stack, raise_fd_limit
+from bench.stack import BENCH_REALTIME_LIMITS, Stack, raise_fd_limit
 from tests.support.processes import ROOT
 
 FULL = {
@@ -47,6 +48,7 @@ QUICK = {
 RUNNERS = {"pipeline": pipeline.run, "e2e": e2e_latency.run, "fanout": fanout.run, "rls": rls.run,
            "auth": auth.run, "dispatch": dispatch.run}
 PARTIAL = Path("/tmp/segbase-bench-partial.json")
+DEFAULT_OUTPUT = ROOT / "bench" / "results" / "BENCHMARKS.md"  # untracked (.gitignore): a run never dirties docs/
 # rls last: its 1M rows would weigh on the others; dispatch runs on stacks of its own
 ORDER = ("pipeline", "e2e", "fanout", "auth", "dispatch", "rls")
 
@@ -102,6 +104,7 @@ def _settings(stack: Stack) -> dict:
             "worker_concurrency (prefork, per process)": s.worker_concurrency,
             "auth_hash_threads": s.auth_hash_threads, "log_level": s.log_level,
             "realtime_send_queue_size": s.realtime_send_queue_size,
+            "realtime limits (raised for benchmarks)": {name: getattr(s, name) for name in BENCH_REALTIME_LIMITS},
             "webhook signing": "off (X-API-Key only)" if s.webhook_signing_secret is None else "on"}
 
 
@@ -109,7 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test); figures mean nothing")
     parser.add_argument("--only", default=",".join(ORDER))
-    parser.add_argument("--output", default=str(ROOT / "docs" / "BENCHMARKS.md"))
+    parser.add_argument("--output", default=str(DEFAULT_OUTPUT))
     parser.add_argument("--json", default="", help="also save the raw report here")
     parser.add_argument("--render", default="", help="render a saved report (--json, or the partial file) only")
     args = parser.parse_args()
@@ -129,6 +132,7 @@ def main() -> None:
     PARTIAL.write_text(json.dumps(report, indent=1, default=str))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(render(report))
     print(f"bench: wrote {args.output}")
 

@@ -62,8 +62,9 @@ class AuthError(ApiError):
 class RateLimitedError(AuthError):
     status, code = 429, ErrorCode.OVER_REQUEST_RATE_LIMIT
 
-    def __init__(self, retry_after: int) -> None:
-        super().__init__("Request rate limit reached")
+    def __init__(self, retry_after: int, limit: str = "") -> None:
+        # GoTrue's message, plus the limit and the setting that sets it, so an operator knows what to raise.
+        super().__init__(f"Request rate limit reached{f': {limit}' if limit else ''}")
         self.retry_after = max(1, int(retry_after))
 
     def body(self) -> Any:
