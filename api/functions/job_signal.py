@@ -41,7 +41,12 @@ class JobSignal:
         self.generation = 0
         self.waiters = 0
         self.listening = threading.Event()
+        self.closed = threading.Event()
         threading.Thread(target=self._listen, name="dispatch-signal", daemon=True).start()
+
+    def close(self) -> None:
+        """Stop listening (within a second): for an app torn down in-process, e.g. in tests."""
+        self.closed.set()
 
     def _bump(self) -> None:
         with self.condition:
@@ -49,19 +54,23 @@ class JobSignal:
             self.condition.notify_all()
 
     def _listen(self) -> None:
-        while True:
+        while not self.closed.is_set():
             try:
                 with psycopg.connect(self.conninfo, autocommit=True, application_name="segbase-dispatch-signal",
                                      connect_timeout=5) as conn:
                     conn.execute(f"listen {dispatch.NOTIFY_CHANNEL}")
                     self.listening.set()
                     self._bump()  # (re)connected: whatever was notified meanwhile is looked at again
-                    for _ in conn.notifies():
-                        self._bump()
+                    while not self.closed.is_set():
+                        # A bounded wait, so close() is noticed; any notification means "look again".
+                        if any(True for _ in conn.notifies(timeout=1.0)):
+                            self._bump()
             except psycopg.Error as exc:
                 self.listening.clear()
+                if self.closed.is_set():
+                    return
                 log.warning("dispatch listener lost its connection (%s); reconnecting", type(exc).__name__)
-                threading.Event().wait(LISTEN_RETRY_SECONDS)
+                self.closed.wait(LISTEN_RETRY_SECONDS)
 
     @contextmanager
     def waiting(self) -> Iterator[None]:

@@ -179,6 +179,8 @@ def app_client(dispatch_settings: Settings):
                                   dispatch_max_waiters=1)
     app = api.create_app(settings)
     yield app
+    if app.extensions["segbase"].dispatch_signal is not None:
+        app.extensions["segbase"].dispatch_signal.close()
     app.extensions["segbase"].engine.dispose()
 
 
