@@ -45,8 +45,13 @@ class JobSignal:
         threading.Thread(target=self._listen, name="dispatch-signal", daemon=True).start()
 
     def close(self) -> None:
-        """Stop listening (within a second): for an app torn down in-process, e.g. in tests."""
+        """Stop listening: for an app torn down in-process, e.g. in tests. A NOTIFY wakes the listener to see it."""
         self.closed.set()
+        try:
+            with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5) as conn:
+                conn.execute(f"notify {dispatch.NOTIFY_CHANNEL}")
+        except psycopg.Error:
+            pass  # the database is gone: so is the listener's connection
 
     def _bump(self) -> None:
         with self.condition:
@@ -61,10 +66,11 @@ class JobSignal:
                     conn.execute(f"listen {dispatch.NOTIFY_CHANNEL}")
                     self.listening.set()
                     self._bump()  # (re)connected: whatever was notified meanwhile is looked at again
-                    while not self.closed.is_set():
-                        # A bounded wait, so close() is noticed; any notification means "look again".
-                        if any(True for _ in conn.notifies(timeout=1.0)):
-                            self._bump()
+                    # Unbounded: psycopg waits for it cooperatively under gevent (a bounded wait would not).
+                    for _ in conn.notifies():
+                        if self.closed.is_set():
+                            return
+                        self._bump()
             except psycopg.Error as exc:
                 self.listening.clear()
                 if self.closed.is_set():

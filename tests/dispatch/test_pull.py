@@ -3,6 +3,8 @@ refusals, the app in process), concurrent pull workers, a worker that dies holdi
 notification, and the backend's webhooks finishing the job as before."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +19,7 @@ from tests.support.dispatch import job, reserved, result, submit
 from tests.support.factories import create_user
 from tests.support.metrics import metric
 from tests.support.pipeline import event_body, post_event, start_worker
-from tests.support.processes import wait_for
+from tests.support.processes import ROOT, wait_for
 
 KEY = {"X-API-Key": "test-webhook-key"}
 
@@ -233,3 +235,14 @@ def test_long_polls_beyond_the_limit_are_429(app_client):
                                          headers=KEY).status_code == 200
     waiter.join(timeout=30)
     assert first["response"].status_code == 200
+
+
+def test_the_api_master_leaves_psycopg_to_its_gevent_workers():
+    """psycopg picks its wait function when first imported: imported by `segbase api`'s gunicorn master (before the
+    workers fork and gevent patches them) it would block a whole worker on every query, and freeze it while a
+    claim-jobs long-poll waits for a notification."""
+    code = ("import sys, segbase.cli, segbase.preflight, segbase.server\n"
+            "from segbase.preflight import port_problem\n"
+            "print('psycopg' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr
