@@ -59,6 +59,15 @@ class UnitOfWork:
         """Run `callback` after a successful commit (Celery enqueue, Redis publish); dropped on rollback."""
         self._after_commit.append(callback)
 
+    def become(self, caller: Caller) -> None:
+        """Act as `caller` for the rest of this transaction (e.g. a sign-in that then writes a service_role audit
+        row, so both commit together)."""
+        if caller.role not in DATABASE_ROLES:
+            raise ValueError(f"unknown database role {caller.role!r}")
+        self.execute("select set_config('role', :role, true), set_config('request.jwt.claims', :claims, true)",
+                     {"role": caller.role, "claims": json.dumps(caller.claims, separators=(",", ":"))})
+        self.caller = caller
+
     def execute(self, statement: Any, params: dict[str, Any] | None = None) -> Any:
         if isinstance(statement, str):
             statement = text(statement)

@@ -36,7 +36,7 @@ def test_settings_refuse_placeholder_secrets_in_prod():
         Settings(_env_file=None, jwt_secret="short")
     with pytest.raises(ValueError, match="AUTH_SITE_URL must be set"):
         Settings(_env_file=None, env="prod", jwt_secret="s" * 40, db_authenticator_password="p" * 20,
-                 webhook_api_keys="k1")
+                 webhook_api_keys="k1", metrics_token="m" * 20)
     ok = Settings(_env_file=None, env="prod", jwt_secret="s" * 40, db_authenticator_password="p" * 20,
                   webhook_api_keys="k1, k2", metrics_token="m" * 20,
                   auth_site_url="https://app.example")
