@@ -13,10 +13,9 @@ from api.tokens import api_key
 from db.storage.urls import authenticated_object_url
 from segbase.demo_backend import STAND_IN, JobFailedError, stand_in_mask
 from tests.support.database import make_test_settings
-from tests.support.dispatch import SECRET, result, start_relay, submit
+from tests.support.dispatch import SECRET, processes, result, submit
 from tests.support.factories import create_user
-from tests.support.pipeline import start_worker, stop_all
-from tests.support.processes import SegbaseProcess, free_port, wait_for
+from tests.support.processes import free_port, wait_for
 from tests.support.storage import StorageHttp, unique
 
 
@@ -61,13 +60,11 @@ def test_the_demo_backend_in_push_mode_verifies_and_does_the_job(dispatch_settin
                                   api_port=dispatch_settings.api_port, result_url_allow_http=True,
                                   dispatch_mode="push", dispatch_url=f"http://127.0.0.1:{port}/jobs",
                                   dispatch_signing_secret=SECRET, demo_backend_port=port)
-    webhooks = start_worker(dispatch_settings, "demo-webhook-worker", concurrency=1)  # applies what the API stores
-    deliveries = start_worker(settings, "demo-push-worker", concurrency=1)
-    relay = start_relay(settings, "relay-q")
-    demo = SegbaseProcess(settings, "demo-backend").start()
-    try:
-        wait_for(lambda: "demo backend (push) listening" in demo.log_text() or not demo.alive(), 60,
-                 message="the demo backend to listen")
+    with processes() as running:
+        running.worker(dispatch_settings, "demo-webhook-worker", concurrency=1)  # applies what the API stores
+        running.worker(settings, "demo-push-worker", concurrency=1)
+        running.relay(settings, "relay-q")
+        running.start(settings, "demo-backend", ready="demo backend (push) listening")
         forged = httpx.post(f"http://127.0.0.1:{port}/jobs", json={"data": {"job_id": "x"}},
                             headers={"webhook-id": "msg_x", "webhook-timestamp": "1", "webhook-signature": "v1,AAAA"})
         assert forged.status_code == 401
@@ -83,5 +80,3 @@ def test_the_demo_backend_in_push_mode_verifies_and_does_the_job(dispatch_settin
         row = db.execute("select mask_image_url, labels from public.segmentation_results where id = %s",
                          (job_id,)).fetchone()
         assert row[0].endswith(f"/masks/{user.id}/{job_id}.png") and row[1][0]["score"] == 0.25
-    finally:
-        stop_all(demo, relay, deliveries, webhooks)

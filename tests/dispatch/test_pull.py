@@ -15,10 +15,10 @@ import pytest
 import api
 from schemas.settings import Settings
 from tests.support.database import make_test_settings
-from tests.support.dispatch import job, reserved, result, submit
+from tests.support.dispatch import job, processes, reserved, result, submit
 from tests.support.factories import create_user
 from tests.support.metrics import metric
-from tests.support.pipeline import event_body, post_event, start_worker
+from tests.support.pipeline import event_body, post_event
 from tests.support.processes import ROOT, wait_for
 
 KEY = {"X-API-Key": "test-webhook-key"}
@@ -37,9 +37,8 @@ def http() -> Iterator[httpx.Client]:
 @pytest.fixture(scope="module")
 def webhook_worker(dispatch_settings: Settings):
     """A worker applying process-webhook events on the dispatch database."""
-    worker = start_worker(dispatch_settings, "dispatch-webhook-worker", concurrency=1)
-    yield worker
-    worker.stop()
+    with processes() as running:
+        yield running.worker(dispatch_settings, "dispatch-webhook-worker", concurrency=1)
 
 
 def test_claim_returns_leased_jobs_in_the_push_shape(dispatch_settings, dispatch_engine, dispatch_api, http, db):

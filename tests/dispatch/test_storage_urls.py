@@ -12,10 +12,9 @@ import pytest
 from api.tokens import api_key
 from db.storage.urls import authenticated_object_url
 from schemas.settings import Settings
-from tests.support.dispatch import SECRET, job, push_settings, reserved, result, start_relay, submit
+from tests.support.dispatch import SECRET, job, processes, push_settings, reserved, result, submit
 from tests.support import factories
 from tests.support.factories import create_user
-from tests.support.pipeline import start_worker, stop_all
 from tests.support.receiver import Receiver
 from tests.support.storage import StorageHttp, png_bytes, unique
 
@@ -66,22 +65,22 @@ def test_pull_signs_the_owners_image_and_refuses_another_users(dispatch_settings
 def test_push_never_delivers_a_url_to_another_users_image(dispatch_settings, dispatch_engine, storage, db):
     receiver = Receiver().start()
     settings = push_settings(dispatch_settings, receiver, "s")
-    worker = start_worker(settings, "storage-push-worker", concurrency=2)
-    relay = start_relay(settings, "relay-s")
     try:
-        alice, bob = create_user(dispatch_settings, credits=5), create_user(dispatch_settings, credits=5)
-        own_url, own_bytes = uploaded_image(dispatch_settings, storage, alice)
-        bobs_url, _ = uploaded_image(dispatch_settings, storage, bob)
-        [stolen_job] = submit(dispatch_engine, alice, source=bobs_url)
-        [own_job] = submit(dispatch_engine, alice, source=own_url)
-        [delivery] = receiver.wait_for_requests(1, own_job)
-        data = receiver.verify(SECRET, delivery)["data"]
-        assert httpx.get(data["source_image_url"], timeout=30).content == own_bytes
-        assert job(db, stolen_job).outcome == "source_image_not_readable"
-        assert receiver.requests(stolen_job) == []
-        assert all(bobs_url.rsplit("/", 1)[1] not in r.body.decode() for r in receiver.requests())
+        with processes() as running:
+            running.worker(settings, "storage-push-worker", concurrency=2)
+            running.relay(settings, "relay-s")
+            alice, bob = create_user(dispatch_settings, credits=5), create_user(dispatch_settings, credits=5)
+            own_url, own_bytes = uploaded_image(dispatch_settings, storage, alice)
+            bobs_url, _ = uploaded_image(dispatch_settings, storage, bob)
+            [stolen_job] = submit(dispatch_engine, alice, source=bobs_url)
+            [own_job] = submit(dispatch_engine, alice, source=own_url)
+            [delivery] = receiver.wait_for_requests(1, own_job)
+            data = receiver.verify(SECRET, delivery)["data"]
+            assert httpx.get(data["source_image_url"], timeout=30).content == own_bytes
+            assert job(db, stolen_job).outcome == "source_image_not_readable"
+            assert receiver.requests(stolen_job) == []
+            assert all(bobs_url.rsplit("/", 1)[1] not in r.body.decode() for r in receiver.requests())
     finally:
-        stop_all(relay, worker)
         receiver.stop()
 
 

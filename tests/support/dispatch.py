@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from db.uow import unit_of_work
 from schemas.settings import Settings
 from tests.support.database import make_test_settings
 from tests.support.factories import TestUser
-from tests.support.pipeline import user_caller
+from tests.support.pipeline import stop_all, user_caller
 from tests.support.processes import ROOT, SegbaseProcess, wait_for
 from tests.support.receiver import Receiver
 
@@ -94,12 +96,42 @@ def push_settings(base: Settings, receiver: Receiver, suffix: str, **overrides) 
     return make_test_settings(base.database_url, f"{base.instance_id}{suffix}", **values)
 
 
-def start_relay(settings: Settings, name: str = "relay") -> SegbaseProcess:
-    relay = SegbaseProcess(settings, "relay", name=name).start()
-    wait_for(lambda: "dispatch releaser active" in relay.log_text() or not relay.alive(), timeout=60,
-             message="the dispatch releaser to start")
-    assert relay.alive(), relay.log_text()
-    return relay
+class Processes:
+    """The processes a test starts, each registered before it is waited for, so that `stop()` ends every one of
+    them however the test ends — a start that times out included."""
+
+    def __init__(self) -> None:
+        self.started: list[SegbaseProcess] = []
+
+    def start(self, settings: Settings, command: str, *args: str, name: str | None = None,
+              ready: str | None = None) -> SegbaseProcess:
+        process = SegbaseProcess(settings, command, *args, name=name).start()
+        self.started.append(process)
+        if ready is not None:
+            wait_for(lambda: ready in process.log_text() or not process.alive(), timeout=90,
+                     message=f"{name or command} to log {ready!r}")
+            assert process.alive(), process.log_text()
+        return process
+
+    def worker(self, settings: Settings, name: str, concurrency: int = 2) -> SegbaseProcess:
+        return self.start(settings, "worker", "--concurrency", str(concurrency), name=name, ready=" ready.")
+
+    def relay(self, settings: Settings, name: str = "relay") -> SegbaseProcess:
+        """A `segbase relay` whose dispatch releaser is active (push settings)."""
+        return self.start(settings, "relay", name=name, ready="dispatch releaser active")
+
+    def stop(self) -> None:
+        stop_all(*reversed(self.started))
+        self.started.clear()
+
+
+@contextmanager
+def processes() -> Iterator[Processes]:
+    running = Processes()
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess:
