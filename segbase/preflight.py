@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import errno
-import socket
 import os
 import sys
 
 import redis
 
 from db.urls import authenticator_libpq_url, libpq_url
+from segbase.ports import port_problem  # noqa: F401 — re-exported: preflight checks the port too
 from schemas.settings import Settings
 
 # _PSYCOPG_LATE: the API's gunicorn master imports this module for the port check before it forks; psycopg picks
@@ -57,24 +56,6 @@ def check_authenticator_login(settings: Settings) -> str | None:
                     "it was created with; use that one, or change it on purpose with "
                     "`segbase migrate --rotate-authenticator-password`.")
         return None
-
-
-def port_problem(host: str, port: int) -> str | None:
-    """Why `segbase api` could not listen on host:port, or None. Binds a probe socket the way gunicorn does
-    (SO_REUSEADDR, so connections of an earlier run in TIME_WAIT do not count as taken)."""
-    if port == 0:
-        return None
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return (f"port {port} on {host} is already in use (another segbase? `segbase status` tells); "
-                        f"stop what holds it, or set API_PORT to another port")
-            return f"cannot listen on {host}:{port}: {exc.strerror} (check API_HOST and API_PORT)"
-    return None
 
 
 def main() -> int:
