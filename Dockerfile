@@ -10,6 +10,8 @@ COPY api ./api
 COPY workers ./workers
 COPY db ./db
 COPY schemas ./schemas
+COPY observability ./observability
+COPY broker ./broker
 RUN pip install --no-cache-dir --no-deps . && useradd --system --uid 10001 segbase
 USER segbase
 EXPOSE 54321

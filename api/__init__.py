@@ -1,9 +1,10 @@
-"""The Flask API: app factory and one blueprint per surface (health, auth, rest, functions, realtime)."""
+"""The Flask API: app factory and one blueprint per surface (health, auth, rest, functions, realtime, storage,
+console). Add a surface as `api/<surface>/` and register it in `create_app`."""
 from __future__ import annotations
 
 from flask import Flask
 
-from api import auth, functions, health, realtime, rest
+from api import auth, console, functions, health, realtime, rest, storage
 from api.errors import register_error_handlers
 from api.http import init_http
 from api.services import Services
@@ -25,4 +26,6 @@ def create_app(settings: Settings | None = None, *, services=None) -> Flask:
     app.register_blueprint(rest.bp, url_prefix="/rest/v1")
     app.register_blueprint(functions.bp, url_prefix="/functions/v1")
     realtime.init_app(app)
+    storage.init_app(app)
+    console.init_app(app, settings)
     return app

@@ -57,6 +57,20 @@ class PayloadTooLargeError(ApiError):
     status, code = 413, "payload_too_large"
 
 
+class GatewayError(ApiError):
+    """What Supabase's API gateway answers before any service sees the request: a missing or invalid `apikey`,
+    401 `{message, hint}` (built by `api.identity.gateway_error`)."""
+
+    status, code = 401, "invalid_api_key"
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+    def body(self) -> Any:
+        return {"message": self.message, "hint": self.hint}
+
+
 class ServiceUnavailableError(ApiError):
     status, code = 503, "service_unavailable"
 

@@ -10,7 +10,8 @@ from sqlalchemy import Engine, text
 
 from api.services import services
 from broker.celery_app import celery_queue_depth
-from db.maintenance import pipeline_lag
+from db.dispatch import dispatch_health
+from db.health import pipeline_lag
 from db.migrate import discover_migrations
 from db.uow import Caller, unit_of_work
 from observability.metrics import render_metrics
@@ -23,6 +24,7 @@ def pipeline_health(settings: Settings, engine: Engine, client: redis.Redis) -> 
     """Queue depth, the age of the oldest unapplied inbox event and of the oldest unsent outbox event."""
     with unit_of_work(engine, Caller.service()) as uow:
         health = pipeline_lag(uow)
+        health.update(dispatch_health(uow=uow))
     health.update(celery_queue_depth(settings, client))
     return health
 

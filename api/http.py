@@ -16,6 +16,7 @@ import math
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Request, Response, g, request
@@ -29,12 +30,26 @@ from schemas.settings import Settings
 
 log = logging.getLogger("segbase.access")
 
-CORS_PREFIXES = ("/auth/v1", "/rest/v1", "/functions/v1")
+CORS_PREFIXES = ("/auth/v1", "/rest/v1", "/functions/v1", "/storage/v1")
 CORS_ALLOW_HEADERS = ("authorization, x-client-info, apikey, content-type, x-retry-count, traceparent, tracestate, "
                       "baggage, x-supabase-api-version, accept-profile, content-profile, prefer, range, x-api-key, "
-                      "x-region, webhook-id, webhook-timestamp, webhook-signature")
-CORS_EXPOSE_HEADERS = "Content-Range, X-Supabase-Api-Version, Content-Location, Preference-Applied, Retry-After"
+                      "x-region, webhook-id, webhook-timestamp, webhook-signature, x-upsert, cache-control, "
+                      "x-metadata, content-encoding, if-none-match")
+CORS_EXPOSE_HEADERS = ("Content-Range, X-Supabase-Api-Version, Content-Location, Preference-Applied, Retry-After, "
+                       "Content-Length, Content-Disposition, ETag")
 CORS_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+
+
+def bounds_own_body(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a view that streams its request body and enforces a limit of its own (storage uploads): it is exempt
+    from MAX_REQUEST_BYTES, and must set `request.max_content_length` before it reads the body."""
+    view.bounds_own_body = True  # type: ignore[attr-defined]
+    return view
+
+
+def _bounds_own_body(app: Flask) -> bool:
+    view = app.view_functions.get(request.endpoint or "")
+    return bool(getattr(view, "bounds_own_body", False))
 
 
 # --- the JSON input check ---------------------------------------------------------------------------------------
@@ -182,7 +197,10 @@ def init_http(app: Flask, settings: Settings) -> None:
         g.started = time.perf_counter()
         if request.method == "OPTIONS" and request.path.startswith(CORS_PREFIXES):
             return Response("ok", status=200, mimetype="text/plain")
-        # Refuse before routing, so an oversized body is 413 on every path and is never read.
+        # Refuse before the view runs, so an oversized body is 413 on every path and is never read — except for
+        # the few views that bound their own body (object uploads, up to STORAGE_MAX_FILE_SIZE).
+        if _bounds_own_body(app):
+            return None  # MAX_REQUEST_BYTES still bounds its stream until the view sets its own limit
         if request.content_length is not None and request.content_length > settings.max_request_bytes:
             raise PayloadTooLargeError(f"request body exceeds {settings.max_request_bytes} bytes")
         return None

@@ -16,6 +16,7 @@ from typing import Any
 
 import jwt
 
+from api.errors import GatewayError
 from db.auth import AUTH_ADMIN, session_is_live
 from db.uow import Caller, unit_of_work
 from schemas.settings import Settings
@@ -200,6 +201,6 @@ GATEWAY_HINTS = {
 }
 
 
-def gateway_error(exc: TokenError) -> tuple[int, dict[str, str]]:
-    """Status and body Supabase's gateway answers for a missing or invalid API key (401 `{message, hint}`)."""
-    return 401, {"message": exc.message, "hint": GATEWAY_HINTS.get(exc.kind, "")}
+def gateway_error(exc: TokenError) -> GatewayError:
+    """What Supabase's gateway answers for a missing or invalid API key (401 `{message, hint}`)."""
+    return GatewayError(exc.message, GATEWAY_HINTS.get(exc.kind, ""))

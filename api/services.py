@@ -16,15 +16,17 @@ from flask import current_app
 from sqlalchemy import Engine
 
 from broker.celery_app import create_celery
-from db.engine import authenticator_url, create_app_engine
-from db.migrate import libpq_url
+from db.engine import create_app_engine
 from db.rest.cache import CatalogCache
+from db.urls import authenticator_libpq_url
 from schemas.settings import Settings
 
 if TYPE_CHECKING:  # typing only: these surfaces build their own singletons
     from api.auth.limits import RateLimiter
     from api.auth.passwords import PasswordHasher
+    from api.functions.job_signal import JobSignal
     from api.realtime.hub import Hub
+    from db.storage.store import Store
 
 
 @dataclass
@@ -37,10 +39,12 @@ class Services:
     auth_limiter: RateLimiter | None = None
     password_hasher: PasswordHasher | None = None
     realtime: Hub | None = None
+    dispatch_signal: JobSignal | None = None
+    storage: Store | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
-        catalog_url = libpq_url(authenticator_url(settings))
+        catalog_url = authenticator_libpq_url(settings)
         return cls(
             settings=settings,
             engine=create_app_engine(settings, application_name="segbase-api"),

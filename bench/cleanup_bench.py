@@ -20,10 +20,12 @@ import uuid
 
 import psycopg
 
-from db import maintenance
+from db.cleanup import cleanup_lock
 from db.engine import create_app_engine
-from db.migrate import libpq_url, migrate
+from db.migrate import migrate
+from db.urls import libpq_url
 from tests.support.database import create_database, drop_database, make_test_settings
+from workers.maintenance import run_cleanup
 
 LOAD_SQL = """
 insert into auth.users (id, aud, role, email, encrypted_password, raw_app_meta_data, raw_user_meta_data,
@@ -132,8 +134,8 @@ def main() -> None:
 
         engine = create_app_engine(settings, pool_size=2, application_name="bench-cleanup")
         with LatencyProbe(owner, probe_user) as probe:
-            with maintenance.cleanup_lock(engine):
-                counts = maintenance.run_cleanup(engine, batch_size=args.batch_size, inbox_retention_days=30,
+            with cleanup_lock(engine):
+                counts = run_cleanup(engine, batch_size=args.batch_size, inbox_retention_days=30,
                                                  outbox_retention_hours=24)
         engine.dispose()
         with psycopg.connect(owner, autocommit=True) as conn:

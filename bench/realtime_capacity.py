@@ -22,8 +22,10 @@ import uuid
 
 import websockets
 
+from api.realtime import bindings as realtime_bindings
 from api.realtime import protocol
-from api.realtime.hub import Channel, Hub
+from api.realtime.channels import Channel
+from api.realtime.hub import Hub
 from api.tokens import api_key
 from bench.realtime_latency import start_bare_server
 from bench.stack import children, raise_fd_limit, rss_kib
@@ -132,7 +134,7 @@ def frame_cost(settings, engine, channels: int, events: int) -> dict:
     owner = str(uuid.uuid4())
     caller = Caller("authenticated", {"sub": owner, "role": "authenticated"})
     for n in range(channels):
-        bindings = protocol.parse_bindings([{"event": "*", "schema": "public", "table": "segmentation_results",
+        bindings = realtime_bindings.parse_bindings([{"event": "*", "schema": "public", "table": "segmentation_results",
                                              "filter": f"user_id=eq.{owner}"}], published)
         hub.register(Channel(QueueConnection(), f"realtime:c{n}", "1", bindings, caller, None))
     record = {"id": str(uuid.uuid4()), "user_id": owner, "status": "done", "text_prompt": "a cat",

@@ -26,7 +26,8 @@ from supabase import acreate_client
 
 from api.tokens import api_key
 from db.engine import create_app_engine
-from db.migrate import libpq_url, migrate
+from db.migrate import migrate
+from db.urls import libpq_url
 from tests.support.database import create_database, drop_database, make_test_settings
 from tests.support.factories import create_user
 from tests.support.pipeline import event_body, start_worker

@@ -7,13 +7,14 @@ from typing import Any
 
 COMMANDS = """\
 make bench                                      # everything below, one stack, writes this file (~15-20 min)
-.venv/bin/python -m bench.run --only pipeline   # any subset: pipeline,e2e,fanout,auth,rls
+.venv/bin/python -m bench.run --only pipeline   # any subset: pipeline,e2e,fanout,auth,dispatch,rls
 .venv/bin/python -m bench.run --quick --output /tmp/b.md   # the smoke test's tiny run (figures meaningless)
 .venv/bin/python -m bench.pipeline --events 20000 --concurrency 32
 .venv/bin/python -m bench.e2e_latency --rates 50,200,500 --seconds 10
 .venv/bin/python -m bench.fanout --users 1000 --per-user 5 --rate 1000 --seconds 10 --clients 4
 .venv/bin/python -m bench.rls --users 10000 --per-user 100 --queries 2000
 .venv/bin/python -m bench.auth --requests 400 --concurrency 20
+.venv/bin/python -m bench.dispatch              # push latency @ 100 jobs/s, claim throughput with 4 pull workers
 pgbench -n -M extended -f bench/event_tx.sql -D attempt=0 -c 4 -t 2000 -U authenticator <db>   # the reference
 """
 
@@ -62,7 +63,7 @@ METHOD = """\
   bench/realtime_bare_server.py `/echo` (same gunicorn + gevent), the same number of sockets each echoing one
   timestamped frame every sockets ÷ frames/s seconds (staggered), so it moves the same frames/s; latency =
   round trip.
-- **RLS.** tests/rest/bulk.py loads users × 100 results as the owner with `session_replication_role = replica`
+- **RLS.** tests/support/bulk.py loads users × 100 results as the owner with `session_replication_role = replica`
   for that one transaction (user triggers — sign-up profile, reservation, outbox — are skipped for the load
   only), then ANALYZE. On one `authenticator` connection, each iteration runs both queries in alternating order,
   each in its own transaction after `set_config('role', …)` + claims as the API does, timing only the (prepared)
@@ -71,7 +72,15 @@ METHOD = """\
   (argon2-cffi with the server's parameters from api.auth.passwords) on the bench stack; token verification
   timed in-process on api.identity (`decode_token`; `resolve_caller` = what every request pays, with its session
   check).
-- Profiles: py-spy 0.4.3 `record --subprocesses` (on-CPU samples), started a couple of seconds into each load."""
+- Profiles: py-spy 0.4.3 `record --subprocesses` (on-CPU samples), started a couple of seconds into each load.
+- **Dispatch** (bench/dispatch.py, stacks of its own in DISPATCH_MODE push and pull). Push latency: results
+  inserted as their owners at the stated rate (open loop, one transaction each), after 20 unmeasured warm-up jobs;
+  latency = the receiver's arrival time (a separate process) − the moment the insert's commit returned. Reference:
+  the same inserts with a NOTIFY that a minimal relay (LISTEN, then POST at once; no queue table, no Celery, no
+  signature) forwards to the same receiver — the floor of PostgreSQL → HTTP. Claim throughput: N queued jobs claimed
+  over HTTP by 4 threads (`claim-jobs`, `max` = the batch) until empty, then re-queued and claimed as direct SQL
+  (`internal.claim_dispatch_jobs`) on 4 connections.
+"""
 
 PIPELINE_ADVICE = """\
 Where the pipeline's cost sits, by construction (workers/tasks.py, api/functions/process_webhook.py): per event
@@ -212,6 +221,22 @@ def summary_rows(results: dict) -> list[list[str]]:
             rows.append(["5. Token verification", f"decode_token p50 {t['decode_token_us']['p50']} µs; "
                          f"resolve_caller (with session check) p50 {t['resolve_caller_us']['p50']} µs, "
                          f"p95 {t['resolve_caller_us']['p95']} µs per request", "—", "—", "—", "—"])
+    d = results.get("dispatch")
+    if d:
+        p, ours, ref = d["push_latency"], d["push_latency"]["segbase"], d["push_latency"]["reference_notify_relay"]
+        rows.append([f"6. Dispatch latency (push) @ {p['rate_per_s']:g} jobs/s",
+                     f"insert committed → backend receives the signed job: p50 {_fmt(ours['p50_ms'])} ms, p99 "
+                     f"{_fmt(ours['p99_ms'])} ms ({p['received']}/{p['jobs']} received; sustained: "
+                     f"{'yes' if p['sustained'] else 'no'})",
+                     f"NOTIFY → minimal relay → POST: p50 {_fmt(ref['p50_ms'])} ms, p99 {_fmt(ref['p99_ms'])} ms",
+                     f"**{p['ratio_p99_vs_reference']:.1f}×** p99", "p99 ≤ 100 ms",
+                     _goal(ours["p99_ms"] <= 100 and p["received"] == p["jobs"])])
+        for run in d["claim"]["runs"]:
+            rows.append([f"6. Claim throughput, {d['claim']['workers']} pull workers, max={run['batch']}",
+                         f"{run['claimed_http']:,} jobs leased over HTTP: {_fmt(run['http_per_s'])}/s "
+                         f"(each leased once: {'yes' if run['unique_http'] else '**no**'})",
+                         f"the same claims as SQL on {d['claim']['workers']} connections: {_fmt(run['sql_per_s'])}/s",
+                         f"**{run['ratio_http_vs_sql']:.2f}×**", "—", "—"])
     return rows
 
 
@@ -269,7 +294,7 @@ def render(report: dict) -> str:
         "Settings: " + ", ".join(f"{k}={v}" for k, v in report["settings"].items()),
         f"- File-descriptor limit (RLIMIT_NOFILE, raised to the hard limit with resource.setrlimit in the bench "
         f"process, inherited by the servers and the client processes): {report['fd_limit']:,}",
-        f"- Durations (s): " + ", ".join(f"{k} {v}" for k, v in report["durations_s"].items()),
+        "- Durations (s): " + ", ".join(f"{k} {v}" for k, v in report["durations_s"].items()),
         "",
         "## Figures and ratios",
         "",

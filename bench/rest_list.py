@@ -21,11 +21,11 @@ import psycopg
 from api.identity import mint_access_token
 from api.tokens import api_key
 from bench.common import percentile
-from db.engine import authenticator_url
-from db.migrate import libpq_url, migrate
+from db.migrate import migrate
 from db.rest import builder
 from db.rest.catalog import load_catalog
 from db.rest.grammar import Filters, parse_order, parse_select
+from db.urls import authenticator_libpq_url, libpq_url
 from tests.support.bulk import bulk_user_ids, load_results
 from tests.support.database import create_database, drop_database, make_test_settings
 from tests.support.processes import ApiProcess
@@ -65,7 +65,7 @@ def main() -> None:
             users = bulk_user_ids(owner, "bench", args.sample_users)
             tokens = sessions_and_tokens(settings, owner, users)
 
-        with psycopg.connect(libpq_url(authenticator_url(settings))) as conn:
+        with psycopg.connect(authenticator_libpq_url(settings)) as conn:
             catalog = load_catalog(conn)
             conn.rollback()
             statement = builder.read(catalog.table("segmentation_results"), parse_select(QUERY["select"]), Filters(),

@@ -4,7 +4,7 @@ out, alternated on one connection in the same run; then the same list through /r
 
     .venv/bin/python -m bench.rls [--users 10000] [--per-user 100] [--queries 2000]
 
-The rows are bulk-loaded by tests/rest/bulk.py as the owner with `session_replication_role = replica` for that
+The rows are bulk-loaded by tests/support/bulk.py as the owner with `session_replication_role = replica` for that
 one transaction (user triggers — sign-up profile, reservation, outbox — are skipped for the load only).
 """
 from __future__ import annotations
@@ -22,8 +22,7 @@ import psycopg
 from bench.common import Sampler, percentile
 from bench.rest_list import QUERY, sessions_and_tokens
 from bench.stack import Stack, pretty
-from db.engine import authenticator_url
-from db.migrate import libpq_url
+from db.urls import authenticator_libpq_url
 from tests.support.bulk import bulk_user_ids, load_results
 
 AS_USER = "select * from public.segmentation_results order by created_at desc limit 20"
@@ -72,7 +71,7 @@ def run(stack: Stack, *, users: int = 10_000, per_user: int = 100, queries: int 
     rng = random.Random(11)
     as_user: list[float] = []
     as_service: list[float] = []
-    with psycopg.connect(libpq_url(authenticator_url(stack.settings)), autocommit=True) as conn:
+    with psycopg.connect(authenticator_libpq_url(stack.settings), autocommit=True) as conn:
         plans = {"user": plan_of(conn, "authenticated", sample[0], AS_USER, ()),
                  "service_role": plan_of(conn, "service_role", sample[0], AS_SERVICE, (sample[0],))}
         for i in range(-50, queries):  # the first 50 of each warm caches and are not counted

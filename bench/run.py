@@ -1,7 +1,8 @@
-"""`make bench`: start the benchmark's own stack, run every benchmark with its same-run reference, and write
-docs/BENCHMARKS.md (date, machine, versions, settings, commands, raw numbers, ratios, profiles).
+"""`make bench`: start the benchmark's own stack, run every benchmark with its same-run reference, and write the
+report (date, machine, versions, settings, commands, raw numbers, ratios, profiles) to bench/results/BENCHMARKS.md,
+which git ignores; `make bench-docs` (`--output docs/BENCHMARKS.md`) updates the tracked report on purpose.
 
-    .venv/bin/python -m bench.run [--quick] [--only pipeline,e2e,fanout,rls,auth] [--output docs/BENCHMARKS.md]
+    .venv/bin/python -m bench.run [--quick] [--only pipeline,e2e,fanout,rls,auth,dispatch] [--output docs/BENCHMARKS.md]
                                   [--json results.json]
 
 `--quick` is a tiny run of everything (the smoke test's sizes); its figures mean nothing.
@@ -20,7 +21,7 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import auth, e2e_latency, fanout, pipeline, rls
+from bench import auth, dispatch, e2e_latency, fanout, pipeline, rls
 from bench.common import py_spy_path
 from bench.stack import Stack, raise_fd_limit
 from tests.support.processes import ROOT
@@ -33,6 +34,7 @@ FULL = {
     "rls": {"users": 10_000, "per_user": 100, "queries": 2000, "profile_seconds": 8},
     "auth": {"requests": 400, "concurrency": 20, "users": 40, "hashes": 60, "verify_calls": 5000,
              "profile_seconds": 8},
+    "dispatch": {"rate": 100, "seconds": 20, "claim_jobs": 4000, "claim_workers": 4, "claim_batches": (1, 10)},
 }
 QUICK = {
     "pipeline": {"events": 60, "concurrency": 4, "reference_events": 8, "profile_seconds": 0,
@@ -41,11 +43,14 @@ QUICK = {
     "fanout": {"users": 4, "per_user": 2, "rate": 20, "seconds": 1, "clients": 1, "profile_seconds": 0},
     "rls": {"users": 30, "per_user": 25, "queries": 10, "profile_seconds": 0},
     "auth": {"requests": 4, "concurrency": 2, "users": 2, "hashes": 2, "verify_calls": 10, "profile_seconds": 0},
+    "dispatch": {"rate": 20, "seconds": 1, "claim_jobs": 40, "claim_workers": 4, "claim_batches": (1, 10)},
 }
 RUNNERS = {"pipeline": pipeline.run, "e2e": e2e_latency.run, "fanout": fanout.run, "rls": rls.run,
-           "auth": auth.run}
+           "auth": auth.run, "dispatch": dispatch.run}
 PARTIAL = Path("/tmp/segbase-bench-partial.json")
-ORDER = ("pipeline", "e2e", "fanout", "auth", "rls")  # rls last: its 1M rows would weigh on the others
+DEFAULT_OUTPUT = ROOT / "bench" / "results" / "BENCHMARKS.md"  # untracked (.gitignore): a run never dirties docs/
+# rls last: its 1M rows would weigh on the others; dispatch runs on stacks of its own
+ORDER = ("pipeline", "e2e", "fanout", "auth", "dispatch", "rls")
 
 
 def _version(command: list[str]) -> str:
@@ -106,7 +111,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test); figures mean nothing")
     parser.add_argument("--only", default=",".join(ORDER))
-    parser.add_argument("--output", default=str(ROOT / "docs" / "BENCHMARKS.md"))
+    parser.add_argument("--output", default=str(DEFAULT_OUTPUT))
     parser.add_argument("--json", default="", help="also save the raw report here")
     parser.add_argument("--render", default="", help="render a saved report (--json, or the partial file) only")
     args = parser.parse_args()
@@ -126,6 +131,7 @@ def main() -> None:
     PARTIAL.write_text(json.dumps(report, indent=1, default=str))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(render(report))
     print(f"bench: wrote {args.output}")
 

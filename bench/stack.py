@@ -20,13 +20,14 @@ import redis
 
 from api.identity import mint_access_token
 from api.tokens import api_key
-from db.migrate import libpq_url
+from db.urls import libpq_url
 from schemas.settings import Settings
 from tests.support.database import (
     create_database,
     drop_database,
     make_test_settings,
     migrate_serialised,
+    redis_url,
 )
 from tests.support.processes import ApiProcess, SegbaseProcess, wait_for
 
@@ -92,7 +93,7 @@ class Stack:
         run = uuid.uuid4().hex[:8]
         self.database = f"segbase_bench_{self.tag}_{run}"
         url = create_database(self.database)
-        values = dict(redis_url=f"redis://127.0.0.1:6379/{BENCH_REDIS_DB}", db_pool_size=10,
+        values = dict(redis_url=redis_url(BENCH_REDIS_DB), db_pool_size=10,
                       webhook_api_keys=[WEBHOOK_KEY], api_workers=self.api_workers, log_level="INFO",
                       auth_rate_limit_sign_in=10_000_000, auth_rate_limit_refresh=10_000_000,
                       worker_concurrency=self.worker_concurrency)

@@ -1,26 +1,14 @@
-"""SQLAlchemy 2 engines on psycopg 3: the owner's (migrations only) and the `authenticator` login role's."""
+"""SQLAlchemy 2 engines on psycopg 3: the owner's (migrations only) and the `authenticator` login role's, and one
+cache of them per process for code that runs in forked workers (Celery's prefork pool)."""
 from __future__ import annotations
 
+import os
+import threading
+
 from sqlalchemy import Engine, create_engine
-from sqlalchemy.engine import make_url
 
+from db.urls import authenticator_url, sqlalchemy_url
 from schemas.settings import Settings
-
-AUTHENTICATOR_ROLE = "authenticator"
-
-
-def sqlalchemy_url(database_url: str) -> str:
-    """Accept `postgres://`/`postgresql://` URLs and pin the psycopg 3 driver."""
-    url = make_url(database_url.replace("postgres://", "postgresql://", 1))
-    return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-
-
-def authenticator_url(settings: Settings) -> str:
-    """The owner's URL with the login role swapped for `authenticator` (what the API, workers and relay use)."""
-    url = make_url(sqlalchemy_url(settings.database_url))
-    return url.set(username=AUTHENTICATOR_ROLE,
-                   password=settings.db_authenticator_password.get_secret_value()).render_as_string(
-        hide_password=False)
 
 
 def create_app_engine(settings: Settings, *, pool_size: int | None = None, application_name: str = "segbase") -> Engine:
@@ -43,3 +31,19 @@ def create_owner_engine(settings: Settings) -> Engine:
     """An engine as the database owner: for the migration runner and test set-up only, never for requests."""
     return create_engine(sqlalchemy_url(settings.database_url), pool_size=1, max_overflow=1,
                          connect_args={"application_name": "segbase-migrate"})
+
+
+_process_engines: dict[tuple[int, str, str], Engine] = {}
+_process_engines_lock = threading.Lock()
+
+
+def process_engine(settings: Settings, *, application_name: str, pool_size: int = 1) -> Engine:
+    """This process's `authenticator` engine for `application_name`, created on first use after a fork (an engine
+    inherited from the parent would share its sockets), then reused for every task the process runs."""
+    key = (os.getpid(), settings.database_url, application_name)
+    with _process_engines_lock:
+        engine = _process_engines.get(key)
+        if engine is None:
+            engine = _process_engines[key] = create_app_engine(settings, pool_size=pool_size,
+                                                               application_name=application_name)
+        return engine

@@ -17,6 +17,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from db.urls import libpq_url
 from schemas.settings import Settings
 
 DB_DIR = Path(__file__).resolve().parent
@@ -54,10 +55,6 @@ class MigrationStatus:
     @property
     def current(self) -> bool:
         return not self.pending
-
-
-def libpq_url(database_url: str) -> str:
-    return re.sub(r"^postgresql\+psycopg://", "postgresql://", database_url.replace("postgres://", "postgresql://", 1))
 
 
 def discover_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
@@ -164,6 +161,7 @@ def write_config(conn: psycopg.Connection, settings: Settings) -> None:
     `internal.config`, as JSON values."""
     values: dict[str, int | bool] = {
         "credits_per_segmentation": settings.credits_per_segmentation,
+        "credits_per_upload": settings.credits_per_upload,
         "starting_credits_free": settings.starting_credits_free,
         "starting_credits_pro": settings.starting_credits_pro,
         "starting_credits_enterprise": settings.starting_credits_enterprise,

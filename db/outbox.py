@@ -5,60 +5,16 @@ the JSON message API processes fan out. Everything here runs in a unit of work a
 """
 from __future__ import annotations
 
-import json
-import time
-from dataclasses import dataclass
 from datetime import timezone
 from typing import Any
 
+from db.publication import TableShape
 from db.uow import UnitOfWork
+from schemas.realtime import ChangeEvent
 
 NOTIFY_CHANNEL = "segbase_realtime_outbox"
 # pg_advisory_lock key of the active relay; advisory locks are per database, so one relay per deployment.
 RELAY_LOCK_KEY = 0x5E6BA5E_0E
-ROLES_WITH_COLUMN_LIMITS = ("authenticated", "anon")
-CATALOG_TTL_SECONDS = 30.0
-
-
-@dataclass(frozen=True)
-class TableShape:
-    """What a change event needs from the catalog: `columns` as Realtime sends them, and the columns each
-    non-service role may not SELECT (column privileges), which the API strips before delivery."""
-
-    columns: list[dict[str, str]]
-    hidden: dict[str, list[str]]
-
-
-class TableCatalog:
-    """Column names/types and column privileges of published tables, cached briefly (a GRANT applies within
-    CATALOG_TTL_SECONDS)."""
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple[str, str], tuple[float, TableShape]] = {}
-
-    def shape(self, uow: UnitOfWork, schema: str, table: str) -> TableShape:
-        now = time.monotonic()
-        cached = self._cache.get((schema, table))
-        if cached and now - cached[0] < CATALOG_TTL_SECONDS:
-            return cached[1]
-        rows = uow.execute(
-            """
-            select a.attname, t.typname,
-                   has_column_privilege('authenticated', c.oid, a.attnum, 'SELECT') as authenticated,
-                   has_column_privilege('anon', c.oid, a.attnum, 'SELECT') as anon
-              from pg_class c
-              join pg_namespace n on n.oid = c.relnamespace
-              join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
-              join pg_type t on t.oid = a.atttypid
-             where n.nspname = :schema and c.relname = :table
-             order by a.attnum
-            """, {"schema": schema, "table": table}).all()
-        shape = TableShape(
-            columns=[{"name": row.attname, "type": row.typname} for row in rows],
-            hidden={role: [row.attname for row in rows if not getattr(row, role)] for role in ROLES_WITH_COLUMN_LIMITS},
-        )
-        self._cache[(schema, table)] = (now, shape)
-        return shape
 
 
 def format_commit_timestamp(value) -> str:
@@ -89,17 +45,17 @@ def prune_sent(uow: UnitOfWork, retention_hours: int, batch: int = 5000) -> int:
     return result.rowcount
 
 
-def event_message(row: Any, shape: TableShape) -> str:
-    """The JSON published on Redis for one outbox row (one message = one change, fanned out by API processes)."""
-    return json.dumps({
-        "id": row.id,
-        "schema": row.schema_name,
-        "table": row.table_name,
-        "type": row.op,
-        "owner": str(row.owner_id) if row.owner_id is not None else None,
-        "commit_timestamp": format_commit_timestamp(row.captured_at),
-        "columns": shape.columns,
-        "hidden": shape.hidden,
-        "record": row.record,
-        "old_record": row.pk if row.op != "INSERT" else None,
-    }, separators=(",", ":"))
+def change_event(row: Any, shape: TableShape) -> ChangeEvent:
+    """The message published on Redis for one outbox row (one message = one change, fanned out by API processes)."""
+    return ChangeEvent(
+        id=row.id,
+        schema_name=row.schema_name,
+        table=row.table_name,
+        type=row.op,
+        owner=str(row.owner_id) if row.owner_id is not None else None,
+        commit_timestamp=format_commit_timestamp(row.captured_at),
+        columns=shape.columns,
+        hidden=shape.hidden,
+        record=row.record,
+        old_record=row.pk if row.op != "INSERT" else None,
+    )

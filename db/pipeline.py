@@ -15,18 +15,6 @@ class StoredEvent:
 
 
 @dataclass(frozen=True)
-class AttemptOutcome:
-    state: str  # received (go on and apply), or the final/missing state to stop at
-    attempts: int
-
-
-@dataclass(frozen=True)
-class ApplyOutcome:
-    state: str  # applied | duplicate | ignored | rejected | missing
-    reason: str | None
-
-
-@dataclass(frozen=True)
 class CreditSummary:
     credits: int
     reserved: int
@@ -62,13 +50,6 @@ def store_inbox_event(*, uow: UnitOfWork, idempotency_key: str, webhook_id: str 
     return StoredEvent(str(existing), duplicate=True)
 
 
-def begin_attempt(*, uow: UnitOfWork, event_id: str, max_attempts: int) -> AttemptOutcome:
-    """Count one delivery of the event (commit this before applying, so a crash still counts)."""
-    row = uow.execute("select state, attempts from internal.begin_webhook_attempt(cast(:id as uuid), :max)",
-                      {"id": event_id, "max": max_attempts}).one()
-    return AttemptOutcome(row.state, row.attempts)
-
-
 @dataclass(frozen=True)
 class BatchMember:
     event_id: str
@@ -102,13 +83,6 @@ def apply_events(*, uow: UnitOfWork, event_ids: list[str]) -> list[BatchOutcome]
     return [BatchOutcome(str(row.id), row.state, row.reason, row.changed) for row in rows]
 
 
-def apply_event(*, uow: UnitOfWork, event_id: str) -> ApplyOutcome:
-    """Apply the event to its result (status machine, output columns, charge on done) and record its final state."""
-    row = uow.execute("select state, reason from internal.apply_webhook_event(cast(:id as uuid))",
-                      {"id": event_id}).one()
-    return ApplyOutcome(row.state, row.reason)
-
-
 def claim_stale_events(*, uow: UnitOfWork, min_age_seconds: int, limit: int) -> list[str]:
     """Mark events not applied within `min_age_seconds` as re-queued now and return their ids (sweeper)."""
     rows = uow.execute("select id from internal.claim_stale_webhook_events(:age, :limit) as id",
@@ -130,3 +104,8 @@ def credit_summary(*, uow: UnitOfWork, user_id: str) -> CreditSummary | None:
         return None
     return CreditSummary(credits=row.credits, reserved=int(row.reserved), tier=row.tier,
                          cost_per_segmentation=int(row.cost))
+
+
+def inbox_reason(uow: UnitOfWork, event_id: str) -> str | None:
+    """Why an inbox event ended as it did (a rejection's reason), or None."""
+    return uow.execute("select reason from internal.webhook_inbox where id = :id", {"id": event_id}).scalar()

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import psycopg
 from sqlalchemy import Connection, Engine, text
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,11 @@ class UnitOfWork:
         if isinstance(statement, str):
             statement = text(statement)
         return self.connection.execute(statement, params or {})
+
+    def driver_cursor(self) -> psycopg.Cursor:
+        """A cursor in this transaction for statements composed with `psycopg.sql` (positional parameters):
+        the data API's builder (db/rest/) composes those, and runs them through db/rest/execute.py."""
+        return self.connection.connection.driver_connection.cursor()
 
 
 def set_identity(connection: Connection, caller: Caller) -> None:

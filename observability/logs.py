@@ -7,6 +7,10 @@ import sys
 from datetime import datetime, timezone
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# Celery's line per task received and per task succeeded, and beat's line per task sent, repeat every few seconds on
+# an idle stack (the sweeper and reconciliation are periodic). segbase's tasks log what they changed themselves, and
+# Celery's failures are errors, so these are kept for LOG_LEVEL=DEBUG only.
+PER_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace", "celery.beat")
 
 
 class JsonFormatter(logging.Formatter):
@@ -29,3 +33,6 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    per_task = logging.DEBUG if root.level <= logging.DEBUG else max(root.level, logging.WARNING)
+    for name in PER_TASK_LOGGERS:
+        logging.getLogger(name).setLevel(per_task)

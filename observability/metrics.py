@@ -50,6 +50,19 @@ CLEANUP_DELETED = Counter("segbase_cleanup_rows_deleted_total", "Rows deleted by
 RESULTS_TIMED_OUT = Counter("segbase_results_timed_out_total", "Results moved to error by reconciliation")
 LATE_EVENTS = Counter("segbase_webhook_late_events_total", "Events arriving for results already timed out")
 CLEANUP_RUNS = Counter("segbase_cleanup_runs_total", "cleanup-old-results runs by final state", ["state"])
+DISPATCH_ATTEMPTS = Counter("segbase_dispatch_attempts_total",
+                            "Push delivery attempts by result: delivered, failed, throttled, gone, stale",
+                            ["result"])
+DISPATCH_JOBS_FAILED = Counter("segbase_dispatch_jobs_failed_total",
+                               "Jobs dispatch gave up on, by reason (dispatch_failed, dispatch_timeout, "
+                               "source_image_not_readable)", ["reason"])
+DISPATCH_CLAIMS = Counter("segbase_dispatch_jobs_leased_total", "Jobs leased through claim-jobs")
+DISPATCH_LEASE_EXPIRIES = Counter("segbase_dispatch_lease_expiries_total",
+                                  "Leases that expired and whose job was leased again")
+DISPATCH_LATENCY = Histogram("segbase_dispatch_latency_seconds",
+                             "Enqueued (result inserted) to the backend having the job: a push acknowledged, "
+                             "or a lease granted", ["mode"],
+                             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 
 log = logging.getLogger("observability.metrics")
 
@@ -64,6 +77,19 @@ PIPELINE_GAUGES = {
     "outbox_unsent": ("segbase_outbox_unsent", "Outbox events not published yet"),
     "queue_depth": ("segbase_celery_queue_depth", "Messages waiting in the Celery queue"),
     "queue_unacked": ("segbase_celery_unacked", "Messages delivered to a worker and not acknowledged yet"),
+    "dispatch_queued": ("segbase_dispatch_queue_depth",
+                        "Jobs waiting in the dispatch queue (not delivered, leased or in a push attempt)"),
+    "dispatch_ready": ("segbase_dispatch_ready", "Jobs takeable now (due, or held past their hold)"),
+    "dispatch_oldest_waiting_seconds": ("segbase_dispatch_oldest_waiting_seconds",
+                                        "Age of the oldest job not yet delivered nor leased; 0 when none"),
+    "dispatch_sending": ("segbase_dispatch_in_flight", "Push attempts in flight"),
+    "dispatch_leased": ("segbase_dispatch_leased", "Jobs leased to pull workers"),
+    "dispatch_leases_expired": ("segbase_dispatch_leases_expired", "Leases past their expiry, not yet taken over"),
+    "dispatch_failed": ("segbase_dispatch_failed_jobs",
+                        "Jobs dispatch gave up on (retries exhausted, queue timeout, unreadable image) still kept"),
+    "dispatch_disabled": ("segbase_dispatch_disabled",
+                          "1 while push dispatch is disabled by a 410 (alert: run `segbase dispatch enable`)"),
+    "dispatch_circuit_open": ("segbase_dispatch_circuit_open", "1 while the push endpoint's circuit breaker is open"),
 }
 
 

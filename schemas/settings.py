@@ -5,6 +5,8 @@ gets its settings through `Settings.to_env()`.
 """
 from __future__ import annotations
 
+import base64
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -16,6 +18,7 @@ DEV_AUTHENTICATOR_PASSWORD = "authenticator-dev-password"
 DEV_WEBHOOK_API_KEY = "dev-webhook-key"
 
 CommaList = Annotated[list[str], NoDecode]
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 class SettingsError(ValueError):
@@ -69,6 +72,7 @@ class Settings(BaseSettings):
 
     # --- credits and retention ---------------------------------------------------------------------------
     credits_per_segmentation: int = Field(1, ge=0)
+    credits_per_upload: int = Field(0, ge=0)  # charged per object a user uploads to /storage/v1
     starting_credits_free: int = Field(10, ge=0)
     starting_credits_pro: int = Field(100, ge=0)
     starting_credits_enterprise: int = Field(1000, ge=0)
@@ -89,6 +93,27 @@ class Settings(BaseSettings):
     inbox_sweep_interval_seconds: int = Field(30, ge=1)
     result_timeout_seconds: int = Field(3600, ge=1)
 
+    # --- job dispatch to the inference backend (docs/DISPATCH.md) --------------------------------------------
+    dispatch_mode: Literal["off", "push", "pull"] = "off"
+    dispatch_url: str | None = None  # push: where jobs are POSTed
+    dispatch_signing_secret: SecretStr | None = None  # push: `whsec_...` (Standard Webhooks)
+    dispatch_timeout_seconds: float = Field(10.0, gt=0, le=300)  # one push attempt, connect to last byte
+    dispatch_retry_schedule: CommaList = ["0", "5", "30", "120", "300", "900", "1800"]  # seconds before attempt n
+    dispatch_retry_jitter: float = Field(0.2, ge=0, le=1)  # each delay is scaled by a random factor in 1 ± this
+    dispatch_retry_after_max_seconds: int = Field(3600, ge=1)  # longest Retry-After honoured on 429/503
+    dispatch_max_in_flight: int = Field(16, ge=1, le=10_000)  # push attempts in flight to the endpoint
+    dispatch_circuit_failure_threshold: int = Field(5, ge=1)  # consecutive failures that open the circuit
+    dispatch_circuit_open_seconds: int = Field(30, ge=1)  # first open period (doubles per failed probe)
+    dispatch_circuit_max_open_seconds: int = Field(600, ge=1)
+    dispatch_queue_timeout_seconds: int = Field(3600, ge=1)  # a job never delivered nor leased ends here
+    dispatch_url_ttl_seconds: int = Field(900, ge=60, le=7 * 24 * 3600)  # signed URLs in a job
+    dispatch_claim_max_jobs: int = Field(100, ge=1, le=1000)  # most jobs one claim-jobs call may ask for
+    dispatch_max_lease_seconds: int = Field(3600, ge=5)  # longest lease claim-jobs/extend-lease grant
+    dispatch_max_wait_seconds: int = Field(30, ge=0, le=300)  # longest claim-jobs long-poll
+    dispatch_max_waiters: int = Field(200, ge=1)  # long-polling claim-jobs calls per API process
+    demo_backend_enabled: bool = False  # `segbase run` also starts `segbase demo-backend` (stand-in model)
+    demo_backend_port: int = Field(54329, ge=0, le=65535)  # push mode: where the demo backend listens
+
     # --- Celery ------------------------------------------------------------------------------------------
     worker_concurrency: int = Field(2, ge=1)
     celery_visibility_timeout_seconds: int = Field(300, ge=10)
@@ -106,8 +131,31 @@ class Settings(BaseSettings):
     realtime_heartbeat_timeout_seconds: int = Field(60, ge=5)
     realtime_send_queue_size: int = Field(1000, ge=10)
 
+    # --- storage (/storage/v1) ---------------------------------------------------------------------------
+    storage_backend: Literal["file", "s3"] = "file"
+    storage_dir: str = "data/storage"  # file backend; a relative path is taken from the project's folder
+    storage_s3_endpoint: str | None = None  # e.g. http://127.0.0.1:9000; unset: AWS's endpoint for the region
+    storage_s3_bucket: str = "segbase-storage"
+    storage_s3_region: str = "us-east-1"
+    storage_s3_access_key_id: str | None = None
+    storage_s3_secret_access_key: SecretStr | None = None
+    storage_max_file_size: int = Field(50 * 1024 * 1024, ge=1)  # bytes; a bucket's file_size_limit may lower it
+    storage_signed_url_max_expiry_seconds: int = Field(365 * 24 * 3600, ge=1)  # most a signed download URL lives
+    storage_signed_upload_expiry_seconds: int = Field(7200, ge=10)  # lifetime of a signed upload URL
+    storage_upload_timeout_seconds: int = Field(3600, ge=60)  # an upload still writing after this is abandoned
+    storage_janitor_interval_seconds: int = Field(300, ge=1)  # how often beat removes abandoned and deleted blobs
+    storage_render_max_source_bytes: int = Field(25 * 1024 * 1024, ge=1)  # largest image /render/image/ reads
+    storage_render_max_pixels: int = Field(50_000_000, ge=1)  # largest image (width x height) it decodes
+    storage_render_cache_bytes: int = Field(64 * 1024 * 1024, ge=0)  # rendered images kept per API process
+    # --- operator console --------------------------------------------------------------------------------
+    console_enabled: bool = True
+    console_external_url: str | None = None  # serve /console only on this origin (and nothing else there)
+    console_session_hours: int = Field(12, ge=1, le=24 * 30)
+    console_bulk_replay_max: int = Field(500, ge=1, le=10_000)  # events one bulk replay may move
+    console_stuck_after_seconds: int = Field(600, ge=1)  # an unfinished result without progress this long is stuck
+
     @field_validator("cors_allowed_origins", "webhook_api_keys", "trusted_proxies", "webhook_mask_url_hosts",
-                     mode="before")
+                     "dispatch_retry_schedule", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -130,11 +178,49 @@ class Settings(BaseSettings):
                 raise SettingsError("RESULT_URL_ALLOW_HTTP is for development; turn it off for ENV=prod")
             if DEV_WEBHOOK_API_KEY in self.webhook_api_keys or not self.webhook_api_keys:
                 raise SettingsError("WEBHOOK_API_KEYS must be set (not the development key) for ENV=prod")
+        self._check_dispatch()
         return self
+
+    def _check_dispatch(self) -> None:
+        delays = self.dispatch_retry_delays
+        if not delays or any(delay < 0 for delay in delays):
+            raise SettingsError("DISPATCH_RETRY_SCHEDULE must list one or more delays in seconds, each >= 0")
+        if sum(delays) >= self.dispatch_queue_timeout_seconds:
+            raise SettingsError(f"DISPATCH_RETRY_SCHEDULE adds up to {sum(delays):g} s: it must fit inside "
+                                f"DISPATCH_QUEUE_TIMEOUT_SECONDS ({self.dispatch_queue_timeout_seconds} s)")
+        if self.dispatch_mode == "push":
+            if not self.dispatch_url or not self.dispatch_url.startswith(("http://", "https://")):
+                raise SettingsError("DISPATCH_MODE=push needs DISPATCH_URL (an http(s) URL)")
+            secret = self.dispatch_signing_secret.get_secret_value() if self.dispatch_signing_secret else ""
+            try:
+                key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+            except ValueError:
+                key = b""
+            if not secret.startswith("whsec_") or len(key) < 24:
+                raise SettingsError("DISPATCH_MODE=push needs DISPATCH_SIGNING_SECRET: whsec_ followed by the base64 "
+                                    "of at least 24 random bytes (Standard Webhooks)")
+
+    @property
+    def dispatch_retry_delays(self) -> list[float]:
+        """DISPATCH_RETRY_SCHEDULE as seconds: the wait before attempt 1, 2, …; its length is the attempt budget."""
+        try:
+            return [float(delay) for delay in self.dispatch_retry_schedule]
+        except ValueError as exc:
+            raise SettingsError(f"DISPATCH_RETRY_SCHEDULE: {exc}") from exc
 
     @property
     def public_url(self) -> str:
         return (self.api_external_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+
+    @property
+    def storage_path(self) -> Path:
+        """STORAGE_DIR as an absolute path (a relative one is taken from the project's folder)."""
+        path = Path(self.storage_dir)
+        return path if path.is_absolute() else PROJECT_DIR / path
+
+    @property
+    def console_url(self) -> str:
+        return (self.console_external_url or self.public_url).rstrip("/") + "/console"
 
     @property
     def jwt_issuer(self) -> str:

@@ -1,4 +1,4 @@
-"""Bodies of the functions: the process-webhook event (the seed's body) and the credit-check answer."""
+"""Bodies of the functions: the process-webhook event (the body of the original specification's curl) and the credit-check answer."""
 from __future__ import annotations
 
 import hashlib

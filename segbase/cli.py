@@ -63,7 +63,9 @@ def authenticator_login_refused(settings: Settings, *, in_child: bool = False) -
         if check.returncode:
             print(check.stderr.strip(), file=sys.stderr)
         return check.returncode != 0
-    from segbase.preflight import check_authenticator_login  # lazy: see the module docstring
+    from segbase.preflight import (
+        check_authenticator_login,  # lazy: see the module docstring
+    )
 
     problem = check_authenticator_login(settings)
     if problem:
@@ -71,7 +73,19 @@ def authenticator_login_refused(settings: Settings, *, in_child: bool = False) -
     return problem is not None
 
 
+def port_taken(settings: Settings, port: int | None) -> bool:
+    """Say so (one line) and return True when the API's port is taken: checked before anything starts."""
+    from segbase.preflight import port_problem  # lazy: see the module docstring
+
+    problem = port_problem(settings.api_host, settings.api_port if port is None else port)
+    if problem:
+        print(f"segbase: {problem}", file=sys.stderr)
+    return problem is not None
+
+
 def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    if port_taken(settings, args.port):
+        return 1
     if authenticator_login_refused(settings, in_child=True):
         return 1
     from segbase.server import run_api  # lazy: see the module docstring
@@ -133,14 +147,104 @@ def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    from segbase.status import collect_status  # lazy: see the module docstring
+    from segbase.status import (  # lazy: see the module docstring
+        OVERRIDABLE,
+        api_running,
+        collect_status,
+        render_env,
+        render_json,
+        render_pretty,
+        running_line,
+        supabase_values,
+    )
 
+    overrides = {}
+    for item in args.override_name:
+        key, _, name = item.partition("=")
+        if key not in OVERRIDABLE or not name:
+            print(f"segbase status: --override-name takes KEY=NAME with KEY one of {', '.join(OVERRIDABLE)}",
+                  file=sys.stderr)
+            return 2
+        overrides[key] = name
     status = collect_status(settings)
-    if args.json:
+    if args.json:  # the older lower-case keys, kept for scripts that read them; always exits 0
         print(json.dumps(status, indent=2))
+        return 0
+    running = api_running(settings)
+    values = supabase_values(settings, status, overrides)
+    if args.output == "pretty":
+        print(render_pretty(settings, status, values, running), end="")
     else:
-        for key, value in status.items():
-            print(f"{key:>24}: {value}")
+        print(render_env(values) if args.output == "env" else render_json(values))
+        if not running:
+            print(running_line(settings, running), file=sys.stderr)
+    return 0 if running else 1
+
+
+def cmd_operator(settings: Settings, args: argparse.Namespace) -> int:
+    """Grant or revoke the console operator role (app_metadata.segbase_role), audited as the CLI."""
+    from sqlalchemy.exc import DBAPIError  # lazy: see the module docstring
+
+    from db import console as console_db  # lazy: see the module docstring
+    from db.engine import create_app_engine  # lazy: see the module docstring
+    from db.uow import Caller, unit_of_work  # lazy: see the module docstring
+
+    engine = create_app_engine(settings, pool_size=1, application_name="segbase-operator")
+    try:
+        with unit_of_work(engine, Caller.service()) as uow:
+            change = console_db.set_operator_role(uow=uow, email=args.email, operator=args.action == "grant")
+    except DBAPIError as exc:
+        refusal = console_db.refusal(exc)
+        if refusal is None:
+            raise
+        print(f"segbase operator: {refusal.message} (sign up first, then grant)", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    email = args.email.strip().lower()
+    if not change.changed:
+        print(f"{email} {'is already' if args.action == 'grant' else 'is not'} an operator; nothing changed")
+    elif args.action == "grant":
+        print(f"{email} is now an operator: sign in at {settings.console_url}")
+    else:
+        print(f"{email} is no longer an operator (their console requests are refused from now on)")
+    return 0
+
+
+def cmd_demo_backend(settings: Settings, args: argparse.Namespace) -> int:
+    from segbase.demo_backend import run_demo_backend  # lazy: see the module docstring
+
+    return run_demo_backend(settings)
+
+
+def cmd_dispatch(settings: Settings, args: argparse.Namespace) -> int:
+    """Operator actions on job dispatch: re-enable after a 410, cancel a job, retry a failed dispatch."""
+    import uuid  # lazy: see the module docstring
+
+    from db import dispatch  # lazy: see the module docstring
+    from db.engine import create_app_engine  # lazy: see the module docstring
+    from db.uow import Caller, unit_of_work  # lazy: see the module docstring
+
+    if args.action in ("cancel", "retry"):
+        try:
+            job_id = str(uuid.UUID(args.job_id or ""))
+        except ValueError:
+            print(f"segbase dispatch {args.action}: give the job id (a segmentation result id)", file=sys.stderr)
+            return 2
+    engine = create_app_engine(settings, pool_size=1, application_name="segbase-dispatch-cli")
+    try:
+        with unit_of_work(engine, Caller.service()) as uow:
+            if args.action == "enable":
+                was_disabled = dispatch.enable_dispatch(uow=uow)
+                print("dispatch re-enabled; queued jobs resume" if was_disabled
+                      else "dispatch was enabled; circuit breaker and pauses reset")
+            elif args.action == "cancel":
+                print(json.dumps({"job_id": job_id, "outcome": dispatch.cancel_job(uow=uow, job_id=job_id)}))
+            else:
+                outcome = dispatch.retry_job(uow=uow, job_id=job_id)
+                print(json.dumps({"job_id": job_id, "action": outcome.action, "new_job_id": outcome.job_id}))
+    finally:
+        engine.dispose()
     return 0
 
 
@@ -148,13 +252,17 @@ RUN_PROCESSES = ("api", "worker", "beat", "relay")
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    """Migrate, then run api, worker, beat and relay in the foreground with prefixed logs; Ctrl-C stops all."""
+    """Migrate, then run api, worker, beat and relay (and the demo backend when DEMO_BACKEND_ENABLED) in the
+    foreground with prefixed logs; Ctrl-C stops all."""
+    if port_taken(settings, None):
+        return 1
     code = cmd_migrate(settings, argparse.Namespace(action=None, description=[], status=False))
     if code:
         return code
     env = {**os.environ, **settings.to_env()}
     children: dict[str, subprocess.Popen] = {}
-    for name in RUN_PROCESSES:
+    processes = RUN_PROCESSES + (("demo-backend",) if settings.demo_backend_enabled else ())
+    for name in processes:
         # Each child in its own session: Ctrl-C reaches only this process, which then stops every child with
         # SIGTERM — the graceful stop (gunicorn finishes requests, Celery its tasks) rather than each child's
         # own SIGINT handling (gunicorn's quick exit).
@@ -163,8 +271,9 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
                                           start_new_session=True)
 
     def pump(name: str, stream) -> None:
+        label = {"demo-backend": "demo"}.get(name, name)
         for line in stream:
-            sys.stdout.write(f"{name:>6} | {line}")
+            sys.stdout.write(f"{label:>6} | {line}")
             sys.stdout.flush()
 
     pumps = [threading.Thread(target=pump, args=(n, p.stdout), daemon=True) for n, p in children.items()]
@@ -238,8 +347,27 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="migrate, then api + worker + beat + relay in the foreground").set_defaults(
         func=cmd_run)
 
+    sub.add_parser("demo-backend", help="a reference inference backend (its model is a stand-in: thresholding)"
+                   ).set_defaults(func=cmd_demo_backend)
+
+    dispatch = sub.add_parser("dispatch", help="operator actions on job dispatch")
+    dispatch.add_argument("action", choices=["enable", "cancel", "retry"],
+                          help="enable: resume push after a 410; cancel JOB_ID; retry JOB_ID (a failed dispatch)")
+    dispatch.add_argument("job_id", nargs="?")
+    dispatch.set_defaults(func=cmd_dispatch)
+
+    operator = sub.add_parser("operator", help="grant or revoke the console operator role of a user")
+    operator.add_argument("action", choices=["grant", "revoke"])
+    operator.add_argument("email")
+    operator.set_defaults(func=cmd_operator)
+
     status = sub.add_parser("status", help="URLs, keys and pipeline health, like `supabase status`")
-    status.add_argument("--json", action="store_true")
+    status.add_argument("-o", "--output", choices=["pretty", "env", "json"], default="pretty",
+                        help="pretty (default), env (KEY=\"value\" lines) or json, with supabase status's names")
+    status.add_argument("--override-name", action="append", default=[], metavar="KEY=NAME",
+                        help="rename a variable, e.g. api.url=NEXT_PUBLIC_SUPABASE_URL (as supabase status does)")
+    status.add_argument("--json", action="store_true",
+                        help="the older lower-case keys (api_url, anon_key, …) and the health figures")
     status.set_defaults(func=cmd_status)
     return parser
 

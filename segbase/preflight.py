@@ -1,19 +1,21 @@
-"""Fail fast, with one clear message, when PostgreSQL or Redis is not reachable."""
+"""Fail fast, with one clear message, when PostgreSQL or Redis is not reachable or the API's port is taken."""
 from __future__ import annotations
 
 import argparse
+import errno
+import socket
 import os
 import sys
 
 import psycopg
 import redis
 
-from db.engine import authenticator_url
-from db.migrate import libpq_url
+from db.urls import authenticator_libpq_url, libpq_url
 from schemas.settings import Settings
 
 HOW_TO_START = ("start it (Debian: `pg_ctlcluster 15 main start`, `redis-server --daemonize yes`), point "
-                "DATABASE_URL / REDIS_URL at a running one, or run `docker compose up -d postgres redis`")
+                "DATABASE_URL / REDIS_URL at a running one, or run both in containers on local ports: "
+                "`docker compose -f docker-compose.dev.yml up -d`")
 
 
 def check_services(settings: Settings, *, maintenance_db: bool = False) -> list[str]:
@@ -38,7 +40,7 @@ def check_authenticator_login(settings: Settings) -> str | None:
     """A message naming DB_AUTHENTICATOR_PASSWORD when PostgreSQL refuses it; None otherwise (an unreachable
     server is not this check's business: the processes wait for it and answer 503 meanwhile)."""
     try:
-        with psycopg.connect(libpq_url(authenticator_url(settings)), connect_timeout=5,
+        with psycopg.connect(authenticator_libpq_url(settings), connect_timeout=5,
                              application_name="segbase-preflight"):
             return None
     except psycopg.OperationalError as exc:
@@ -49,6 +51,24 @@ def check_authenticator_login(settings: Settings) -> str | None:
                     "it was created with; use that one, or change it on purpose with "
                     "`segbase migrate --rotate-authenticator-password`.")
         return None
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why `segbase api` could not listen on host:port, or None. Binds a probe socket the way gunicorn does
+    (SO_REUSEADDR, so connections of an earlier run in TIME_WAIT do not count as taken)."""
+    if port == 0:
+        return None
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (f"port {port} on {host} is already in use (another segbase? `segbase status` tells); "
+                        f"stop what holds it, or set API_PORT to another port")
+            return f"cannot listen on {host}:{port}: {exc.strerror} (check API_HOST and API_PORT)"
+    return None
 
 
 def main() -> int:
@@ -68,8 +88,10 @@ def main() -> int:
         print(f"segbase: {problem}", file=sys.stderr)
     if problems:
         print(f"segbase: {HOW_TO_START}", file=sys.stderr)
-        return 1
-    return 0
+    taken = None if args.for_tests else port_problem(settings.api_host, settings.api_port)
+    if taken:
+        print(f"segbase: {taken}", file=sys.stderr)
+    return 1 if problems or taken else 0
 
 
 if __name__ == "__main__":

@@ -57,7 +57,6 @@ class ApiServer(BaseApplication):
 log = logging.getLogger("segbase.server")
 
 SHUTDOWN_CLOSE_REASON = "server shutting down: reconnect"
-CLOSE_GOING_AWAY = 1001
 
 
 def _post_worker_init(worker) -> None:
@@ -72,20 +71,12 @@ def _close_websockets_on_shutdown(worker) -> None:
 
     while worker.alive:
         gevent.sleep(0.2)
-    extensions = getattr(worker.wsgi, "extensions", {})
-    services = extensions.get("segbase")
-    hub = services.realtime if services is not None else None
-    if hub is None:
-        return
-    # Sockets are found through their joined channels (a Supabase client joins right after connecting); one
-    # that never joined is closed by gunicorn when the graceful timeout ends.
-    sockets = {channel.conn for channel in hub.channels()}
-    log.info("shutting down: closing %d realtime sockets", len(sockets))
-    for connection in sockets:
-        try:
-            connection.abort(SHUTDOWN_CLOSE_REASON, CLOSE_GOING_AWAY)
-        except Exception:  # noqa: BLE001 — one broken socket must not keep the others open
-            log.exception("closing a realtime socket on shutdown failed")
+    from api.realtime import (
+        close_all_sockets,  # inside the worker only, like the app itself (see ApiServer.load)
+    )
+
+    closed = close_all_sockets(worker.wsgi, SHUTDOWN_CLOSE_REASON)
+    log.info("shutting down: closed %d realtime sockets", closed)
 
 
 def _child_exit(server, worker) -> None:

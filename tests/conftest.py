@@ -15,7 +15,7 @@ import pytest
 
 from api.tokens import api_key
 from db.engine import create_app_engine
-from db.migrate import libpq_url
+from db.urls import libpq_url
 from schemas.settings import Settings
 from tests.support.database import (
     create_database,

@@ -1,4 +1,5 @@
-"""`segbase relay`: publishes committed outbox events to Redis pub/sub, in outbox order, at least once.
+"""`segbase relay`: publishes committed outbox events to Redis pub/sub, in outbox order, at least once (and, with
+DISPATCH_MODE=push, runs the dispatch releaser: workers/dispatch.py).
 
 One relay is active per database: it holds a session advisory lock on a dedicated connection (a second relay
 waits for that lock as a standby and takes over when the first one's connection ends). The active relay LISTENs
@@ -15,21 +16,23 @@ import time
 
 import psycopg
 import redis
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import make_url
 
-from db.engine import authenticator_url, create_app_engine
+from broker.channels import changes_channel
+from db.engine import create_app_engine
+from db.errors import is_unavailable
 from db.outbox import (
     NOTIFY_CHANNEL,
     RELAY_LOCK_KEY,
-    TableCatalog,
-    event_message,
+    change_event,
     mark_sent,
     prune_sent,
     read_unsent,
 )
+from db.publication import PublicationCatalog
 from db.uow import Caller, unit_of_work
+from db.urls import authenticator_libpq_url
 from observability.metrics import OUTBOX_PUBLISHED
+from workers.dispatch import start_releaser
 from schemas.settings import Settings
 
 log = logging.getLogger("segbase.relay")
@@ -38,27 +41,24 @@ BATCH_SIZE = 500
 FALLBACK_POLL_SECONDS = 10.0
 STANDBY_RETRY_SECONDS = 1.0
 PRUNE_EVERY_SECONDS = 600.0
-RETRYABLE = (psycopg.OperationalError, sa_exc.OperationalError, sa_exc.DBAPIError, redis.RedisError, OSError)
 
 
-def changes_channel(settings: Settings) -> str:
-    """The one Redis pub/sub channel every API process subscribes to (namespaced by INSTANCE_ID)."""
-    return settings.redis_key("realtime", "changes")
+def is_retryable(exc: BaseException) -> bool:
+    """Failures the relay outlives by reconnecting: the database or Redis unavailable for a while."""
+    return is_unavailable(exc) or isinstance(exc, (redis.RedisError, OSError))
 
 
-def libpq_authenticator_url(settings: Settings) -> str:
-    url = make_url(authenticator_url(settings))
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 class Relay:
     def __init__(self, settings: Settings, stop: threading.Event) -> None:
         self.settings = settings
         self.stop = stop
-        self.engine = create_app_engine(settings, pool_size=1, application_name="segbase-relay")
+        # Two connections: the publishing transaction, and the catalog's read when its cache expires meanwhile.
+        self.engine = create_app_engine(settings, pool_size=2, application_name="segbase-relay")
         self.redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
         self.channel = changes_channel(settings)
-        self.catalog = TableCatalog()
+        self.catalog = PublicationCatalog(self.engine)
         self.published = 0
 
     def publish_batch(self) -> int:
@@ -69,7 +69,12 @@ class Relay:
                 return 0
             pipe = self.redis.pipeline(transaction=False)
             for row in rows:
-                pipe.publish(self.channel, event_message(row, self.catalog.shape(uow, row.schema_name, row.table_name)))
+                shape = self.catalog.shape(row.schema_name, row.table_name)
+                if shape is None:  # the table left the publication after capture: nobody can be subscribed to it
+                    log.info("not publishing outbox row %d: %s.%s is not in the publication", row.id,
+                             row.schema_name, row.table_name)
+                    continue
+                pipe.publish(self.channel, change_event(row, shape).to_json())
             pipe.execute()
             mark_sent(uow, [row.id for row in rows])
         self.published += len(rows)
@@ -117,13 +122,15 @@ class Relay:
         backoff = 0.5
         while not self.stop.is_set():
             try:
-                with psycopg.connect(libpq_authenticator_url(self.settings), autocommit=True,
+                with psycopg.connect(authenticator_libpq_url(self.settings), autocommit=True,
                                      application_name="segbase-relay-lock") as conn:
                     if not self.acquire(conn):
                         break
                     backoff = 0.5
                     self.serve(conn)
-            except RETRYABLE as exc:
+            except Exception as exc:
+                if not is_retryable(exc):
+                    raise  # a programming error (say, a missing table) stops the relay loudly instead of looping
                 log.warning("relay interrupted (%s); retrying in %.1fs", exc.__class__.__name__, backoff)
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
@@ -133,7 +140,13 @@ class Relay:
 
 
 def run_relay(settings: Settings) -> int:
+    """The outbox relay and, with DISPATCH_MODE=push, the dispatch releaser (workers/dispatch.py): both turn
+    committed rows into Redis messages, each with its own lock, so one active copy of each runs per database."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    return Relay(settings, stop).run()
+    releaser = start_releaser(settings, stop)
+    code = Relay(settings, stop).run()
+    if releaser is not None:
+        releaser.join(timeout=10)
+    return code

@@ -7,13 +7,10 @@ message changes nothing twice.
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 
-import psycopg
 from celery import shared_task
 from sqlalchemy import Engine
-from sqlalchemy import exc as sa_exc
 
 from broker.celery_app import max_retry_countdown
 from broker.tasks import (
@@ -21,7 +18,8 @@ from broker.tasks import (
     SWEEP_WEBHOOK_INBOX_TASK,
     enqueue_webhook_event,
 )
-from db.engine import create_app_engine
+from db.engine import process_engine
+from db.errors import is_transient
 from db.pipeline import BatchOutcome, apply_events, begin_batch, claim_stale_events
 from db.uow import Caller, unit_of_work
 from schemas.settings import Settings
@@ -31,30 +29,10 @@ log = logging.getLogger("segbase.pipeline")
 
 SWEEP_BATCH = 500
 SWEEP_MAX_BATCHES = 20  # at most 10,000 events per run; the next run continues
-# SQLSTATE classes worth retrying: connection (08), serialization/deadlock (40), lock not available and
-# admin shutdown (55P03, 57P0x), statement timeout (57014).
-TRANSIENT_SQLSTATES = ("08", "40", "55P03", "57014", "57P01", "57P02", "57P03")
-
-_engines: dict[str, tuple[int, Engine]] = {}
-
 
 def worker_engine(settings: Settings) -> Engine:
-    """One small `authenticator` engine per process, created after the prefork pool forked (never inherited)."""
-    cached = _engines.get(settings.database_url)
-    if cached is None or cached[0] != os.getpid():
-        engine = create_app_engine(settings, pool_size=1, application_name="segbase-worker")
-        cached = (os.getpid(), engine)
-        _engines[settings.database_url] = cached
-    return cached[1]
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for database errors a retry can cure (lost connection, deadlock, serialization failure, timeout)."""
-    if isinstance(exc, (sa_exc.OperationalError, psycopg.OperationalError, sa_exc.DisconnectionError)):
-        return True
-    orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
-    state = getattr(orig, "sqlstate", None) or ""
-    return state.startswith(TRANSIENT_SQLSTATES)
+    """One small `authenticator` engine per pool process (never inherited across the prefork fork)."""
+    return process_engine(settings, application_name="segbase-worker")
 
 
 def retry_countdown(settings: Settings, retries: int) -> int:

@@ -1,13 +1,49 @@
-"""GoTrue's error bodies: `{"code", "message"}` with `X-Supabase-Api-Version: 2024-01-01`, which is what makes the
-clients read `code` as the error's string code (PROTOCOL §0.6, §2.9)."""
+"""GoTrue's error codes and bodies: `{"code", "message"}` with `X-Supabase-Api-Version: 2024-01-01`, which is what
+makes the clients read `code` as the error's string code (supabase/auth `internal/api/errors.go`; auth-js
+`packages/core/auth-js/src/lib/fetch.ts::handleError`)."""
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from api.errors import ApiError
 
 API_VERSION_HEADER = "X-Supabase-Api-Version"
 API_VERSION = "2024-01-01"
+
+
+class ErrorCode(StrEnum):
+    """The error codes segbase's /auth/v1 answers, spelled as GoTrue's catalogue
+    (supabase/auth `internal/api/apierrors/errorcode.go`); clients branch on them."""
+
+    ANONYMOUS_PROVIDER_DISABLED = "anonymous_provider_disabled"
+    BAD_JSON = "bad_json"
+    BAD_JWT = "bad_jwt"
+    EMAIL_NOT_CONFIRMED = "email_not_confirmed"
+    INVALID_CREDENTIALS = "invalid_credentials"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    NO_AUTHORIZATION = "no_authorization"
+    NOT_ADMIN = "not_admin"
+    NOT_FOUND = "not_found"
+    OVER_REQUEST_RATE_LIMIT = "over_request_rate_limit"
+    PHONE_PROVIDER_DISABLED = "phone_provider_disabled"
+    REFRESH_TOKEN_ALREADY_USED = "refresh_token_already_used"
+    REFRESH_TOKEN_NOT_FOUND = "refresh_token_not_found"
+    REQUEST_TOO_LARGE = "request_too_large"
+    SAME_PASSWORD = "same_password"
+    SESSION_EXPIRED = "session_expired"
+    SESSION_NOT_FOUND = "session_not_found"
+    USER_ALREADY_EXISTS = "user_already_exists"
+    USER_BANNED = "user_banned"
+    USER_NOT_FOUND = "user_not_found"
+    VALIDATION_FAILED = "validation_failed"
+    WEAK_PASSWORD = "weak_password"
+
+
+class OAuthErrorCode(StrEnum):
+    """The `error` of GoTrue's OAuth-shaped answers (RFC 6749 section 5.2 names)."""
+
+    INVALID_REQUEST = "invalid_request"
 
 
 class AuthError(ApiError):
@@ -24,10 +60,11 @@ class AuthError(ApiError):
 
 
 class RateLimitedError(AuthError):
-    status, code = 429, "over_request_rate_limit"
+    status, code = 429, ErrorCode.OVER_REQUEST_RATE_LIMIT
 
-    def __init__(self, retry_after: int) -> None:
-        super().__init__("Request rate limit reached")
+    def __init__(self, retry_after: int, limit: str = "") -> None:
+        # GoTrue's message, plus the limit and the setting that sets it, so an operator knows what to raise.
+        super().__init__(f"Request rate limit reached{f': {limit}' if limit else ''}")
         self.retry_after = max(1, int(retry_after))
 
     def body(self) -> Any:
@@ -44,24 +81,13 @@ class OAuthError(ApiError):
         return {"error": self.code, "error_description": self.message}
 
 
-class GatewayError(ApiError):
-    """Missing or invalid `apikey`: the Supabase gateway's 401 `{message, hint}` (api/identity.gateway_error)."""
-
-    def __init__(self, status: int, body: dict[str, str]) -> None:
-        super().__init__(body["message"], status=status, code="invalid_api_key")
-        self._body = body
-
-    def body(self) -> Any:
-        return self._body
-
-
 def bad_json(detail: str) -> AuthError:
-    return AuthError(f"Could not parse request body as JSON: {detail}", status=400, code="bad_json")
+    return AuthError(f"Could not parse request body as JSON: {detail}", status=400, code=ErrorCode.BAD_JSON)
 
 
 def validation_failed(message: str, status: int = 400) -> AuthError:
-    return AuthError(message, status=status, code="validation_failed")
+    return AuthError(message, status=status, code=ErrorCode.VALIDATION_FAILED)
 
 
 def invalid_credentials() -> AuthError:
-    return AuthError("Invalid login credentials", status=400, code="invalid_credentials")
+    return AuthError("Invalid login credentials", status=400, code=ErrorCode.INVALID_CREDENTIALS)

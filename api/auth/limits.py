@@ -77,7 +77,9 @@ class RateLimiter:
             log.warning("auth rate limit skipped: Redis unavailable", extra={"bucket": bucket})
             return
         if count > limit:
-            raise RateLimitedError(retry_after=int(window_start + window - now) + 1)
+            setting = f"AUTH_RATE_LIMIT_{bucket.rsplit('_', 1)[0].upper()}"  # sign_in_ip: AUTH_RATE_LIMIT_SIGN_IN
+            raise RateLimitedError(int(window_start + window - now) + 1,
+                                   f"{limit} per {window} s ({setting} per AUTH_RATE_LIMIT_WINDOW_SECONDS)")
 
     def sign_in_ip(self, ip: str) -> None:
         """Sign-ins and sign-ups from one address (checked before the body is read)."""

@@ -6,25 +6,24 @@ transaction writes the user, the session and the refresh token together (the use
 """
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Engine
 
 from api.auth.errors import (
     AuthError,
+    ErrorCode,
     OAuthError,
+    OAuthErrorCode,
     invalid_credentials,
     validation_failed,
 )
 from api.auth.passwords import PasswordHasher
+from api.auth.refresh_tokens import new_refresh_token, seal_child, unseal_child
 from api.identity import AccessToken, forget_session, mint_access_token
 from db import auth as auth_db
 from db.uow import unit_of_work
@@ -35,7 +34,6 @@ EMAIL_PATTERN = re.compile(r"^[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-zA-Z0-9](?:[a-
                            r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$")
 EMAIL_MAX_LENGTH = 255
 LOGOUT_SCOPES = ("global", "local", "others")
-IDENTITY_NAMESPACE = uuid.UUID("5d6f1c1e-3f0a-4f0c-9a55-6b1d2c9e7a10")
 
 
 @dataclass
@@ -67,36 +65,8 @@ def normalize_email(email: str) -> str:
 def check_password_strength(password: str, settings: Settings) -> None:
     minimum = settings.auth_password_min_length
     if len(password) < minimum:
-        raise AuthError(f"Password should be at least {minimum} characters.", status=422, code="weak_password",
+        raise AuthError(f"Password should be at least {minimum} characters.", status=422, code=ErrorCode.WEAK_PASSWORD,
                         weak_password={"reasons": ["length"]})
-
-
-# --- refresh tokens --------------------------------------------------------------------------------------------
-
-def new_refresh_token() -> str:
-    return uuid.uuid4().hex[:12] + os.urandom(18).hex()  # 48 chars; GoTrue refuses tokens under 12
-
-
-def _seal_key(parent_token: str) -> bytes:
-    return hashlib.sha256(b"segbase-refresh-seal:" + parent_token.encode()).digest()
-
-
-def seal_child(parent_token: str, child_token: str) -> bytes:
-    """Encrypt the child with a key only the parent's holder can derive (see db/bootstrap/20_auth.sql)."""
-    nonce = os.urandom(12)
-    aad = auth_db.hash_refresh_token(child_token).encode()
-    return nonce + AESGCM(_seal_key(parent_token)).encrypt(nonce, child_token.encode(), aad)
-
-
-def unseal_child(parent_token: str, sealed: bytes | None, child_hash: str) -> str | None:
-    if not sealed or len(sealed) < 13:
-        return None
-    try:
-        child = AESGCM(_seal_key(parent_token)).decrypt(bytes(sealed[:12]), bytes(sealed[12:]), child_hash.encode())
-    except InvalidTag:
-        return None
-    token = child.decode()
-    return token if auth_db.hash_refresh_token(token) == child_hash else None
 
 
 def _start_session(uow, settings: Settings, user: dict[str, Any], now: datetime, user_agent: str | None,
@@ -138,7 +108,7 @@ def sign_up(ctx: AuthContext, *, email: str, password: str, data: dict[str, Any]
 
 def _existing_sign_up(settings: Settings, existing: dict[str, Any]) -> tuple[dict[str, Any], None]:
     if settings.auth_mailer_autoconfirm:
-        raise AuthError("User already registered", status=422, code="user_already_exists")
+        raise AuthError("User already registered", status=422, code=ErrorCode.USER_ALREADY_EXISTS)
     if existing.get("email_confirmed_at") is None:
         return existing, None
     # GoTrue with confirmations on answers as for a new user, so sign-up does not reveal who has an account.
@@ -166,11 +136,11 @@ def sign_in_with_password(ctx: AuthContext, *, email: str, password: str, user_a
     if not ctx.hasher.verify(user.get("encrypted_password") or "", password):
         raise invalid_credentials()
     if user.get("email_confirmed_at") is None:
-        raise AuthError("Email not confirmed", status=400, code="email_not_confirmed")
+        raise AuthError("Email not confirmed", status=400, code=ErrorCode.EMAIL_NOT_CONFIRMED)
     now = utcnow()
     banned_until = user.get("banned_until")
     if banned_until is not None and banned_until > now:
-        raise AuthError("User is banned", status=400, code="user_banned")
+        raise AuthError("User is banned", status=400, code=ErrorCode.USER_BANNED)
     new_hash = ctx.hasher.hash(password) if ctx.hasher.needs_rehash(user["encrypted_password"]) else None
     with unit_of_work(ctx.engine, auth_db.AUTH_ADMIN) as uow:
         if new_hash is not None:
@@ -188,7 +158,7 @@ def refresh_session(ctx: AuthContext, *, refresh_token: str) -> IssuedSession:
     before the error is raised — and every access token of that session stops working.
     """
     if not refresh_token:
-        raise OAuthError("refresh_token required", status=400, code="invalid_request")
+        raise OAuthError("refresh_token required", status=400, code=OAuthErrorCode.INVALID_REQUEST)
     settings = ctx.settings
     now = utcnow()
     token_hash = auth_db.hash_refresh_token(refresh_token)
@@ -197,16 +167,16 @@ def refresh_session(ctx: AuthContext, *, refresh_token: str) -> IssuedSession:
         row = auth_db.find_refresh_token(uow=uow, token_hash=token_hash)
         if row is None:
             raise AuthError("Invalid Refresh Token: Refresh Token Not Found", status=400,
-                            code="refresh_token_not_found")
+                            code=ErrorCode.REFRESH_TOKEN_NOT_FOUND)
         session_id = str(row["session_id"]) if row["session_id"] else None
         session = auth_db.find_session(uow=uow, session_id=session_id, for_update=True) if session_id else None
         if session is None:
-            raise AuthError("Invalid Refresh Token: No Valid Session Found", status=400, code="session_not_found")
+            raise AuthError("Invalid Refresh Token: No Valid Session Found", status=400, code=ErrorCode.SESSION_NOT_FOUND)
         if session["expired"]:
-            raise AuthError("Invalid Refresh Token: Session Expired", status=400, code="session_expired")
+            raise AuthError("Invalid Refresh Token: Session Expired", status=400, code=ErrorCode.SESSION_EXPIRED)
         user = auth_db.find_user_by_id(uow=uow, user_id=str(session["user_id"]))
         if user is None:
-            raise AuthError("Invalid Refresh Token: No Valid Session Found", status=400, code="session_not_found")
+            raise AuthError("Invalid Refresh Token: No Valid Session Found", status=400, code=ErrorCode.SESSION_NOT_FOUND)
         issued: str | None = None
         if row["revoked"]:
             active = auth_db.find_active_refresh_token(uow=uow, session_id=session_id)
@@ -228,7 +198,7 @@ def refresh_session(ctx: AuthContext, *, refresh_token: str) -> IssuedSession:
             auth_db.touch_session(uow=uow, session_id=session_id, now=now)
     if reused_session is not None:
         forget_session(reused_session)
-        raise AuthError("Invalid Refresh Token: Already Used", status=400, code="refresh_token_already_used")
+        raise AuthError("Invalid Refresh Token: Already Used", status=400, code=ErrorCode.REFRESH_TOKEN_ALREADY_USED)
     access = mint_access_token(settings, user=user, session_id=session_id, now=int(now.timestamp()))
     return IssuedSession(access, issued, user)
 
@@ -247,10 +217,10 @@ def _require_session_user(uow, claims: dict[str, Any]) -> dict[str, Any]:
     except ValueError:
         alive = False
     if not alive:
-        raise AuthError("Session from session_id claim in JWT does not exist", status=403, code="session_not_found")
+        raise AuthError("Session from session_id claim in JWT does not exist", status=403, code=ErrorCode.SESSION_NOT_FOUND)
     user = auth_db.find_user_by_id(uow=uow, user_id=str(claims["sub"]))
     if user is None:
-        raise AuthError("User from sub claim in JWT does not exist", status=403, code="user_not_found")
+        raise AuthError("User from sub claim in JWT does not exist", status=403, code=ErrorCode.USER_NOT_FOUND)
     return user
 
 
@@ -259,7 +229,7 @@ def update_user(ctx: AuthContext, claims: dict[str, Any], body: dict[str, Any]) 
     signs out the user's other sessions, as GoTrue does."""
     settings = ctx.settings
     if body.get("app_metadata") is not None:
-        raise AuthError("Updating app_metadata requires admin privileges", status=403, code="not_admin")
+        raise AuthError("Updating app_metadata requires admin privileges", status=403, code=ErrorCode.NOT_ADMIN)
     user = load_user(ctx, claims)
     email = body.get("email")
     if email is not None and normalize_email(email) != (user.get("email") or ""):
@@ -272,7 +242,7 @@ def update_user(ctx: AuthContext, claims: dict[str, Any], body: dict[str, Any]) 
         check_password_strength(password, settings)
         if ctx.hasher.verify(user.get("encrypted_password") or "", password):
             raise AuthError("New password should be different from the old password.", status=422,
-                            code="same_password")
+                            code=ErrorCode.SAME_PASSWORD)
         new_hash = ctx.hasher.hash(password)
     metadata = None
     if body.get("data") is not None:
@@ -311,68 +281,3 @@ def logout(ctx: AuthContext, claims: dict[str, Any], scope: str) -> None:
                 uow=uow, user_id=user["id"], except_session_id=session_id if scope == "others" else None)
     for revoked_id in revoked:
         forget_session(revoked_id)
-
-
-# --- JSON shapes -----------------------------------------------------------------------------------------------
-
-def rfc3339(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def user_json(user: dict[str, Any]) -> dict[str, Any]:
-    """GoTrue's user object (PROTOCOL §2.4): `omitempty` timestamps left out when null, email/phone never null."""
-    confirmed_at = user.get("email_confirmed_at")
-    out: dict[str, Any] = {"id": user["id"], "aud": user.get("aud") or "authenticated",
-                           "role": user.get("role") or "authenticated", "email": user.get("email") or ""}
-    for key, value in (("email_confirmed_at", confirmed_at), ("phone", None),
-                       ("confirmation_sent_at", user.get("confirmation_sent_at")), ("confirmed_at", confirmed_at),
-                       ("last_sign_in_at", user.get("last_sign_in_at"))):
-        if key == "phone":
-            out["phone"] = user.get("phone") or ""
-        elif value is not None:
-            out[key] = rfc3339(value)
-    out["app_metadata"] = user.get("raw_app_meta_data") or {}
-    out["user_metadata"] = user.get("raw_user_meta_data") or {}
-    out["identities"] = [] if user.get("_obfuscated") else [_email_identity(user)]
-    out["created_at"] = rfc3339(user.get("created_at"))
-    out["updated_at"] = rfc3339(user.get("updated_at"))
-    out["is_anonymous"] = bool(user.get("is_anonymous"))
-    return out
-
-
-def _email_identity(user: dict[str, Any]) -> dict[str, Any]:
-    """The `email` identity GoTrue keeps in auth.identities; segbase derives it from the user row (stable id)."""
-    user_id = user["id"]
-    identity = {
-        "identity_id": str(uuid.uuid5(IDENTITY_NAMESPACE, f"email:{user_id}")),
-        "id": user_id,
-        "user_id": user_id,
-        "identity_data": {"email": user.get("email") or "", "email_verified": user.get("email_confirmed_at")
-                          is not None, "phone_verified": False, "sub": user_id},
-        "provider": "email",
-        "created_at": rfc3339(user.get("created_at")),
-        "updated_at": rfc3339(user.get("updated_at")),
-        "email": user.get("email") or "",
-    }
-    if user.get("last_sign_in_at") is not None:
-        identity["last_sign_in_at"] = rfc3339(user["last_sign_in_at"])
-    return identity
-
-
-def session_json(session: IssuedSession, *, weak_password: bool = False) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "access_token": session.access.token,
-        "token_type": "bearer",
-        "expires_in": session.access.expires_in,
-        "expires_at": session.access.expires_at,
-        "refresh_token": session.refresh_token,
-        "user": user_json(session.user),
-    }
-    if weak_password:
-        body["weak_password"] = {"message": "Password does not meet the current requirements",
-                                 "reasons": ["length"]}
-    return body

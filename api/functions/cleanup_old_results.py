@@ -19,14 +19,14 @@ from api.functions import bp
 from api.functions.common import database_or_503, verified_claims
 from api.services import services
 from broker.tasks import enqueue_cleanup
-from db import maintenance
+from db import jobs
 from db.uow import Caller, unit_of_work
 
 QUEUE_RETRY_AFTER_SECONDS = 5
 
 
 def require_service_role() -> None:
-    """verify_jwt's checks (PROTOCOL §5.3), then the role: only the service_role key may run maintenance."""
+    """verify_jwt's checks (supabase/cli `internal/functions/serve/templates/main.ts`), then the role: only the service_role key may run maintenance."""
     if verified_claims(request).get("role") != "service_role":
         raise ApiError("cleanup-old-results needs the service_role key", status=403, code="forbidden")
 
@@ -36,12 +36,12 @@ def start_cleanup():
     require_service_role()
     svc = services()
     with database_or_503(), unit_of_work(svc.engine, Caller.service()) as uow:
-        job_id = maintenance.create_job(uow, "request")
+        job_id = jobs.create_job(uow, "request")
     try:
         enqueue_cleanup(services().celery, job_id)
     except (KombuError, redis.RedisError, OSError) as exc:
         with database_or_503(), unit_of_work(svc.engine, Caller.service()) as uow:
-            maintenance.finish_job(uow, job_id, "failed", detail="the job queue (Redis) was unavailable")
+            jobs.finish_job(uow, job_id, "failed", detail="the job queue (Redis) was unavailable")
         raise ServiceUnavailableError("the job queue is unavailable; retry later",
                                       retry_after=QUEUE_RETRY_AFTER_SECONDS) from exc
     return jsonify(job_id=job_id, status="queued"), 202
@@ -61,10 +61,10 @@ def cleanup_job(job_id: str | None = None):
         raise ApiError(f"job_id is not a uuid: {job_id[:64]!r}", code="invalid_job_id") from exc
     svc = services()
     with database_or_503(), unit_of_work(svc.engine, Caller.service()) as uow:
-        job = maintenance.get_job(uow, job_id)
-    if job is None or job["kind"] != maintenance.KIND_CLEANUP:
+        job = jobs.get_job(uow, job_id)
+    if job is None or job["kind"] != jobs.KIND_CLEANUP:
         raise NotFoundError(f"no cleanup job {job_id}", code="job_not_found")
     body = {"job_id": job["id"], "status": job["state"], "trigger": job["trigger"], "counts": job["counts"],
             "detail": job["detail"], "requested_at": job["requested_at"], "started_at": job["started_at"],
             "finished_at": job["finished_at"]}
-    return jsonify(body), (200 if job["state"] in maintenance.FINAL_JOB_STATES else 202)
+    return jsonify(body), (200 if job["state"] in jobs.FINAL_JOB_STATES else 202)

@@ -6,21 +6,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import psycopg
 from flask import Request
-from sqlalchemy import exc as sa_exc
 
 from api.errors import ApiError, ServiceUnavailableError
 from api.identity import TokenError, caller_from_claims, decode_token, session_is_alive
 from api.services import services
+from db.errors import CONNECTION_ERRORS
 from db.uow import Caller
 
 DATABASE_RETRY_AFTER_SECONDS = 5
-DATABASE_DOWN = (sa_exc.OperationalError, sa_exc.TimeoutError, sa_exc.DisconnectionError, psycopg.OperationalError)
 
 
 class EdgeAuthError(ApiError):
-    """401 in the body Supabase's edge runtime sends when verify_jwt refuses a request (PROTOCOL §5.3)."""
+    """401 in the body Supabase's edge runtime sends when verify_jwt refuses a request (supabase/cli `internal/functions/serve/templates/main.ts`)."""
 
     status, code = 401, "unauthorized"
 
@@ -29,7 +27,7 @@ class EdgeAuthError(ApiError):
 
 
 def verified_claims(request: Request) -> dict[str, Any]:
-    """The Bearer token's claims, checked as the edge runtime's verify_jwt does (PROTOCOL §5.3)."""
+    """The Bearer token's claims, checked as the edge runtime's verify_jwt does (supabase/cli `internal/functions/serve/templates/main.ts`)."""
     authorization = request.headers.get("Authorization")
     if not authorization:
         raise EdgeAuthError("Error: Missing authorization header")
@@ -60,6 +58,6 @@ def database_or_503() -> Iterator[None]:
     """Turn an unreachable PostgreSQL into 503 + Retry-After (a client retries; nothing was acknowledged)."""
     try:
         yield
-    except DATABASE_DOWN as exc:
+    except CONNECTION_ERRORS as exc:
         raise ServiceUnavailableError("the database is unavailable; retry later",
                                       retry_after=DATABASE_RETRY_AFTER_SECONDS) from exc

@@ -22,7 +22,12 @@ from db.pipeline import store_inbox_event
 from db.uow import Caller, unit_of_work
 from observability.metrics import WEBHOOK_EVENTS
 from schemas.settings import Settings
-from schemas.webhook import WebhookAccepted, WebhookDuplicate, WebhookEvent, validation_context
+from schemas.webhook import (
+    WebhookAccepted,
+    WebhookDuplicate,
+    WebhookEvent,
+    validation_context,
+)
 
 log = logging.getLogger("segbase.webhook")
 
@@ -52,7 +57,7 @@ def require_signature(settings: Settings, raw_body: bytes) -> None:
 
 
 def parse_event(settings: Settings, raw_body: bytes) -> WebhookEvent:
-    # Parsed whatever the Content-Type, as the seed's Deno function (`await req.json()`) did; a refusal (not JSON,
+    # Parsed whatever the Content-Type, as the original specification's Deno function (`await req.json()`) did; a refusal (not JSON,
     # too deep, a NUL character) is a JsonInputError naming the field (api/http.py).
     body = parse_json(raw_body, max_depth=settings.max_json_depth)
     # A pydantic ValidationError becomes 422 `validation_failed` naming each field (api/errors.py).

@@ -1,7 +1,10 @@
 """/realtime/v1/websocket — Supabase Realtime's Phoenix protocol (postgres_changes) over flask-sock.
 
-`protocol` holds the wire format, `hub` this process's channels and its one Redis subscription, `connection` one
-socket. Design and delivery contract: docs/REALTIME.md.
+One job per module: `protocol` the frames, `bindings` what a channel subscribes to, `channels` a joined channel
+and the subscriber interface, `registry` this process's sockets and channels, `listener` the Redis subscription,
+`sweeper` token expiry and revocation, `fanout` change → frames, `hub` puts them together per process,
+`connection` one socket. A new kind of channel message goes in `connection` (reading) and its own module (what it
+does). Design and delivery contract: docs/REALTIME.md.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from flask_sock import Sock
 
 from api.identity import TokenError, resolve_caller
 from api.realtime import protocol
+from api.realtime.connection import Connection
 from api.realtime.hub import Hub
 from api.services import services
 
@@ -24,6 +28,15 @@ def hub() -> Hub:
     if svc.realtime is None:
         svc.realtime = Hub(svc.settings, svc.engine)
     return svc.realtime
+
+
+def close_all_sockets(app: Flask, reason: str) -> int:
+    """Close every realtime socket this process serves with 1001 going away (graceful shutdown: clients reconnect
+    to another API process at once); returns how many."""
+    svc = app.extensions.get("segbase")
+    if svc is None or svc.realtime is None:
+        return 0
+    return svc.realtime.close_all(reason, protocol.CLOSE_GOING_AWAY)
 
 
 def _apikey() -> str | None:
@@ -68,10 +81,6 @@ def raise_fd_limit() -> int:
 
 def init_app(app: Flask) -> None:
     """Register the WebSocket route."""
-    from api.realtime.connection import (
-        Connection,  # late: connection imports the hub (split pending)
-    )
-
     raise_fd_limit()
     sock = Sock(app)
     app.before_request(_before_upgrade)

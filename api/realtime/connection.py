@@ -12,15 +12,14 @@ from typing import Any
 from simple_websocket import ConnectionClosed
 
 from api.identity import TokenError, resolve_caller
-from api.realtime import protocol
-from api.realtime.hub import Channel, Hub
+from api.realtime import bindings, protocol
+from api.realtime.channels import Channel
+from api.realtime.hub import Hub
 from db.uow import Caller
 from observability.metrics import WS_CONNECTIONS, WS_DROPPED
 
 log = logging.getLogger("segbase.realtime")
 
-CLOSE_POLICY = 1008
-CLOSE_GOING_AWAY = 1001
 CLOSE_GRACE_SECONDS = 5.0
 _CLOSE = object()
 
@@ -89,7 +88,7 @@ class Connection:
                        "the client is not reading fast enough")
             return False
 
-    def abort(self, reason: str, code: int = CLOSE_POLICY) -> None:
+    def abort(self, reason: str, code: int = protocol.CLOSE_POLICY) -> None:
         """Drop what is queued, tell the client why (system message + close frame), force it after a grace."""
         if self.closing:
             return
@@ -152,13 +151,14 @@ class Connection:
         self._writer.start()
         timeout = self.settings.realtime_heartbeat_timeout_seconds
         WS_CONNECTIONS.inc()
+        self.hub.registry.add_socket(self)
         try:
             while not self.closing:
                 text = self.ws.receive(timeout=timeout)
                 if text is None:
                     if self.closing:
                         break
-                    self.abort(f"heartbeat timeout: nothing received for {timeout} s", CLOSE_GOING_AWAY)
+                    self.abort(f"heartbeat timeout: nothing received for {timeout} s", protocol.CLOSE_GOING_AWAY)
                     break
                 try:
                     self.handle(text)
@@ -170,12 +170,13 @@ class Connection:
             pass
         finally:
             WS_CONNECTIONS.dec()
+            self.hub.registry.remove_socket(self)
             self.closing = True
             for channel in list(self.channels.values()):
                 self.hub.unregister(channel)
             self.channels.clear()
             try:
-                self.queue.put_nowait((_CLOSE, CLOSE_GOING_AWAY, self.close_reason or "bye"))
+                self.queue.put_nowait((_CLOSE, protocol.CLOSE_GOING_AWAY, self.close_reason or "bye"))
             except queue.Full:
                 pass
             self._writer.join(CLOSE_GRACE_SECONDS + 1)
@@ -229,7 +230,7 @@ class Connection:
             caller, expires_at, session_id = self.authorize(message.payload.get("access_token"))
             if not isinstance(config, dict):
                 raise protocol.ProtocolError("config must be an object")
-            bindings = protocol.parse_bindings(config.get("postgres_changes"), self.hub.published_tables())
+            subscriptions = bindings.parse_bindings(config.get("postgres_changes"), self.hub.published_tables())
         except TokenError as exc:
             self.send_reply(message, "error", {"reason": token_error_reason(exc)})
             return
@@ -240,12 +241,12 @@ class Connection:
             log.exception("realtime join failed")
             self.send_reply(message, "error", {"reason": "UnableToConnectToProject: the database is unavailable"})
             return
-        channel = Channel(self, topic, message.join_ref or message.ref, bindings, caller, expires_at, session_id)
+        channel = Channel(self, topic, message.join_ref or message.ref, subscriptions, caller, expires_at, session_id)
         self.channels[topic] = channel
-        subscribed = self.hub.wait_subscribed() if bindings else True
+        subscribed = self.hub.wait_subscribed() if subscriptions else True
         self.hub.register(channel)
-        self.send_reply(message, "ok", protocol.join_response(bindings))
-        if bindings:
+        self.send_reply(message, "ok", bindings.join_response(subscriptions))
+        if subscriptions:
             if subscribed:
                 self.send_system(topic, channel.join_ref, "ok", "Subscribed to PostgreSQL")
             else:

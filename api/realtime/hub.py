@@ -1,127 +1,55 @@
-"""One API process's realtime state: its sockets' channels, its one Redis subscription, and the sweeper.
+"""One API process's realtime state, put together: the registry of its sockets and channels, the publication's
+catalog, the Redis listener, the sweeper, and the fan-out of each change the listener receives.
 
-Routing is by owner: the capture trigger records the user whose RLS lets them SELECT the row, so a change goes to
-that user's channels plus every service_role channel, never to anon (tests/realtime/test_routing_rls.py proves
-this equals running the SELECT as each user). Under gunicorn's gevent worker `threading` is monkey-patched, so
-the subscriber, the sweeper and each socket's writer are greenlets.
+Created lazily per process (after gunicorn forked and gevent patched `threading`, so the listener and the sweeper
+are greenlets) and started on the first join.
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
-import time
-from collections import defaultdict
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
-import redis
+from pydantic import ValidationError
 from sqlalchemy import Engine
 
-from api.realtime import protocol
-from db.uow import Caller
-from observability.metrics import WS_FRAMES
+from api.realtime import fanout, protocol
+from api.realtime.channels import Channel
+from api.realtime.listener import ChangeListener
+from api.realtime.registry import ChannelRegistry
+from api.realtime.sweeper import Sweeper
+from db.publication import PublicationCatalog
+from schemas.realtime import ChangeEvent
 from schemas.settings import Settings
-
-if TYPE_CHECKING:
-    from api.realtime.connection import Connection
 
 log = logging.getLogger("segbase.realtime")
 
-SWEEP_INTERVAL_SECONDS = 1.0
-SESSION_CHECK_SECONDS = 3.0
-CATALOG_TTL_SECONDS = 30.0
 SUBSCRIBE_WAIT_SECONDS = 5.0
-
-
-@dataclass(eq=False)
-class Channel:
-    """One joined topic on one socket."""
-
-    conn: Connection
-    topic: str
-    join_ref: str | None
-    bindings: list[protocol.Binding]
-    caller: Caller
-    expires_at: float | None
-    session_id: str | None = None
-    delivered: int = field(default=0)
-
-    @property
-    def owner(self) -> str | None:
-        return self.caller.user_id
 
 
 class Hub:
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings = settings
         self.engine = engine
-        self.channel_name = settings.redis_key("realtime", "changes")
-        self._lock = threading.RLock()
-        self._by_owner: dict[str, set[Channel]] = defaultdict(set)
-        self._service: set[Channel] = set()
-        self._channels: set[Channel] = set()
+        self.registry = ChannelRegistry()
+        self.catalog = PublicationCatalog(engine)
+        self.listener = ChangeListener(settings, self.dispatch, self._resync_all)
+        self.sweeper = Sweeper(engine, self.registry)
+        self._lock = threading.Lock()
         self._started = False
-        self.subscribed = threading.Event()
-        self._catalog: tuple[float, dict[str, dict[str, dict[str, str]]]] | None = None
-        self.events_received = 0
-        self.frames_queued = 0
 
-    # --- registry ---------------------------------------------------------------------------------------
+    # --- channels (the registry's, for the socket and the tests) ------------------------------------------
     def register(self, channel: Channel) -> None:
-        with self._lock:
-            self._channels.add(channel)
-            if channel.caller.role == "service_role":
-                self._service.add(channel)
-            elif channel.owner:
-                self._by_owner[channel.owner].add(channel)
+        self.registry.register(channel)
 
     def unregister(self, channel: Channel) -> None:
-        with self._lock:
-            self._channels.discard(channel)
-            self._service.discard(channel)
-            if channel.owner and channel.owner in self._by_owner:
-                self._by_owner[channel.owner].discard(channel)
-                if not self._by_owner[channel.owner]:
-                    del self._by_owner[channel.owner]
+        self.registry.unregister(channel)
 
     def channels(self) -> list[Channel]:
-        with self._lock:
-            return list(self._channels)
+        return self.registry.channels()
 
-    def recipients(self, owner: str | None) -> list[Channel]:
-        """The channels allowed to see a row owned by `owner`: the owner's and service_role's."""
-        with self._lock:
-            found = list(self._service)
-            if owner:
-                found.extend(self._by_owner.get(owner, ()))
-            return found
-
-    # --- catalog ----------------------------------------------------------------------------------------
     def published_tables(self) -> dict[str, dict[str, dict[str, str]]]:
         """{schema: {table: {column: type}}} for the supabase_realtime publication, cached briefly."""
-        now = time.monotonic()
-        if self._catalog and now - self._catalog[0] < CATALOG_TTL_SECONDS:
-            return self._catalog[1]
-        from sqlalchemy import (
-            text,  # late: moves with the catalog reader (split pending)
-        )
-
-        with self.engine.connect() as conn:
-            rows = conn.execute(text(
-                "select p.schemaname, p.tablename, a.attname, t.typname "
-                "from pg_publication_tables p "
-                "join pg_namespace n on n.nspname = p.schemaname "
-                "join pg_class c on c.relnamespace = n.oid and c.relname = p.tablename "
-                "join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped "
-                "join pg_type t on t.oid = a.atttypid "
-                "where p.pubname = 'supabase_realtime' order by a.attnum")).all()
-            conn.rollback()
-        catalog: dict[str, dict[str, dict[str, str]]] = defaultdict(dict)
-        for schema, table, column, typname in rows:
-            catalog[schema].setdefault(table, {})[column] = typname
-        self._catalog = (now, dict(catalog))
-        return self._catalog[1]
+        return self.catalog.column_types()
 
     # --- background greenlets ---------------------------------------------------------------------------
     def ensure_started(self) -> None:
@@ -129,115 +57,38 @@ class Hub:
             if self._started:
                 return
             self._started = True
-        threading.Thread(target=self._subscribe_forever, name="realtime-subscriber", daemon=True).start()
-        threading.Thread(target=self._sweep_forever, name="realtime-sweeper", daemon=True).start()
+        self.listener.start()
+        threading.Thread(target=self.sweeper.run_forever, name="realtime-sweeper", daemon=True).start()
 
     def wait_subscribed(self) -> bool:
         self.ensure_started()
-        return self.subscribed.wait(SUBSCRIBE_WAIT_SECONDS)
-
-    def _subscribe_forever(self) -> None:
-        backoff = 0.2
-        interrupted = False
-        while True:
-            client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=2,
-                                          health_check_interval=15)
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            try:
-                pubsub.subscribe(self.channel_name)
-                if interrupted:
-                    self._resync_all()
-                    interrupted = False
-                self.subscribed.set()
-                backoff = 0.2
-                while True:
-                    message = pubsub.get_message(timeout=5.0)
-                    if message is not None and message.get("type") == "message":
-                        self.dispatch(message["data"])
-            except redis.RedisError as exc:
-                log.warning("realtime subscription lost (%s); resubscribing", exc.__class__.__name__)
-            except Exception:
-                log.exception("realtime subscriber failed; resubscribing")
-            finally:
-                self.subscribed.clear()
-                interrupted = True
-                try:
-                    pubsub.close()
-                    client.close()
-                except Exception:
-                    log.debug("closing the broken subscription failed", exc_info=True)
-            time.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+        return self.listener.subscribed.wait(SUBSCRIBE_WAIT_SECONDS)
 
     def _resync_all(self) -> None:
         """Events published while unsubscribed are gone (pub/sub is at most once): error every channel so the
         clients rejoin, and re-query on SUBSCRIBED as supabase-flutter's stream does."""
-        for channel in self.channels():
-            self.unregister(channel)
-            channel.conn.channel_errored(channel)
-
-    def _sweep_forever(self) -> None:
-        last_session_check = 0.0
-        while True:
-            time.sleep(SWEEP_INTERVAL_SECONDS)
-            try:
-                self.sweep(check_sessions=time.monotonic() - last_session_check >= SESSION_CHECK_SECONDS)
-            except Exception:
-                log.exception("realtime sweep failed")
-            else:
-                if time.monotonic() - last_session_check >= SESSION_CHECK_SECONDS:
-                    last_session_check = time.monotonic()
-
-    def sweep(self, *, check_sessions: bool) -> None:
-        """End channels whose token expired or whose session was revoked (logout, refresh-token reuse)."""
-        from api.identity import (
-            session_is_alive,  # late: identity is heavy at hub import (split pending)
-        )
-
-        now = time.time()
-        sessions: dict[str, list[Channel]] = defaultdict(list)
-        for channel in self.channels():
-            if channel.expires_at is not None and channel.expires_at <= now:
-                ago = int(now - channel.expires_at)
-                channel.conn.end_channel(channel, f"Token has expired {ago} seconds ago")
-            elif channel.session_id:
-                sessions[channel.session_id].append(channel)
-        if not check_sessions:
-            return
-        for session_id, members in sessions.items():
-            if not session_is_alive(self.engine, session_id):
-                for channel in members:
-                    channel.conn.end_channel(channel, "Token has been revoked: the session ended")
+        for channel in self.registry.channels():
+            self.registry.unregister(channel)
+            channel.subscriber.channel_errored(channel)
 
     # --- fan-out ----------------------------------------------------------------------------------------
     def dispatch(self, raw: bytes | str) -> int:
-        """Deliver one published change to this process's matching channels; returns frames queued.
-        A failure for one subscriber is logged and never stops delivery to the rest."""
-        self.events_received += 1
+        """Deliver one message of the relay to this process's matching channels; returns frames queued."""
         try:
-            change: dict[str, Any] = json.loads(raw)
-        except ValueError:
+            change = ChangeEvent.model_validate_json(raw)
+        except ValidationError:
             log.error("dropping a malformed realtime message")
             return 0
-        types = {column["name"]: column["type"] for column in change.get("columns", ())}
-        serialized: dict[str, str] = {}
-        queued = 0
-        for channel in self.recipients(change.get("owner")):
+        return fanout.deliver(change, self.registry.recipients(change.owner))
+
+    # --- shutdown ---------------------------------------------------------------------------------------
+    def close_all(self, reason: str, code: int = protocol.CLOSE_GOING_AWAY) -> int:
+        """Close every socket of this process with a close frame (default 1001 going away, so clients reconnect
+        elsewhere); returns how many. One broken socket never keeps the others open."""
+        sockets = self.registry.sockets()
+        for socket in sockets:
             try:
-                ids = [b.id for b in channel.bindings if b.matches(change, types)]
-                if not ids:
-                    continue
-                role = channel.caller.role
-                data = serialized.get(role)
-                if data is None:
-                    hidden = [] if role == "service_role" else change.get("hidden", {}).get(role, [])
-                    data = serialized[role] = protocol.change_data(change, hidden)
-                if channel.conn.push(protocol.change_frame(channel.conn.vsn, channel.topic, ids, data)):
-                    channel.delivered += 1
-                    queued += 1
+                socket.abort(reason, code)
             except Exception:
-                log.exception("realtime delivery to one channel failed")
-        self.frames_queued += queued
-        if queued:
-            WS_FRAMES.labels(change.get("type") or "unknown").inc(queued)
-        return queued
+                log.exception("closing a realtime socket failed")
+        return len(sockets)

@@ -1,4 +1,6 @@
-"""Supabase Realtime's Phoenix wire format (PROTOCOL.md §4): frames, bindings, filters, change payloads.
+"""Supabase Realtime's Phoenix wire format: frames in and out (vsn 1.0.0 objects, 2.0.0 arrays), replies, system
+messages, change payloads, close codes. As Phoenix's serializer in realtime-js (`src/lib/serializer.ts`) and
+Realtime's `RealtimeWeb.RealtimeChannel` define them.
 
 Pure functions only — no sockets, no database — so every rule the clients check is unit-tested against the
 captured client frames in tests/realtime/vectors/.
@@ -6,23 +8,18 @@ captured client frames in tests/realtime/vectors/.
 from __future__ import annotations
 
 import json
-import re
-import zlib
-from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from dataclasses import dataclass
 from typing import Any
 
-from db.rest.grammar import GrammarError, parse_in_list
+from schemas.realtime import ChangeEvent
 
 VSN_OBJECTS = "1.0.0"
 VSN_ARRAYS = "2.0.0"
 SUPPORTED_VSN = (VSN_OBJECTS, VSN_ARRAYS)
 TOPIC_PREFIX = "realtime:"
-EVENTS = ("*", "INSERT", "UPDATE", "DELETE")
-FILTER_OPERATORS = ("eq", "neq", "lt", "lte", "gt", "gte", "in")
-NUMERIC_TYPES = frozenset({"int2", "int4", "int8", "float4", "float8", "numeric", "oid"})
-TIME_TYPES = frozenset({"timestamptz", "timestamp", "date"})
+# WebSocket close codes (RFC 6455 §7.4.1) the server sends.
+CLOSE_GOING_AWAY = 1001  # shutdown, heartbeat timeout: the client reconnects
+CLOSE_POLICY = 1008  # the server closed the socket for what the client did (e.g. it stopped reading)
 
 
 class ProtocolError(ValueError):
@@ -73,7 +70,8 @@ def _ref(value: Any) -> str | None:
 _ENCODER = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps(separators=...) builds one per call
 
 
-def _dumps(value: Any) -> str:
+def dumps(value: Any) -> str:
+    """Compact JSON, as every frame is written."""
     return _ENCODER.encode(value)
 
 
@@ -81,8 +79,8 @@ def encode(vsn: str, topic: str, event: str, payload: Any, ref: str | None = Non
            join_ref: str | None = None) -> str:
     """A server frame. V1 carries only topic/event/payload/ref (ref always present, as realtime-py requires)."""
     if vsn == VSN_ARRAYS:
-        return _dumps([join_ref, ref, topic, event, payload])
-    return _dumps({"topic": topic, "event": event, "payload": payload, "ref": ref})
+        return dumps([join_ref, ref, topic, event, payload])
+    return dumps({"topic": topic, "event": event, "payload": payload, "ref": ref})
 
 
 def reply(vsn: str, message: Message, status: str, response: dict[str, Any]) -> str:
@@ -94,8 +92,8 @@ def change_frame(vsn: str, topic: str, ids: list[int], data_json: str) -> str:
     """A postgres_changes push, with `data` already serialized once per event and role (the hot path)."""
     payload = '{"ids":[' + ",".join(map(str, ids)) + '],"data":' + data_json + "}"
     if vsn == VSN_ARRAYS:
-        return '[null,null,' + _dumps(topic) + ',"postgres_changes",' + payload + "]"
-    return '{"topic":' + _dumps(topic) + ',"event":"postgres_changes","payload":' + payload + ',"ref":null}'
+        return '[null,null,' + dumps(topic) + ',"postgres_changes",' + payload + "]"
+    return '{"topic":' + dumps(topic) + ',"event":"postgres_changes","payload":' + payload + ',"ref":null}'
 
 
 def system_payload(topic: str, status: str, message: str, extension: str = "postgres_changes") -> dict[str, str]:
@@ -106,180 +104,22 @@ def sub_topic(topic: str) -> str:
     return topic[len(TOPIC_PREFIX):] if topic.startswith(TOPIC_PREFIX) else topic
 
 
-# --- filters ------------------------------------------------------------------------------------------------
-
-_FILTER = re.compile(r"^(?P<column>[A-Za-z_][A-Za-z0-9_]*)=(?P<op>[a-z]+)\.(?P<value>.*)$", re.S)
-
-
-@dataclass(frozen=True)
-class Filter:
-    column: str
-    op: str
-    values: tuple[str, ...]  # one value, or the members of `in.(...)`
-
-
-def parse_filter(text: str) -> Filter:
-    """`<column>=<op>.<value>` with op in eq/neq/lt/lte/gt/gte/in; `in.(a,"b c")` lists values."""
-    match = _FILTER.match(text.strip())
-    if not match:
-        raise ProtocolError(f"Error parsing `filter` params: {text!r} is not <column>=<operator>.<value>")
-    op, value = match["op"], match["value"]
-    if op not in FILTER_OPERATORS:
-        raise ProtocolError(f"Error parsing `filter` params: operator {op!r} is not one of "
-                            f"{', '.join(FILTER_OPERATORS)}")
-    if op == "in":
-        try:
-            values = parse_in_list(value)  # the same quoting rules as /rest/v1 (py, js and Dart clients)
-        except GrammarError as exc:
-            raise ProtocolError(f"Error parsing `filter` params: {exc.message}") from exc
-        return Filter(match["column"], op, tuple(values))
-    return Filter(match["column"], op, (value,))
-
-
-def _coerce(value: Any, typname: str) -> Any:
-    """A record value or filter literal as a comparable Python value for the column's type (None = no match)."""
-    if value is None:
-        return None
-    try:
-        if typname in NUMERIC_TYPES:
-            return Decimal(str(value))
-        if typname == "bool":
-            if isinstance(value, bool):
-                return value
-            lowered = str(value).lower()
-            return {"true": True, "t": True, "false": False, "f": False}.get(lowered)
-        if typname in TIME_TYPES:
-            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=None)
-        if typname == "uuid":
-            return str(value).lower()
-    except (InvalidOperation, ValueError):
-        return None
-    return value if isinstance(value, str) else _dumps(value) if isinstance(value, (dict, list)) else str(value)
-
-
-def filter_matches(flt: Filter, row: dict[str, Any] | None, types: dict[str, str]) -> bool:
-    """Whether `row` passes the filter. A DELETE's old record holds only the primary key: a filter on another
-    column is then not evaluated (the change is delivered, RLS still applies)."""
-    if row is None or flt.column not in row:
-        return True
-    typname = types.get(flt.column, "text")
-    actual = _coerce(row[flt.column], typname)
-    if actual is None:
-        return False  # SQL: a comparison with NULL is never true
-    wanted = [_coerce(v, typname) for v in flt.values]
-    try:
-        if flt.op == "eq":
-            return actual == wanted[0]
-        if flt.op == "neq":
-            return wanted[0] is not None and actual != wanted[0]
-        if flt.op == "in":
-            return actual in wanted
-        if wanted[0] is None:
-            return False
-        if flt.op == "lt":
-            return actual < wanted[0]
-        if flt.op == "lte":
-            return actual <= wanted[0]
-        if flt.op == "gt":
-            return actual > wanted[0]
-        return actual >= wanted[0]
-    except TypeError:  # e.g. naive vs aware datetimes
-        return False
-
-
-# --- bindings -----------------------------------------------------------------------------------------------
-
-@dataclass
-class Binding:
-    """One `config.postgres_changes` entry: echoed as sent, plus its id."""
-
-    raw: dict[str, Any]
-    id: int
-    event: str
-    schema: str
-    table: str | None  # None = every published table of the schema
-    filter: Filter | None = None
-    tables: frozenset[str] = field(default_factory=frozenset)  # published tables this binding covers
-
-    def matches(self, change: dict[str, Any], types: dict[str, str]) -> bool:
-        if self.event != "*" and self.event != change["type"]:
-            return False
-        if change["schema"] != self.schema or change["table"] not in self.tables:
-            return False
-        if self.filter is None:
-            return True
-        row = change["old_record"] if change["type"] == "DELETE" else change["record"]
-        return filter_matches(self.filter, row, types)
-
-
-def binding_id(raw: dict[str, Any], taken: set[int]) -> int:
-    """A stable, positive, non-zero id per binding (the clients ignore id 0), distinct within the channel."""
-    value = zlib.crc32(_dumps(raw).encode()) & 0x7FFFFFF or 1
-    while value in taken:
-        value = value % 0x7FFFFFF + 1
-    return value
-
-
-def parse_bindings(config: Any, published: dict[str, dict[str, dict[str, str]]]) -> list[Binding]:
-    """Validate `config.postgres_changes` against the published tables ({schema: {table: {column: type}}})."""
-    if config is None:
-        return []
-    if not isinstance(config, list):
-        raise ProtocolError("postgres_changes must be a list")
-    bindings: list[Binding] = []
-    taken: set[int] = set()
-    for raw in config:
-        if not isinstance(raw, dict):
-            raise ProtocolError("each postgres_changes binding must be an object")
-        event = raw.get("event")
-        if event not in EVENTS:
-            raise ProtocolError(f"Unable to subscribe to changes with given parameters: event {event!r} is not one "
-                                f"of {', '.join(EVENTS)}")
-        schema = raw.get("schema") or "public"
-        table = raw.get("table")
-        if table in (None, "", "*"):
-            tables = frozenset(published.get(schema, {}))
-            table = None
-        else:
-            tables = frozenset({table}) if table in published.get(schema, {}) else frozenset()
-        if not isinstance(schema, str) or not tables:
-            raise ProtocolError("Unable to subscribe to changes with given parameters: "
-                                f"{schema}.{table or '*'} is not in the supabase_realtime publication")
-        flt = None
-        if raw.get("filter") not in (None, ""):
-            if not isinstance(raw["filter"], str):
-                raise ProtocolError("Error parsing `filter` params: filter must be a string")
-            flt = parse_filter(raw["filter"])
-            if not all(flt.column in published[schema][name] for name in tables):
-                raise ProtocolError(f"Error parsing `filter` params: unknown column {flt.column!r}")
-        ident = binding_id(raw, taken)
-        taken.add(ident)
-        bindings.append(Binding(raw, ident, event, schema, table, flt, tables))
-    return bindings
-
-
-def join_response(bindings: list[Binding]) -> dict[str, Any]:
-    """The join reply: each binding exactly as received plus its integer id, in the client's order."""
-    return {"postgres_changes": [{**binding.raw, "id": binding.id} for binding in bindings]}
-
-
-def change_data(change: dict[str, Any], hidden: list[str]) -> str:
+def change_data(change: ChangeEvent, hidden: list[str]) -> str:
     """The serialized `data` of a postgres_changes push, without columns the subscriber's role cannot SELECT.
     INSERT has no `old_record`, DELETE no `record`; `old_record` carries the primary key only."""
     drop = set(hidden)
-    columns = [c for c in change["columns"] if c["name"] not in drop] if drop else change["columns"]
+    columns = [c for c in change.columns if c["name"] not in drop] if drop else change.columns
     data: dict[str, Any] = {
-        "schema": change["schema"],
-        "table": change["table"],
-        "commit_timestamp": change["commit_timestamp"],
-        "type": change["type"],
+        "schema": change.schema_name,
+        "table": change.table,
+        "commit_timestamp": change.commit_timestamp,
+        "type": change.type,
         "columns": columns,
         "errors": None,
     }
-    if change["type"] != "DELETE":
-        record = change["record"] or {}
+    if change.type != "DELETE":
+        record = change.record or {}
         data["record"] = {k: v for k, v in record.items() if k not in drop} if drop else record
-    if change["type"] != "INSERT":
-        data["old_record"] = change["old_record"] or {}
-    return _dumps(data)
+    if change.type != "INSERT":
+        data["old_record"] = change.old_record or {}
+    return dumps(data)

@@ -14,10 +14,10 @@ import psycopg
 
 from api.errors import ApiError
 from api.identity import TokenError, gateway_error
+from db.errors import is_unavailable
 
 # Contention rather than a bad request (a lock wait bounded by lock_timeout, a serialization failure or deadlock, an
 # admin shutdown): 503 + Retry-After, so a retry is the obvious move (PostgREST itself answers 500 for these).
-TRANSIENT_SQLSTATES = frozenset({"55P03", "40001", "40P01", "57P01", "57P02", "57P03"})
 SNAKE_CODE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
@@ -36,17 +36,6 @@ class PostgrestError(ApiError):
         return {"Proxy-Status": f"PostgREST; error={self.code}", **self._headers}
 
 
-class GatewayError(ApiError):
-    """What Supabase's API gateway answers before PostgREST sees the request (a missing or invalid apikey)."""
-
-    def __init__(self, status: int, body: dict[str, str]) -> None:
-        super().__init__(body.get("message", "unauthorized"), status=status, code="unauthorized")
-        self._body = body
-
-    def body(self) -> Any:
-        return self._body
-
-
 def bad_request(message: str, details: Any = None, hint: Any = None) -> PostgrestError:
     return PostgrestError(400, "PGRST100", message, details=details, hint=hint)
 
@@ -55,7 +44,7 @@ def token_error(exc: TokenError) -> ApiError:
     """Map `api.identity.TokenError` kinds to what the gateway / PostgREST answer."""
     kind, message = exc.kind, exc.message
     if kind in ("missing_apikey", "invalid_apikey"):
-        return GatewayError(*gateway_error(exc))
+        return gateway_error(exc)
     code = "PGRST301" if kind in ("malformed", "signature") else "PGRST303"
     if kind == "session":
         message = f"{message}; sign in again"
@@ -87,6 +76,6 @@ def database_error(exc: psycopg.Error, role: str) -> PostgrestError:
         status = int(custom.group(1))
         code = hint if hint and SNAKE_CODE.match(hint) else sqlstate
         return PostgrestError(status, code, message, details=details, hint=None)
-    if sqlstate in TRANSIENT_SQLSTATES:
+    if is_unavailable(exc):
         return PostgrestError(503, sqlstate, message, details=details, hint=hint, headers={"Retry-After": "1"})
     return PostgrestError(_status_for(sqlstate, role), sqlstate, message, details=details, hint=hint)

@@ -52,7 +52,9 @@ def first_limited(send, attempts: int):
 def assert_limited(response) -> int:
     assert response.status_code == 429
     assert response.headers["x-supabase-api-version"] == "2024-01-01"
-    assert response.json() == {"code": "over_request_rate_limit", "message": "Request rate limit reached"}
+    assert response.json()["code"] == "over_request_rate_limit" and set(response.json()) == {"code", "message"}
+    assert response.json()["message"].startswith("Request rate limit reached: ")
+    assert "AUTH_RATE_LIMIT_" in response.json()["message"] and "AUTH_RATE_LIMIT_WINDOW_SECONDS" in response.json()["message"]
     retry_after = int(response.headers["Retry-After"])
     assert 1 <= retry_after <= WINDOW + 1
     return retry_after

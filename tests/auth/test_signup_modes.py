@@ -5,13 +5,8 @@ import pytest
 from supabase_auth.types import Session, User
 
 from api.auth.errors import AuthError
-from api.auth.service import (
-    AuthContext,
-    session_json,
-    sign_in_with_password,
-    sign_up,
-    user_json,
-)
+from api.auth.responses import session_json, user_json
+from api.auth.service import AuthContext, sign_in_with_password, sign_up
 from tests.support.auth import new_email
 
 

@@ -62,3 +62,12 @@ def test_the_report_renders_every_section(report) -> None:
     for row in ("1. Pipeline throughput", "2. End-to-end latency", "3. WebSocket fan-out", "4. RLS overhead",
                 "5. Auth sign-in"):
         assert row in text
+
+
+def test_dispatch_delivers_every_job_and_leases_each_once(report) -> None:
+    result = report["results"]["dispatch"]
+    push = result["push_latency"]
+    assert push["received"] == push["jobs"] > 0 and push["reference_received"] == push["jobs"]
+    assert push["segbase"]["p99_ms"] > 0
+    for run in result["claim"]["runs"]:
+        assert run["claimed_http"] == run["claimed_sql"] == run["jobs"] and run["unique_http"]

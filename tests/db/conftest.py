@@ -13,6 +13,7 @@ from tests.support.db import (
     create_orphan_auth_user,
     new_result,
 )
+from tests.support.console import make_operator
 from tests.support.factories import create_user
 
 
@@ -41,4 +42,13 @@ def world(settings: Settings, engine: Engine) -> World:
         processing_result=new_result(engine, owner.id, owner_project, path=("processing",)),
         usage_log=usage_log,
         orphan_auth_user=create_orphan_auth_user(settings),
+        credit_grant=_grant(settings, engine, owner.id, other.id),
     )
+
+
+def _grant(settings: Settings, engine: Engine, owner_id: str, other_id: str) -> str:
+    """Credit grants to both users through the console's function; returns the owner's."""
+    operator = make_operator(settings, engine)
+    grants = [str(as_service(engine, "select grant_id from internal.grant_credits(:op, :u, 5, 'welcome')",
+                             {"op": operator.id, "u": user_id})[0][0]) for user_id in (owner_id, other_id)]
+    return grants[0]

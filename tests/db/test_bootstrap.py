@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import psycopg
 
-from db.migrate import libpq_url, run_bootstrap
+from db.migrate import run_bootstrap
+from db.urls import libpq_url
 from tests.support.database import (
     CLUSTER_BOOTSTRAP_LOCK,
     PG_ADMIN_URL,

@@ -25,7 +25,8 @@ ALLOWED_FUNCTIONS = {
     ("authenticated", "public.count_my_results(status segmentation_status)"),
 }
 
-PUBLIC_TABLES = ("public.users_profile", "public.projects", "public.segmentation_results", "public.usage_logs")
+PUBLIC_TABLES = ("public.users_profile", "public.projects", "public.segmentation_results", "public.usage_logs",
+                 "public.credit_grants")
 ALLOWED_TABLE_PRIVILEGES = (
     {("anon", table, "SELECT") for table in PUBLIC_TABLES}
     | {("authenticated", table, "SELECT") for table in PUBLIC_TABLES}

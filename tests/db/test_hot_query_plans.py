@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from db.maintenance import DELETE_EXPIRED_RESULTS, TIME_OUT_STUCK_RESULTS
+from db.cleanup import DELETE_EXPIRED_RESULTS
+from db.reconcile import TIME_OUT_STUCK_RESULTS
 from tests.support.factories import create_user
 
 
@@ -20,7 +21,8 @@ def plan_indexes(node: dict) -> set[str]:
 
 
 @pytest.mark.parametrize(("query", "params", "index"), [
-    (TIME_OUT_STUCK_RESULTS, {"timeout": 600, "batch": 100}, "segmentation_results_in_flight_updated_at_idx"),
+    (TIME_OUT_STUCK_RESULTS, {"timeout": 600, "batch": 100, "dispatch_on": True},
+     "segmentation_results_in_flight_updated_at_idx"),
     (DELETE_EXPIRED_RESULTS, {"cursor": "-infinity", "batch": 100}, "segmentation_results_created_at_idx"),
 ])
 def test_maintenance_query_uses_its_index(settings, owner_conn, query, params, index) -> None:

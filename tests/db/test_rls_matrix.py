@@ -45,6 +45,14 @@ MATRIX: dict[tuple[str, str], tuple[str, str | None, tuple]] = {
     ("usage_logs", "UPDATE"): ("update public.usage_logs set metadata = '{\"edited\": true}' where id = :target",
                                "metadata", (PRIV, PRIV, PRIV, 1)),
     ("usage_logs", "DELETE"): ("delete from public.usage_logs where id = :target", None, (PRIV, PRIV, PRIV, 1)),
+    # Written only by internal.grant_credits (with the balance and the audit row): not even service_role writes it.
+    ("credit_grants", "SELECT"): ("select id from public.credit_grants where id = :target", None, (0, 1, 0, 1)),
+    ("credit_grants", "INSERT"): ("insert into public.credit_grants (user_id, amount, reason, credits_after) "
+                                  "values (:owner_id, 100, 'free money', 100)", None, (PRIV, PRIV, PRIV, PRIV)),
+    ("credit_grants", "UPDATE"): ("update public.credit_grants set amount = 1000 where id = :target",
+                                  "amount", (PRIV, PRIV, PRIV, PRIV)),
+    ("credit_grants", "DELETE"): ("delete from public.credit_grants where id = :target", None,
+                                  (PRIV, PRIV, PRIV, PRIV)),
 }
 
 CELLS = [
@@ -56,7 +64,8 @@ CELLS = [
 
 def target_of(world: World, table: str) -> str:
     return {"users_profile": world.owner.id, "projects": world.owner_project,
-            "segmentation_results": world.done_result, "usage_logs": world.usage_log}[table]
+            "segmentation_results": world.done_result, "usage_logs": world.usage_log,
+            "credit_grants": world.credit_grant}[table]
 
 
 @pytest.mark.parametrize(("table", "command", "caller", "outcome"), CELLS)
@@ -93,7 +102,7 @@ def test_matrix_cell(engine, world: World, table: str, command: str, caller: str
 
 
 def test_matrix_covers_every_table_command_and_caller() -> None:
-    tables = {"users_profile", "projects", "segmentation_results", "usage_logs"}
+    tables = {"users_profile", "projects", "segmentation_results", "usage_logs", "credit_grants"}
     assert set(MATRIX) == {(t, c) for t in tables for c in ("SELECT", "INSERT", "UPDATE", "DELETE")}
 
 
@@ -116,7 +125,7 @@ if __name__ == "__main__":
 
 
 OWNER_COLUMN = {"users_profile": "id", "projects": "user_id", "segmentation_results": "user_id",
-                "usage_logs": "user_id"}
+                "usage_logs": "user_id", "credit_grants": "user_id"}
 
 
 @pytest.mark.parametrize("table", list(OWNER_COLUMN))

@@ -13,7 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from db.migrate import discover_migrations, libpq_url, run_bootstrap
+from db.migrate import discover_migrations, run_bootstrap
+from db.urls import libpq_url
 from tests.support.database import (
     CLUSTER_BOOTSTRAP_LOCK,
     PG_ADMIN_URL,

@@ -1,4 +1,4 @@
-"""Triggers (update_updated_at, handle_new_user) and the cascades of the seed's foreign keys."""
+"""Triggers (update_updated_at, handle_new_user) and the cascades of the original specification's foreign keys."""
 from __future__ import annotations
 
 import uuid

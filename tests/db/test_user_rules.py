@@ -1,4 +1,4 @@
-"""Point 5 of the Database issue: every abuse the seed's policy table would allow is refused (42501, or a delete
+"""Every abuse the original specification's policy table would allow is refused (42501, or a delete
 that matches nothing), and the legitimate flows of a signed-in user and of service_role keep working."""
 from __future__ import annotations
 

@@ -13,11 +13,17 @@ import pytest
 from sqlalchemy.exc import DBAPIError
 
 from db import maintenance
-from db.migrate import libpq_url
+from db.urls import libpq_url
 from tests.support.db import as_service, sqlstate
 from tests.support.factories import create_user
 from tests.support.ops import insert_result
-from tests.support.pipeline import MASK_URL, balances, event_body, post_event, wait_until_final
+from tests.support.pipeline import (
+    MASK_URL,
+    balances,
+    event_body,
+    post_event,
+    wait_until_final,
+)
 from tests.support.processes import wait_for
 
 SOURCE = "https://img.example/in.png"

@@ -1,7 +1,8 @@
 // supabase-js 2.119.0 realtime driver for tests/realtime: subscribes the channels given as JSON in argv[2] and
 // prints one JSON line per status change, change event and system message. Commands arrive as JSON lines on
 // stdin: {"cmd":"token","token":...} swaps the access token (setAuth sends `access_token` to every channel),
-// {"cmd":"unsubscribe","channel":...}, {"cmd":"exit"}. Run with `node --experimental-websocket`.
+// {"cmd":"unsubscribe","channel":...}, {"cmd":"sync"} (a heartbeat round trip: its reply proves the server has
+// handled every frame this client sent before it), {"cmd":"exit"}. Run with `node --experimental-websocket`.
 import { createClient } from '@supabase/supabase-js'
 import readline from 'node:readline'
 
@@ -39,6 +40,16 @@ rl.on('line', async (line) => {
     token = command.token
     await supabase.realtime.setAuth()
     out({ kind: 'token-set' })
+  } else if (command.cmd === 'sync') {
+    // One heartbeat of ours at a time: wait until the client's own periodic one (if any) has its reply.
+    while (supabase.realtime.socketAdapter.pendingHeartbeatRef) await new Promise((resolve) => setTimeout(resolve, 20))
+    supabase.realtime.onHeartbeat((status) => {
+      if (status === 'ok' || status === 'error' || status === 'timeout') {
+        supabase.realtime.onHeartbeat(() => {})
+        out({ kind: 'synced', status })
+      }
+    })
+    await supabase.realtime.sendHeartbeat()
   } else if (command.cmd === 'unsubscribe') {
     const status = await channels[command.channel].unsubscribe()
     out({ kind: 'unsubscribed', channel: command.channel, status })

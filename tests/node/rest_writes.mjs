@@ -1,4 +1,4 @@
-// supabase-js 2.119.0: the seed's write flows against segbase's /rest/v1. Input: one JSON argument
+// supabase-js 2.119.0: the original specification's write flows against segbase's /rest/v1. Input: one JSON argument
 // {url, anonKey, serviceKey, userToken, otherToken, userId, doneResultId}; output: one JSON object of results.
 import { createClient } from '@supabase/supabase-js';
 

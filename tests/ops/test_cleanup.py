@@ -9,17 +9,19 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from db import maintenance
-from db.migrate import libpq_url
+from db import jobs
+from db.cleanup import CleanupBusy, cleanup_lock
 from db.uow import Caller, unit_of_work
+from db.urls import libpq_url
 from tests.support.ops import existing, insert_result
+from workers.maintenance import CleanupCounts, run_cleanup
 
 DAY = timedelta(days=1)
 
 
-def run(engine, batch_size: int = 2) -> maintenance.CleanupCounts:
-    with maintenance.cleanup_lock(engine):
-        return maintenance.run_cleanup(engine, batch_size=batch_size, inbox_retention_days=30,
+def run(engine, batch_size: int = 2) -> CleanupCounts:
+    with cleanup_lock(engine):
+        return run_cleanup(engine, batch_size=batch_size, inbox_retention_days=30,
                                        outbox_retention_hours=24)
 
 
@@ -73,11 +75,11 @@ def test_a_locked_row_is_skipped_not_waited_for(engine, owner_conn, settings, ti
 
 
 def test_a_second_run_is_refused_while_the_first_holds_the_lock(engine):
-    with maintenance.cleanup_lock(engine):
-        with pytest.raises(maintenance.CleanupBusy):
-            with maintenance.cleanup_lock(engine):
+    with cleanup_lock(engine):
+        with pytest.raises(CleanupBusy):
+            with cleanup_lock(engine):
                 pass
-    with maintenance.cleanup_lock(engine):  # released: the next run goes ahead
+    with cleanup_lock(engine):  # released: the next run goes ahead
         pass
 
 
@@ -121,11 +123,11 @@ def test_prunes_finished_inbox_rows_and_sent_outbox_rows_past_retention(engine, 
 
 def test_job_records_move_queued_running_done_once(engine):
     with unit_of_work(engine, Caller.service()) as uow:
-        job_id = maintenance.create_job(uow, "request")
-        assert maintenance.get_job(uow, job_id)["state"] == "queued"
-        assert maintenance.start_job(uow, job_id)
-        maintenance.finish_job(uow, job_id, "done", {"results": 3})
+        job_id = jobs.create_job(uow, "request")
+        assert jobs.get_job(uow, job_id)["state"] == "queued"
+        assert jobs.start_job(uow, job_id)
+        jobs.finish_job(uow, job_id, "done", {"results": 3})
         # A redelivered message for a finished job does not run it again.
-        assert not maintenance.start_job(uow, job_id)
-        job = maintenance.get_job(uow, job_id)
+        assert not jobs.start_job(uow, job_id)
+        job = jobs.get_job(uow, job_id)
     assert job["state"] == "done" and job["counts"] == {"results": 3} and job["finished_at"]

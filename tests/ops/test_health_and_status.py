@@ -14,17 +14,12 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import text
 
 from db.engine import create_owner_engine
-from db.maintenance import pipeline_lag
+from db.health import pipeline_lag
 from db.uow import Caller, UnitOfWork
 from observability.metrics import render_metrics
 from schemas.settings import Settings
+from tests.support.metrics import metric
 from tests.support.processes import ROOT, ApiProcess, free_port
-
-
-def metric(body: str, name: str) -> float:
-    values = [line.split()[-1] for line in body.splitlines() if line.startswith(name + " ")]
-    assert values, f"{name} missing from /metrics"
-    return float(values[0])
 
 
 def test_lag_is_the_age_of_the_oldest_unfinished_row(settings):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from db import maintenance
-from db.pipeline import apply_event, begin_attempt, store_inbox_event
+from db.pipeline import apply_events, begin_batch, store_inbox_event
 from db.uow import Caller, unit_of_work
 from tests.support.factories import create_user
 from tests.support.ops import insert_result
+from workers.maintenance import time_out_stuck_results
 
 HOUR = timedelta(hours=1)
 
@@ -29,7 +29,7 @@ def test_stuck_results_time_out_and_release_their_reservation(engine, owner_conn
     fresh = insert_result(owner_conn, user.id, "pending", 3 * HOUR, updated_age=timedelta(minutes=10))
     assert available(owner_conn, user.id) == (5, 3)
 
-    timed_out = maintenance.time_out_stuck_results(engine, timeout_seconds=3600, batch_size=1)
+    timed_out = time_out_stuck_results(engine, timeout_seconds=3600, batch_size=1)
 
     assert {stuck_pending, stuck_processing} <= set(timed_out) and fresh not in timed_out
     rows = {row[0]: row[1:] for row in owner_conn.execute(
@@ -45,22 +45,22 @@ def test_stuck_results_time_out_and_release_their_reservation(engine, owner_conn
                               (user.id,)).fetchone()[0] == 0
     # Running again changes nothing (the rows are final now).
     assert not {stuck_pending, stuck_processing} & set(
-        maintenance.time_out_stuck_results(engine, timeout_seconds=3600, batch_size=10))
+        time_out_stuck_results(engine, timeout_seconds=3600, batch_size=10))
 
 
 def test_a_done_arriving_after_the_timeout_is_rejected_as_late_and_charges_nothing(engine, owner_conn, settings):
     user = create_user(settings, credits=3)
     result = insert_result(owner_conn, user.id, "processing", 3 * HOUR, updated_age=2 * HOUR)
-    assert result in maintenance.time_out_stuck_results(engine, timeout_seconds=3600, batch_size=100)
+    assert result in time_out_stuck_results(engine, timeout_seconds=3600, batch_size=100)
 
     with unit_of_work(engine, Caller.service()) as uow:
         event = store_inbox_event(uow=uow, idempotency_key=f"test:late:{result}", webhook_id=None, result_id=result,
                                   event_status="done",
                                   payload='{"mask_url": "https://cdn.example/m.png", "labels": []}')
     with unit_of_work(engine, Caller.service()) as uow:
-        assert begin_attempt(uow=uow, event_id=event.event_id, max_attempts=5).state == "received"
+        assert begin_batch(uow=uow, event_id=event.event_id, max_attempts=5, max_events=1)[0].state == "received"
     with unit_of_work(engine, Caller.service()) as uow:
-        outcome = apply_event(uow=uow, event_id=event.event_id)
+        [outcome] = apply_events(uow=uow, event_ids=[event.event_id])
 
     assert outcome.state == "rejected"
     state, reason = owner_conn.execute("select state, reason from internal.webhook_inbox where id = %s",
@@ -80,7 +80,7 @@ def test_other_rejections_keep_their_reason(engine, owner_conn, settings):
         event = store_inbox_event(uow=uow, idempotency_key=f"test:illegal:{result}", webhook_id=None,
                                   result_id=result, event_status="done", payload='{"mask_url": "https://x.example/m"}')
     with unit_of_work(engine, Caller.service()) as uow:
-        outcome = apply_event(uow=uow, event_id=event.event_id)
+        [outcome] = apply_events(uow=uow, event_ids=[event.event_id])
     assert outcome.state == "rejected"
     assert owner_conn.execute("select reason from internal.webhook_inbox where id = %s",
                               (event.event_id,)).fetchone()[0].startswith("illegal transition")

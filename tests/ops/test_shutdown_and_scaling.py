@@ -24,11 +24,12 @@ import pytest
 import redis
 from websockets.exceptions import ConnectionClosed
 
-from db import maintenance
+from db.cleanup import cleanup_lock
 from db.engine import create_app_engine
-from db.migrate import libpq_url
+from db.urls import libpq_url
 from tests.support.database import create_database, drop_database, migrate_serialised
 from tests.support.factories import create_user
+from tests.support.metrics import metric
 from tests.support.pipeline import (
     event_body,
     figures,
@@ -45,6 +46,7 @@ from tests.support.processes import (
     wait_for,
 )
 from tests.support.realtime import PhoenixSocket, wait_relay_active
+from workers.maintenance import run_cleanup
 
 
 @pytest.fixture(scope="module")
@@ -283,17 +285,15 @@ def test_cleanup_deletions_reach_subscribers_and_metrics_count_the_frames(ops_db
             "insert into public.segmentation_results (user_id, source_image_url, status, created_at) "
             "values (%s, 'https://img.example/in.png', 'done', now() - interval '30 days') returning id::text",
             (user.id,)).fetchone()[0]
-        with maintenance.cleanup_lock(engine):
-            maintenance.run_cleanup(engine, batch_size=100, inbox_retention_days=30, outbox_retention_hours=24)
+        with cleanup_lock(engine):
+            run_cleanup(engine, batch_size=100, inbox_retention_days=30, outbox_retention_hours=24)
         deleted = socket.wait(lambda m: m["event"] == "postgres_changes"
                               and m["payload"]["data"]["type"] == "DELETE")
         assert deleted["payload"]["data"]["old_record"] == {"id": expired}
         assert 'segbase_websocket_frames_sent_total{event="DELETE"}' in httpx.get(f"{api.url}/metrics").text
 
         relay_metrics = httpx.get(f"http://127.0.0.1:{relay_port}/metrics").text
-        published = [line for line in relay_metrics.splitlines()
-                     if line.startswith("segbase_outbox_events_published_total ")]
-        assert published and float(published[0].split()[-1]) >= 1
+        assert metric(relay_metrics, "segbase_outbox_events_published_total") >= 1
     finally:
         if socket is not None:
             socket.close()

@@ -9,7 +9,7 @@ import httpx
 import psycopg
 import pytest
 
-from db.migrate import libpq_url
+from db.urls import libpq_url
 from schemas.settings import Settings
 from tests.support.pipeline import (
     start_worker,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -20,7 +19,7 @@ from tests.support.pipeline import (
     submit_results,
     wait_until_final,
 )
-from tests.support.processes import ApiProcess, free_port
+from tests.support.processes import ApiProcess, free_port, wait_for
 from workers.main import create_worker_celery
 from workers.tasks import sweep_inbox
 
@@ -68,8 +67,8 @@ def test_redis_down_still_accepts_durably_and_the_sweeper_queues_it_later(settin
 
     # The sweeper (as a worker runs it for beat) finds the event once it is older than the delay and queues it.
     sweeper = settings.model_copy(update={"inbox_sweep_delay_seconds": 1})
-    time.sleep(1.1)
-    assert sweep_inbox(sweeper, create_worker_celery(sweeper)) >= 1
+    app = create_worker_celery(sweeper)
+    wait_for(lambda: sweep_inbox(sweeper, app) >= 1, timeout=30, message="the sweeper to queue the event")
     final = wait_until_final(db, [result_id])
     assert (final.states, final.charges) == ({"applied": 1}, 1)
 

@@ -12,12 +12,13 @@ from sqlalchemy import exc as sa_exc
 
 from broker.celery_app import max_retry_countdown
 from broker.tasks import APPLY_WEBHOOK_EVENT_TASK
-from db.pipeline import begin_attempt, claim_stale_events, store_inbox_event
+from db.errors import is_transient
+from db.pipeline import begin_batch, claim_stale_events, store_inbox_event
 from db.uow import Caller, unit_of_work
 from tests.support.factories import create_user
 from tests.support.pipeline import MASK_URL, figures, submit_results
 from workers.main import create_worker_celery
-from workers.tasks import is_transient, retry_countdown
+from workers.tasks import retry_countdown
 
 
 def store(engine, result_id: str, status: str = "done") -> str:
@@ -38,7 +39,8 @@ def test_a_poison_event_is_rejected_after_max_attempts(settings, engine, db, app
     event_id = store(engine, result_id)
     for attempt in range(1, settings.inbox_max_attempts + 1):
         with unit_of_work(engine, Caller.service()) as uow:
-            assert begin_attempt(uow=uow, event_id=event_id, max_attempts=settings.inbox_max_attempts).attempts \
+            assert begin_batch(uow=uow, event_id=event_id, max_attempts=settings.inbox_max_attempts,
+                               max_events=1)[0].attempts \
                 == attempt
     # Every attempt so far "crashed" before applying; the next delivery gives up instead of trying again.
     assert apply_task(event_id) == "rejected"

@@ -8,8 +8,8 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from db.migrate import libpq_url
 from db.uow import Caller, unit_of_work
+from db.urls import libpq_url
 from tests.support.processes import wait_for
 from tests.support.realtime import insert_result
 

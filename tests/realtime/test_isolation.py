@@ -10,8 +10,9 @@ from websockets.exceptions import ConnectionClosed
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request, TextMessage
 
-from api.realtime import protocol
-from api.realtime.hub import Channel, Hub
+from api.realtime import bindings as realtime_bindings
+from api.realtime.channels import Channel
+from api.realtime.hub import Hub
 from db.uow import Caller
 from tests.support.processes import ApiProcess, wait_for
 from tests.support.realtime import PhoenixSocket, insert_result, service_sql
@@ -67,7 +68,7 @@ def test_an_exception_for_one_subscriber_never_stops_delivery_to_the_rest(settin
     caller = Caller("authenticated", {"sub": user.id, "role": "authenticated"})
     good = [Recording(), Recording()]
     for index, conn in enumerate([good[0], ExplodingConnection(), good[1]]):
-        bindings = protocol.parse_bindings([RESULTS], published)
+        bindings = realtime_bindings.parse_bindings([RESULTS], published)
         hub.register(Channel(conn, f"realtime:c{index}", "1", bindings, caller, None))
     change = {"id": 1, "schema": "public", "table": "segmentation_results", "type": "INSERT", "owner": user.id,
               "commit_timestamp": "2026-11-24T00:00:00.000Z", "columns": [{"name": "id", "type": "uuid"}],
@@ -141,7 +142,9 @@ def test_large_frames_to_a_client_that_reads_late_arrive_whole(api_server, relay
         for n in range(updates):
             service_sql(settings, "update public.segmentation_results set text_prompt = %s where id = %s",
                         (f"{n}:" + "y" * size, result_id))
-        time.sleep(1)  # let the server fill the TCP buffers before the client reads again
+        # The client has stopped reading (its frame buffer is full): wait until the server has filled the TCP
+        # receive buffer behind it, so the sends below had to wait for the client's window.
+        wait_for(lambda: reader.unread_bytes() >= 64 * 1024, 60, message="the server to fill the client's buffer")
         prompts = [reader.wait(lambda m: m["event"] == "postgres_changes", timeout=30)
                    ["payload"]["data"]["record"]["text_prompt"] for _ in range(updates)]
         assert [p.split(":")[0] for p in prompts] == [str(n) for n in range(updates)]
@@ -164,3 +167,26 @@ def test_a_silent_socket_is_freed_by_the_heartbeat_timeout(settings, relay, anon
     finally:
         sock.close()
         api.stop()
+
+
+class ClosableSocket:
+    vsn = "1.0.0"
+
+    def __init__(self, broken: bool = False) -> None:
+        self.broken = broken
+        self.closed_with: tuple[str, int] | None = None
+
+    def abort(self, reason: str, code: int) -> None:
+        if self.broken:
+            raise OSError("this socket is broken")
+        self.closed_with = (reason, code)
+
+
+def test_closing_all_sockets_reaches_every_socket_joined_or_not_past_a_broken_one(settings, engine):
+    hub = Hub(settings, engine)
+    sockets = [ClosableSocket(), ClosableSocket(broken=True), ClosableSocket()]
+    for socket_ in sockets:
+        hub.registry.add_socket(socket_)
+    assert hub.close_all("server shutting down: reconnect") == 3
+    assert [s.closed_with for s in sockets] == [("server shutting down: reconnect", 1001), None,
+                                                ("server shutting down: reconnect", 1001)]

@@ -10,13 +10,15 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 import redis
+from sqlalchemy import exc as sa_exc
 
-from db.migrate import libpq_url
+from broker.channels import changes_channel
+from db.urls import libpq_url
 from tests.support.database import create_database, drop_database, migrate_serialised
 from tests.support.factories import create_user
 from tests.support.processes import SegbaseProcess, wait_for
 from tests.support.realtime import wait_relay_active
-from workers.relay import changes_channel
+from workers.relay import is_retryable
 
 pytestmark = [pytest.mark.fault, pytest.mark.xdist_group("serial")]
 
@@ -96,3 +98,32 @@ def test_relay_kill_9_and_restart_loses_no_committed_event(fault_db):
         for process in (first, standby, restarted):
             if process is not None:
                 process.stop()
+
+
+def test_relay_stops_on_a_programming_error_instead_of_retrying(settings, run_id) -> None:
+    """A relay pointed at a database without the outbox table (a programming error, not an outage) exits with
+    the error instead of retrying forever; outages (lost connection, Redis down) are still retried."""
+    name = f"segbase_t_{run_id}_norelay"
+    own = settings.model_copy(update={"database_url": create_database(name),
+                                      "instance_id": f"{settings.instance_id}nr"})
+    relay = SegbaseProcess(own, "relay", name="relay-no-outbox")
+    try:
+        relay.start()
+        wait_for(lambda: not relay.alive(), 60, message="the relay to exit")
+        assert relay.proc is not None and relay.proc.returncode != 0
+        log = relay.log_text()
+        assert "UndefinedTable" in log and "retrying" not in log
+    finally:
+        relay.stop()
+        drop_database(name)
+
+
+def test_relay_retries_outages_only() -> None:
+    def wrapped(sqlstate: str) -> sa_exc.DBAPIError:
+        return sa_exc.DBAPIError("select 1", {}, psycopg.errors.lookup(sqlstate)("boom"))
+
+    assert is_retryable(psycopg.OperationalError("server closed the connection"))
+    assert is_retryable(redis.ConnectionError("redis is down"))
+    assert is_retryable(wrapped("57P01"))  # admin shutdown
+    assert not is_retryable(wrapped("42P01"))  # undefined table: a programming error
+    assert not is_retryable(wrapped("42501"))  # insufficient privilege

@@ -13,11 +13,13 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from api.realtime import protocol
-from api.realtime.hub import Channel, Hub
-from db.migrate import libpq_url
-from db.outbox import TableCatalog, event_message
+from api.realtime import bindings as realtime_bindings
+from api.realtime.channels import Channel
+from api.realtime.hub import Hub
+from db.outbox import change_event
+from db.publication import PublicationCatalog
 from db.uow import Caller, unit_of_work
+from db.urls import libpq_url
 from tests.support.factories import create_user
 
 SEED = 20261124
@@ -57,13 +59,13 @@ def test_routing_decision_equals_select_under_rls(settings, engine):
     subscribers = []
     for index, caller in enumerate(callers):
         conn = RecordingConnection()
-        bindings = protocol.parse_bindings([{"event": "*", "schema": "public"}], published)
+        bindings = realtime_bindings.parse_bindings([{"event": "*", "schema": "public"}], published)
         hub.register(Channel(conn, f"realtime:s{index}", "1", bindings, caller, None))
         subscribers.append((caller, conn))
 
     results: list[str] = []
     checked = 0
-    catalog = TableCatalog()
+    catalog = PublicationCatalog(engine)
     with psycopg.connect(libpq_url(settings.database_url), autocommit=True) as owner:
         for _ in range(OPERATIONS):
             kind = rng.choice(["insert", "insert", "update", "reassign", "profile", "delete"])
@@ -103,9 +105,8 @@ def test_routing_decision_equals_select_under_rls(settings, engine):
                 row_id, schema, table, op, owner_id, pk, record, captured_at = row
                 for _, conn in subscribers:
                     conn.frames.clear()
-                with unit_of_work(engine, Caller.service()) as uow:
-                    shape = catalog.shape(uow, schema, table)
-                message = event_message(_Row(row_id, schema, table, op, owner_id, pk, record, captured_at), shape)
+                shape = catalog.shape(schema, table)
+                message = change_event(_Row(row_id, schema, table, op, owner_id, pk, record, captured_at), shape).to_json()
                 hub.dispatch(message)
                 for caller, conn in subscribers:
                     expected = before[id(caller)] if op == "DELETE" else visible(engine, caller, table, pk)

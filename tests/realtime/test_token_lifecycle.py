@@ -42,7 +42,10 @@ def test_refresh_over_the_socket_keeps_the_channel_and_swaps_the_identity(api_se
         # The server really re-authorizes: with another user's token the channel follows that user's rows.
         client.command(cmd="token", token=other_user.access_token)
         client.wait(lambda m: m["kind"] == "token-set")
-        time.sleep(0.5)  # the access_token push is fire-and-forget (no reply, as on Supabase)
+        # The access_token push has no reply (as on Supabase); a heartbeat's reply on the same socket comes after
+        # the server handled it.
+        client.command(cmd="sync")
+        assert client.wait(lambda m: m["kind"] == "synced")["status"] == "ok"
         insert_result(settings, user.id)
         theirs = insert_result(settings, other_user.id)
         event = client.wait(lambda m: m["kind"] == "change")["payload"]
@@ -67,10 +70,14 @@ def test_expiry_without_replacement_ends_the_channel(api_server, relay, settings
 def test_a_refreshed_token_outlives_the_expiry_of_the_first(api_server, relay, settings, anon_key, user):
     sock = PhoenixSocket(api_server.url, anon_key)
     try:
-        join = sock.join("realtime:kept", [RESULTS], token_for(settings, user, expires_in=3))
+        short = token_for(settings, user, expires_in=3)
+        join = sock.join("realtime:kept", [RESULTS], short)
         sock.send("realtime:kept", "access_token", {"access_token": token_for(settings, user)},
                   join_ref=join["ref"])
-        time.sleep(4)
+        # A witness channel keeps the short token: once the sweeper has ended it, the short token's expiry has
+        # been swept, and the refreshed channel must have survived that sweep.
+        assert sock.join("realtime:witness", [RESULTS], short)["payload"]["status"] == "ok"
+        assert ended(sock, "realtime:witness").startswith("Token has expired")
         result_id = insert_result(settings, user.id)
         change = sock.wait(lambda m: m["event"] == "postgres_changes")
         assert change["payload"]["data"]["record"]["id"] == result_id

@@ -1,4 +1,4 @@
-"""The seed's write flows with the real clients (supabase-js 2.119.0 under Node, supabase-py sync)."""
+"""The original specification's write flows with the real clients (supabase-js 2.119.0 under Node, supabase-py sync)."""
 from __future__ import annotations
 
 import uuid

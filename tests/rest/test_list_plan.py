@@ -1,4 +1,4 @@
-"""Issue 5 point 4: the list clients make most (a user's 20 latest results) stays index-backed under RLS on a
+"""The list clients make most (a user's 20 latest results) stays index-backed under RLS on a
 data set of 100k results for 1k users, with no planner settings changed. Its own database, so the bulk rows do
 not leak into other tests."""
 from __future__ import annotations
@@ -8,11 +8,11 @@ import json
 import psycopg
 import pytest
 
-from db.engine import authenticator_url
-from db.migrate import libpq_url, migrate
+from db.migrate import migrate
 from db.rest import builder
 from db.rest.catalog import load_catalog
 from db.rest.grammar import Filters, parse_order, parse_select
+from db.urls import authenticator_libpq_url, libpq_url
 from tests.support.bulk import bulk_user_ids, load_results
 from tests.support.database import create_database, drop_database, make_test_settings
 
@@ -43,7 +43,7 @@ def plan_nodes(plan: dict) -> list[dict]:
 
 @pytest.mark.parametrize("order", ["created_at.desc", "created_at.desc.nullslast"])
 def test_latest_20_results_use_the_index_under_rls(bulk_settings, order) -> None:
-    with psycopg.connect(libpq_url(authenticator_url(bulk_settings))) as conn:
+    with psycopg.connect(authenticator_libpq_url(bulk_settings)) as conn:
         catalog = load_catalog(conn)
         conn.rollback()
         table = catalog.table("segmentation_results")
@@ -52,7 +52,7 @@ def test_latest_20_results_use_the_index_under_rls(bulk_settings, order) -> None
         total = owner.execute("select count(*), count(distinct user_id) from public.segmentation_results").fetchone()
         assert total[0] >= USERS * PER_USER and total[1] >= USERS
         user_id = bulk_user_ids(owner, "plan", 1)[0]
-    with psycopg.connect(libpq_url(authenticator_url(bulk_settings))) as conn:
+    with psycopg.connect(authenticator_libpq_url(bulk_settings)) as conn:
         with conn.transaction():
             conn.execute("select set_config('role', 'authenticated', true), "
                          "set_config('request.jwt.claims', %s, true)",

@@ -10,7 +10,7 @@ import jwt
 import psycopg
 import pytest
 
-from db.migrate import libpq_url
+from db.urls import libpq_url
 from tests.support.processes import wait_for
 
 RESULTS = "segmentation_results"

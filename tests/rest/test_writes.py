@@ -8,7 +8,7 @@ import uuid
 import psycopg
 import pytest
 
-from db.migrate import libpq_url
+from db.urls import libpq_url
 from tests.rest.test_reads import assert_error
 from tests.support.factories import create_user
 from tests.support.rest import seed

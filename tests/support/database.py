@@ -1,20 +1,45 @@
-"""Test databases and settings: each pytest-xdist worker (and each benchmark) gets its own database and INSTANCE_ID."""
+"""Test databases and settings: each pytest-xdist worker (and each benchmark) gets its own database and INSTANCE_ID.
+
+The servers are the ones `DATABASE_URL` and `REDIS_URL` name in the environment (as for `segbase` itself; the
+defaults are Settings' own): tests create their databases on that PostgreSQL server, next to the database the URL
+names, and use numbered databases of that Redis server. A developer's `.env` is not read.
+"""
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import psycopg
 from dotenv import dotenv_values
 from psycopg import sql
+from sqlalchemy.engine import make_url
 
 from db.migrate import migrate
 from schemas.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+TEST_STORAGE_ROOT = Path(tempfile.gettempdir()) / "segbase-test-storage"
+TEST_REDIS_DB = 1  # the development stack uses 0; fault tests pick their own (tests/support/pipeline.py)
 
 
-TEST_REDIS_DB = 1  # the development stack uses 0; fault tests pick their own (tests/redis_dbs.py)
+def server_url(database: str) -> str:
+    """A database on the PostgreSQL server of `DATABASE_URL` (user, password, host, port and options kept)."""
+    base = os.environ.get("DATABASE_URL") or Settings.model_fields["database_url"].default
+    url = make_url(base.replace("postgres://", "postgresql://", 1)).set(database=database)
+    return url.render_as_string(hide_password=False)
+
+
+def redis_url(db: int) -> str:
+    """Database number `db` of the Redis server of `REDIS_URL`."""
+    base = os.environ.get("REDIS_URL") or Settings.model_fields["redis_url"].default
+    scheme, _, rest = base.partition("://")
+    authority = rest.split("/", 1)[0].split("?", 1)[0]
+    query = rest.split("?", 1)[1] if "?" in rest else ""
+    return f"{scheme}://{authority}/{db}" + (f"?{query}" if query else "")
+
+
+PG_ADMIN_URL = server_url("postgres")
 
 
 def shared_authenticator_password() -> str | None:
@@ -30,13 +55,14 @@ def make_test_settings(database_url: str, instance_id: str, **overrides) -> Sett
         env="dev",
         database_url=database_url,
         instance_id=instance_id,
-        redis_url=f"redis://127.0.0.1:6379/{TEST_REDIS_DB}",
+        redis_url=redis_url(TEST_REDIS_DB),
         db_pool_size=3,
         auth_rate_limit_sign_in=10_000,
         auth_rate_limit_refresh=10_000,
         webhook_api_keys=["test-webhook-key", "test-webhook-key-rotated"],
         api_workers=1,
         log_level="INFO",
+        storage_dir=str(TEST_STORAGE_ROOT / instance_id),  # each test namespace's blobs apart, outside the repo
     )
     password = shared_authenticator_password()
     if password:
@@ -48,7 +74,7 @@ def make_test_settings(database_url: str, instance_id: str, **overrides) -> Sett
 def create_database(name: str) -> str:
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    return f"postgresql://postgres@127.0.0.1:5432/{name}"
+    return server_url(name)
 
 
 def drop_database(name: str) -> None:

@@ -10,8 +10,8 @@ import psycopg
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from db.migrate import libpq_url
 from db.uow import Caller, UnitOfWork, unit_of_work
+from db.urls import libpq_url
 from schemas.settings import Settings
 from tests.support.factories import TestUser
 
@@ -69,6 +69,7 @@ class World:
     processing_result: str
     usage_log: str
     orphan_auth_user: str  # an auth user whose profile was removed: the one profile service_role may insert
+    credit_grant: str = ""  # an operator's grant to the owner (only internal.grant_credits writes the table)
 
     def caller(self, name: str) -> Caller:
         return {

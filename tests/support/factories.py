@@ -3,7 +3,6 @@
 token from the one minter, api/identity.py."""
 from __future__ import annotations
 
-import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -11,34 +10,23 @@ from datetime import datetime, timezone
 import psycopg
 
 from api.auth.passwords import new_argon2
-from api.auth.service import new_refresh_token
+from api.auth.refresh_tokens import new_refresh_token
 from api.identity import mint_access_token
 from db import auth as auth_db
-from db.engine import create_app_engine
-from db.migrate import libpq_url
+from db.engine import process_engine
 from db.uow import unit_of_work
+from db.urls import libpq_url
 from schemas.settings import Settings
 
 # Hundreds of users are made per run: each distinct password is hashed (real argon2id, so signing in with it
 # works) once per process, and one small engine serves each database.
 _password_hashes: dict[str, str] = {}
-_engines: dict[str, object] = {}
-_lock = threading.Lock()
 
 
 def _password_hash(password: str) -> str:
     if password not in _password_hashes:
         _password_hashes[password] = new_argon2().hash(password)
     return _password_hashes[password]
-
-
-def _engine(settings: Settings):
-    with _lock:
-        engine = _engines.get(settings.database_url)
-        if engine is None:
-            engine = create_app_engine(settings, pool_size=1, application_name="segbase-test-factories")
-            _engines[settings.database_url] = engine
-        return engine
 
 
 @dataclass
@@ -61,7 +49,7 @@ def create_user(settings: Settings, *, email: str | None = None, password: str =
     email = (email or f"user-{uuid.uuid4().hex[:12]}@example.com").lower()
     now = datetime.now(timezone.utc)
     user_metadata = {"display_name": display_name} if display_name else {}
-    with unit_of_work(_engine(settings), auth_db.AUTH_ADMIN) as uow:
+    with unit_of_work(process_engine(settings, application_name="segbase-test-factories"), auth_db.AUTH_ADMIN) as uow:
         user = auth_db.insert_user(uow=uow, email=email, password_hash=_password_hash(password),
                                    user_metadata=user_metadata, confirmed=True, now=now)
         session_id = auth_db.create_session(uow=uow, user_id=user["id"], now=now)

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from db.uow import Caller, unit_of_work
 from schemas.settings import Settings
-from tests.support.database import make_test_settings
+from tests.support.database import make_test_settings, redis_url
 from tests.support.factories import TestUser, create_user
 from tests.support.processes import SegbaseProcess, wait_for
 
@@ -132,7 +132,7 @@ def balances(conn: psycopg.Connection, users: list[TestUser]) -> dict[str, int]:
 @contextmanager
 def claimed_redis_db() -> Iterator[int]:
     """Claim a Redis database number for one fault test (SETNX on DB 0), flushed before and after use."""
-    control = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    control = redis.Redis.from_url(redis_url(0))
     token = f"{os.getpid()}-{uuid.uuid4().hex}"
     try:
         claimed = next((n for n in FAULT_REDIS_DBS
@@ -140,7 +140,7 @@ def claimed_redis_db() -> Iterator[int]:
                                        ex=REDIS_LOCK_TTL_SECONDS)), None)
         if claimed is None:
             pytest.fail("every fault-test Redis database (8-15) is claimed by another run")
-        own = redis.Redis.from_url(f"redis://127.0.0.1:6379/{claimed}")
+        own = redis.Redis.from_url(redis_url(claimed))
         own.flushdb()
         try:
             yield claimed
@@ -156,7 +156,7 @@ def claimed_redis_db() -> Iterator[int]:
 def fault_settings(settings: Settings, suffix: str, redis_db: int, **overrides) -> Settings:
     """The session's database, an INSTANCE_ID and Redis database of the fault test's own."""
     return make_test_settings(settings.database_url, f"{settings.instance_id}{suffix}",
-                              redis_url=f"redis://127.0.0.1:6379/{redis_db}", **overrides)
+                              redis_url=redis_url(redis_db), **overrides)
 
 
 def new_users(settings: Settings, count: int, credits: int) -> list[TestUser]:

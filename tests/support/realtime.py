@@ -1,7 +1,10 @@
 """Realtime helpers: a raw Phoenix socket, the relay, and results written as a user or as service_role."""
 from __future__ import annotations
 
+import fcntl
 import json
+import struct
+import termios
 import time
 import uuid
 from typing import Any
@@ -13,8 +16,8 @@ from sqlalchemy import text
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from db.migrate import libpq_url
 from db.uow import Caller, unit_of_work
+from db.urls import libpq_url
 from schemas.settings import Settings
 from tests.support.factories import TestUser
 from tests.support.pipeline import event_body, post_event
@@ -56,6 +59,10 @@ class PhoenixSocket:
 
     def close(self) -> None:
         self.ws.close()
+
+    def unread_bytes(self) -> int:
+        """Bytes the kernel holds for this client that nobody has read yet (FIONREAD)."""
+        return struct.unpack("i", fcntl.ioctl(self.ws.socket.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
 
     def next_ref(self) -> str:
         self._ref += 1

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 from psycopg.types.json import Jsonb
 
-from db.migrate import libpq_url
+from db.urls import libpq_url
 from tests.support.factories import TestUser
 
 

@@ -1,0 +1,43 @@
+"""A joined channel, and the small interface the hub needs from whatever holds channels (a socket's connection, or
+a test's recorder): push a frame, end a channel, error a channel, close the socket."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from api.realtime.bindings import Binding
+from db.uow import Caller
+
+
+class Subscriber(Protocol):
+    vsn: str
+
+    def push(self, frame: str) -> bool:
+        """Queue a frame without blocking; False when it was not queued (the socket is closing)."""
+
+    def end_channel(self, channel: Channel, reason: str) -> None:
+        """End one channel with a system error and phx_close (its token expired or was revoked)."""
+
+    def channel_errored(self, channel: Channel) -> None:
+        """Send phx_error on one channel, so its client rejoins."""
+
+    def abort(self, reason: str, code: int) -> None:
+        """Close the whole socket, telling the client why."""
+
+
+@dataclass(eq=False)
+class Channel:
+    """One joined topic on one socket."""
+
+    subscriber: Subscriber
+    topic: str
+    join_ref: str | None
+    bindings: list[Binding]
+    caller: Caller
+    expires_at: float | None
+    session_id: str | None = None
+    delivered: int = field(default=0)
+
+    @property
+    def owner(self) -> str | None:
+        return self.caller.user_id

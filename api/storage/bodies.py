@@ -1,0 +1,165 @@
+"""Upload bodies as the three clients send them, streamed, never buffered whole.
+
+- multipart/form-data (storage-js Blobs, storage3, Flutter): the first file part is the object whatever its field
+  name (storage-js and Flutter name it "", storage3 "file"); `cacheControl`, `metadata`/`userMetadata` and
+  `contentType` are read only from fields before it (supabase/storage src/storage/uploader.ts); the part's own
+  Content-Type is the object's unless a `contentType` field said otherwise.
+- anything else is the raw object (storage-js ArrayBuffer/Buffer/stream): `Content-Type`, `Cache-Control`
+  verbatim, `x-metadata` = base64 of a JSON object.
+
+Parsing uses werkzeug's sans-IO MultipartDecoder, so at most one read chunk is in memory.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Request
+from werkzeug.datastructures import Headers
+from werkzeug.sansio.multipart import NEED_DATA, Data, Epilogue, Field, File, MultipartDecoder
+from werkzeug.http import parse_options_header
+
+from db.storage.errors import ErrorCode, StorageError, invalid_request
+from db.storage.store import UploadBody
+
+READ_CHUNK_BYTES = 1024 * 1024
+MAX_FIELD_BYTES = 1024 * 1024  # user metadata above 1 MiB is refused upstream too (MAX_CUSTOM_METADATA_SIZE)
+MAX_FIELDS = 10  # upstream's multipart limit
+MULTIPART_OVERHEAD_BYTES = MAX_FIELD_BYTES + 64 * 1024  # what a multipart body may add around the file
+DEFAULT_RAW_CONTENT_TYPE = "application/octet-stream"
+
+
+def is_multipart(request: Request) -> bool:
+    return (request.mimetype or "").lower() == "multipart/form-data"
+
+
+def _user_metadata(text: str | None, source: str) -> dict[str, Any] | None:
+    if text is None or text == "":
+        return None
+    if len(text) > MAX_FIELD_BYTES:
+        raise StorageError(413, ErrorCode.ENTITY_TOO_LARGE, f"{source} is larger than {MAX_FIELD_BYTES} bytes")
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise invalid_request(f"{source} must be a JSON object") from exc
+    if not isinstance(value, dict):
+        raise invalid_request(f"{source} must be a JSON object")
+    return value
+
+
+def _raw_chunks(request: Request) -> Iterator[bytes]:
+    stream = request.stream
+    received = 0
+    while chunk := stream.read(READ_CHUNK_BYTES):
+        received += len(chunk)
+        yield chunk
+    # gunicorn ends a body short, without an error, when the client disconnects: never store a truncated object.
+    if request.content_length is not None and received != request.content_length:
+        raise invalid_request(f"the body ended after {received} of {request.content_length} bytes "
+                              "(the client disconnected?)")
+
+
+def raw_body(request: Request) -> UploadBody:
+    encoded = request.headers.get("x-metadata")
+    metadata_text = None
+    if encoded:
+        try:
+            metadata_text = base64.b64decode(encoded, validate=False).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise invalid_request("x-metadata must be base64 of a JSON object") from exc
+    return UploadBody(content_type=request.headers.get("Content-Type") or DEFAULT_RAW_CONTENT_TYPE,
+                      cache_control=request.headers.get("Cache-Control") or "no-cache",
+                      user_metadata=_user_metadata(metadata_text, "x-metadata"),
+                      chunks=_raw_chunks(request))
+
+
+class MultipartUpload:
+    """Reads a multipart body up to the first file part's headers, then yields that part's bytes."""
+
+    def __init__(self, request: Request) -> None:
+        boundary = parse_options_header(request.headers.get("Content-Type", ""))[1].get("boundary")
+        if not boundary:
+            raise invalid_request("multipart/form-data without a boundary")
+        self.stream = request.stream
+        # No decoder limits: they count file bytes too; fields are bounded below, the file by the route's limit.
+        self.decoder = MultipartDecoder(boundary.encode("latin-1"))
+        self.fields: dict[str, str] = {}
+        self.file_headers: Headers | None = None
+        self.file_done = False
+
+    def _events(self):
+        while True:
+            event = self.decoder.next_event()  # ValueError once the input ended where more was needed
+            if event is NEED_DATA:
+                self.decoder.receive_data(self.stream.read(READ_CHUNK_BYTES) or None)
+                continue
+            yield event
+            if isinstance(event, Epilogue):
+                return
+
+    def read_head(self) -> None:
+        """Consume the fields before the file part and the file part's headers."""
+        self.events = self._events()
+        field_name: str | None = None
+        field_value = bytearray()
+        try:
+            for event in self.events:
+                if isinstance(event, Field):
+                    if len(self.fields) >= MAX_FIELDS:
+                        raise invalid_request(f"more than {MAX_FIELDS} form fields before the file")
+                    field_name, field_value = event.name, bytearray()
+                elif isinstance(event, File):
+                    self.file_headers = event.headers
+                    return
+                elif isinstance(event, Data):
+                    if field_name is not None:
+                        field_value += event.data
+                        if len(field_value) > MAX_FIELD_BYTES:
+                            raise StorageError(413, ErrorCode.ENTITY_TOO_LARGE,
+                                               f"form field {field_name!r} is larger than {MAX_FIELD_BYTES} bytes")
+                        if not event.more_data:
+                            self.fields[field_name] = field_value.decode("utf-8", "replace")
+                            field_name = None
+                elif isinstance(event, Epilogue):
+                    break
+        except ValueError as exc:  # werkzeug: malformed multipart, too many parts, field too large
+            raise invalid_request(f"malformed multipart body: {exc}") from exc
+        raise invalid_request("the multipart body has no file part")
+
+    def chunks(self) -> Iterator[bytes]:
+        try:
+            for event in self.events:
+                if isinstance(event, Data):
+                    if event.data:
+                        yield event.data
+                    if not event.more_data:
+                        self.file_done = True
+                        break
+        except ValueError as exc:
+            raise invalid_request(f"malformed multipart body: {exc}") from exc
+        if not self.file_done:
+            raise invalid_request("the multipart body ended inside the file part")
+        # Later parts are not part of the object; read them away (bounded by the route's body limit).
+        while self.stream.read(READ_CHUNK_BYTES):
+            pass
+
+
+def multipart_body(request: Request) -> UploadBody:
+    upload = MultipartUpload(request)
+    upload.read_head()
+    fields = upload.fields
+    assert upload.file_headers is not None
+    part_type = upload.file_headers.get("Content-Type")
+    content_type = fields.get("contentType") or part_type or DEFAULT_RAW_CONTENT_TYPE
+    cache_seconds = fields.get("cacheControl")
+    cache_control = f"max-age={cache_seconds}" if cache_seconds else "no-cache"
+    metadata_text = fields.get("metadata", fields.get("userMetadata"))
+    return UploadBody(content_type=content_type, cache_control=cache_control,
+                      user_metadata=_user_metadata(metadata_text, "metadata"), chunks=upload.chunks())
+
+
+def upload_body(request: Request) -> UploadBody:
+    return multipart_body(request) if is_multipart(request) else raw_body(request)

@@ -1,0 +1,32 @@
+"""What an operator sees of dispatch: `segbase status` and /metrics report the queue depth, the oldest waiting job,
+leases and attempts in flight, failures and the endpoint's state, read from PostgreSQL when asked."""
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from tests.support.dispatch import run_cli, submit
+from tests.support.factories import create_user
+from tests.support.metrics import metric
+
+
+def test_status_and_metrics_report_the_dispatch_queue(dispatch_settings, dispatch_engine, dispatch_api, db):
+    user = create_user(dispatch_settings, credits=10)
+    submit(dispatch_engine, user, 3)
+    db.execute("update internal.dispatch_jobs set enqueued_at = now() - interval '2 minutes' "
+               "where state = 'queued'")
+    done = run_cli(dispatch_settings, "status", "--json")
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    assert status["dispatch_mode"] == "pull"
+    assert status["dispatch_queued"] == 3 and status["dispatch_ready"] == 3
+    assert status["dispatch_oldest_waiting_seconds"] >= 120
+    assert status["dispatch_enabled"] is True and status["dispatch_circuit_open"] is False
+
+    body = httpx.get(f"{dispatch_api.url}/metrics", timeout=30).text
+    assert metric(body, "segbase_dispatch_queue_depth") == 3
+    assert metric(body, "segbase_dispatch_oldest_waiting_seconds") >= 120
+    for name in ("segbase_dispatch_in_flight", "segbase_dispatch_leased", "segbase_dispatch_leases_expired",
+                 "segbase_dispatch_failed_jobs", "segbase_dispatch_disabled", "segbase_dispatch_circuit_open"):
+        assert metric(body, name) >= 0
