@@ -8,10 +8,10 @@ import psycopg
 import pytest
 
 from api.tokens import api_key
-from db.migrate import libpq_url
+from db.urls import libpq_url
 from tests.support.database import create_database, drop_database, make_test_settings, migrate_serialised
 from tests.support.factories import create_user
-from tests.support.fuzz import Identities
+from tests.support.fuzz import Identities, fingerprint
 from tests.support.processes import ApiProcess
 from tests.support.rest import seed
 
@@ -21,9 +21,11 @@ class FuzzStack:
         self.settings = settings
         self.api = api
         self.identities = identities
+        self.conn = psycopg.connect(libpq_url(settings.database_url), autocommit=True)
+        self.last_fingerprint: dict[str, str] | None = None
 
-    def connect(self) -> psycopg.Connection:
-        return psycopg.connect(libpq_url(self.settings.database_url), autocommit=True)
+    def fingerprint(self) -> dict[str, str]:
+        return fingerprint(self.conn)
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +47,8 @@ def fuzz_stack(run_id: str) -> Iterator[FuzzStack]:
                             functions=sorted(set(functions)),
                             ids=[user.id, *seeded.projects, *seeded.results])
     api = ApiProcess(settings).start()
-    yield FuzzStack(settings, api, identities)
+    stack = FuzzStack(settings, api, identities)
+    yield stack
+    stack.conn.close()
     api.stop()
     drop_database(name)

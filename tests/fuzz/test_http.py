@@ -23,7 +23,6 @@ from tests.support.fuzz import (
     bodies,
     curl,
     fill,
-    fingerprint,
     headers,
     path_arguments,
     query,
@@ -32,8 +31,9 @@ from tests.support.fuzz import (
 from tests.support.logs import LogWindow
 
 ROUTES = app_routes()
-# Preflights and HEADs take a handful of examples; the methods that do the work take the full count.
-EXAMPLES = {"OPTIONS": max(2, FUZZ_EXAMPLES // 4), "HEAD": max(2, FUZZ_EXAMPLES // 3)}
+# Preflights and HEADs (the GET's code without a body) take one example each; the methods that do the work take
+# FUZZ_EXAMPLES.
+EXAMPLES = {"OPTIONS": max(1, FUZZ_EXAMPLES // 5), "HEAD": max(1, FUZZ_EXAMPLES // 5)}
 
 
 def examples_for(route: Route) -> int:
@@ -64,13 +64,16 @@ def test_no_request_breaks_the_api(fuzz_stack, client, route: Route) -> None:
         url = fuzz_stack.api.url + path + (f"?{query_string(params)}" if params else "")
         repro = curl(route.method, url, sent_headers, body)
         window = LogWindow(fuzz_stack.api)
-        with fuzz_stack.connect() as conn:
-            before = fingerprint(conn)
-            response = client.request(route.method, url, content=body,
-                                      headers={k: v.encode() for k, v in sent_headers.items()})
-            after = fingerprint(conn)
+        # Nothing but requests changes rows here (no worker, relay or beat), so the fingerprint taken after one
+        # request is the one before the next: one snapshot per request.
+        before = fuzz_stack.last_fingerprint or fuzz_stack.fingerprint()
+        response = client.request(route.method, url, content=body,
+                                  headers={k: v.encode() for k, v in sent_headers.items()})
+        after = fuzz_stack.last_fingerprint = fuzz_stack.fingerprint()
         context = f"FUZZ_SEED={FUZZ_SEED}\n{repro}\n→ {response.status_code} {response.text[:500]}"
-        assert response.status_code < 500, f"a 5xx:\n{context}\nlog:\n{window.text()[-3000:]}"
+        # 501 is a deliberate refusal of a feature segbase does not offer (e.g. resumable uploads), not a failure.
+        assert response.status_code < 500 or response.status_code == 501, \
+            f"a 5xx:\n{context}\nlog:\n{window.text()[-3000:]}"
         assert window.tracebacks() == [], f"a traceback was logged:\n{context}\n{window.tracebacks()}"
         if 400 <= response.status_code < 500:
             changed = sorted(table for table in before.keys() | after.keys() if before.get(table) != after.get(table))
