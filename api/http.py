@@ -61,13 +61,14 @@ _SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class JsonInputError(ApiError):
+class JsonInputError(ApiError, ValueError):
     """A JSON body (or frame) segbase will not take: `problem` is `invalid_json`, `too_deep`, `nul_character` or
     `invalid_unicode`, `field` the path to the offending value (`labels.0.name`, or `body` for the whole body).
 
     Rendered in segbase's envelope as 400 (`invalid_json`, `json_too_deep`) or 422 `validation_failed` with
     `fields` (a NUL or a lone surrogate in a value: the JSON is well-formed, one field is not acceptable); the auth
-    surface renders the same status and code in GoTrue's shape, the data API in PostgREST's."""
+    surface renders the same status and code in GoTrue's shape, the data API in PostgREST's. A ValueError too, so
+    `request.get_json(silent=True)` keeps Flask's contract (None for a body it cannot take)."""
 
     def __init__(self, problem: str, field: str, message: str) -> None:
         status, code = {"invalid_json": (400, "invalid_json"), "too_deep": (400, "json_too_deep")}.get(
@@ -165,6 +166,12 @@ class _BoundedBody(LimitedStream):
 class BoundedRequest(Request):
     """A request whose body is refused with 413 past `max_content_length`, with or without a Content-Length (a
     route that takes larger bodies raises `request.max_content_length` before reading)."""
+
+    def on_json_loading_failed(self, e: ValueError | None) -> Any:
+        """`get_json()` refusing a body: the typed JsonInputError as it is (Flask's default is a bare 400)."""
+        if isinstance(e, JsonInputError):
+            raise e
+        return super().on_json_loading_failed(e)
 
     @cached_property
     def stream(self):  # type: ignore[override]
