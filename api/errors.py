@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from flask import Flask, Response, current_app, g, jsonify
+from flask import Flask, Response, current_app, g, jsonify, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -109,6 +110,23 @@ def client_mistake(exc: BaseException) -> ApiError | None:
     return None
 
 
+HttpErrorRenderer = Callable[[HTTPException], Response]
+_RENDERERS_KEY = "segbase.http_error_renderers"
+
+
+def register_http_error_renderer(app: Flask, prefix: str, render: HttpErrorRenderer) -> None:
+    """Let a surface answer routing errors under its URL prefix (an unknown path, a wrong method) in the shape its
+    clients parse. Blueprint error handlers cannot: no blueprint has matched when routing fails."""
+    app.extensions.setdefault(_RENDERERS_KEY, {})[prefix.rstrip("/")] = render
+
+
+def _surface_renderer(path: str) -> HttpErrorRenderer | None:
+    for prefix, render in current_app.extensions.get(_RENDERERS_KEY, {}).items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return render
+    return None
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
@@ -120,6 +138,9 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
+        render = _surface_renderer(request.path)
+        if render is not None:
+            return render(exc)
         code = (exc.name or "error").lower().replace(" ", "_")
         error = ApiError(exc.description or exc.name, status=exc.code or 500, code=code)
         if exc.code == 413:

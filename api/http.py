@@ -17,6 +17,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Request, Response, g, request
@@ -217,6 +218,12 @@ def init_http(app: Flask, settings: Settings) -> None:
         response.headers["X-Request-Id"] = g.get("request_id", "")
         # No response is ever to be sniffed into another type (an error page into HTML, JSON into script).
         response.headers["X-Content-Type-Options"] = "nosniff"
+        # Werkzeug upper-cases reason phrases ("201 CREATED"); PostgREST and GoTrue send RFC 9110's ("201 Created"),
+        # and postgrest-js exposes the phrase as `statusText`.
+        try:
+            response.status = f"{response.status_code} {HTTPStatus(response.status_code).phrase}"
+        except ValueError:  # a status without a registered phrase keeps Werkzeug's
+            pass
         if request.path.startswith(CORS_PREFIXES):
             origin = _allowed_origin(settings, request.headers.get("Origin"))
             if origin:

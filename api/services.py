@@ -24,6 +24,7 @@ from schemas.settings import Settings
 if TYPE_CHECKING:  # typing only: these surfaces build their own singletons
     from api.auth.limits import RateLimiter
     from api.auth.passwords import PasswordHasher
+    from api.functions.inbox_writer import InboxWriter
     from api.functions.job_signal import JobSignal
     from api.realtime.hub import Hub
     from db.storage.store import Store
@@ -41,6 +42,7 @@ class Services:
     realtime: Hub | None = None
     dispatch_signal: JobSignal | None = None
     storage: Store | None = None
+    inbox_writer: InboxWriter | None = None  # process-webhook's group commit
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -52,7 +54,7 @@ class Services:
                                        health_check_interval=30),
             celery=create_celery(settings),
             rest_catalog=CatalogCache(lambda: psycopg.connect(catalog_url, application_name="segbase-rest-catalog",
-                                                              connect_timeout=5)),
+                                                              connect_timeout=5), settings.rest_schemas),
         )
 
 

@@ -34,7 +34,7 @@ from bench.wsclient import receive, subscribe
 from tests.support.processes import ROOT
 
 CONNECT_PARALLEL = 40
-DELIVERY_WORK = ("dispatch (api/realtime/hub.py", "_write_forever (")
+DELIVERY_WORK = ("dispatch (api/realtime/hub.py", "deliver (api/realtime/fanout.py", "_write_forever (")
 
 
 # --- client processes ------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from api.realtime.channels import Channel
 from api.realtime.hub import Hub
 from api.tokens import api_key
 from bench.realtime_latency import start_bare_server
-from bench.stack import children, raise_fd_limit, rss_kib
+from bench.stack import BENCH_REALTIME_LIMITS, children, raise_fd_limit, rss_kib
 from bench.wsclient import subscribe
 from db.engine import create_app_engine
 from db.migrate import migrate
@@ -175,13 +175,16 @@ def main() -> None:
 
     name = f"segbase_bench_rtcap_{uuid.uuid4().hex[:8]}"
     url = create_database(name)
-    settings = make_test_settings(url, f"benchcap{uuid.uuid4().hex[:6]}", db_pool_size=5)
+    # The process must hold --max sockets from this one address, besides its HTTP reserve: limits raised here.
+    limits = {**BENCH_REALTIME_LIMITS, "api_worker_connections": args.max + 200, "realtime_http_reserve": 200,
+              "realtime_max_sockets_per_ip": args.max, "realtime_max_sockets_per_user": -(-args.max // args.users) + 1}
+    settings = make_test_settings(url, f"benchcap{uuid.uuid4().hex[:6]}", db_pool_size=5, **limits)
     api = bare = None
     try:
         migrate(settings, log=lambda *_: None)
         users = [create_user(settings) for _ in range(args.users)]
         engine = create_app_engine(settings, pool_size=2)
-        report = {"fd_limit": limit, "frame_cost": frame_cost(settings, engine, args.frames_channels,
+        report = {"fd_limit": limit, "realtime_limits": limits, "frame_cost": frame_cost(settings, engine, args.frames_channels,
                                                               args.frames_events)}
         api = ApiProcess(settings).start()
         bare, port = start_bare_server(settings.redis_url, settings.redis_key("bench", "bare"))

@@ -24,7 +24,6 @@ from bench.common import percentile
 from db.migrate import migrate
 from db.rest import builder
 from db.rest.catalog import load_catalog
-from db.rest.grammar import Filters, parse_order, parse_select
 from db.urls import authenticator_libpq_url, libpq_url
 from tests.support.bulk import bulk_user_ids, load_results
 from tests.support.database import create_database, drop_database, make_test_settings
@@ -68,8 +67,7 @@ def main() -> None:
         with psycopg.connect(authenticator_libpq_url(settings)) as conn:
             catalog = load_catalog(conn)
             conn.rollback()
-            statement = builder.read(catalog.table("segmentation_results"), parse_select(QUERY["select"]), Filters(),
-                                     parse_order(QUERY["order"]), limit=int(QUERY["limit"]), offset=0)
+            statement = builder.read_query(catalog, "segmentation_results", list(QUERY.items()))
             direct = []
             for i in range(-50, args.requests):  # the first 50 warm caches and are not counted
                 user_id = users[i % len(users)]
@@ -78,7 +76,7 @@ def main() -> None:
                     conn.execute("select set_config('role', 'authenticated', true), "
                                  "set_config('request.jwt.claims', %s, true)",
                                  (json.dumps({"sub": user_id, "role": "authenticated"}),))
-                    rows, _ = conn.execute(statement.query, statement.params).fetchone()
+                    _total, rows, _ = conn.execute(statement.query, statement.params).fetchone()
                 elapsed = time.perf_counter() - t0
                 assert rows == min(20, args.per_user)
                 if i >= 0:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench import auth, dispatch, e2e_latency, fanout, pipeline, rls
 from bench.common import py_spy_path
-from bench.stack import Stack, raise_fd_limit
+from bench.stack import BENCH_REALTIME_LIMITS, Stack, raise_fd_limit
 from tests.support.processes import ROOT
 
 FULL = {
@@ -104,6 +104,7 @@ def _settings(stack: Stack) -> dict:
             "worker_concurrency (prefork, per process)": s.worker_concurrency,
             "auth_hash_threads": s.auth_hash_threads, "log_level": s.log_level,
             "realtime_send_queue_size": s.realtime_send_queue_size,
+            "realtime limits (raised for benchmarks)": {name: getattr(s, name) for name in BENCH_REALTIME_LIMITS},
             "webhook signing": "off (X-API-Key only)" if s.webhook_signing_secret is None else "on"}
 
 

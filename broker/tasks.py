@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import Celery
 
 APPLY_WEBHOOK_EVENT_TASK = "segbase.apply_webhook_event"
+APPLY_WEBHOOK_EVENTS_TASK = "segbase.apply_webhook_events"
 SWEEP_WEBHOOK_INBOX_TASK = "segbase.sweep_webhook_inbox"
 CLEANUP_TASK = "segbase.maintenance.cleanup_old_results"
 RECONCILE_TASK = "segbase.maintenance.reconcile_stuck_results"
@@ -15,6 +16,14 @@ STORAGE_JANITOR_TASK = "segbase.storage.janitor"
 def enqueue_webhook_event(app: Celery, event_id: str) -> None:
     """Queue one inbox event for a worker; the message carries only the inbox id."""
     app.send_task(APPLY_WEBHOOK_EVENT_TASK, args=[event_id], ignore_result=True)
+
+
+def enqueue_webhook_events(app: Celery, event_ids: list[str], *, batch_size: int) -> None:
+    """Queue a group of inbox events stored in one transaction: one message per `batch_size` ids (INBOX_BATCH_SIZE),
+    each applied by one worker delivery."""
+    size = max(1, batch_size)
+    for start in range(0, len(event_ids), size):
+        app.send_task(APPLY_WEBHOOK_EVENTS_TASK, args=[event_ids[start:start + size]], ignore_result=True)
 
 
 def enqueue_cleanup(app: Celery, job_id: str | None = None) -> None:

@@ -1,4 +1,5 @@
-"""SQL for GoTrue's tables (`auth.users`, `auth.sessions`, `auth.refresh_tokens`), run as `supabase_auth_admin`.
+"""SQL for GoTrue's tables (`auth.users`, `auth.identities`, `auth.sessions`, `auth.refresh_tokens`), run as
+`supabase_auth_admin`.
 
 Every function takes an open unit of work (`uow=`) and never commits: the caller (api/auth/service.py, the test
 factories) owns the transaction. `AUTH_ADMIN` is the only caller that reaches these tables; no JWT maps to it
@@ -18,9 +19,14 @@ AUTH_ADMIN = Caller("supabase_auth_admin", {"role": "supabase_auth_admin"})  # t
 # GoTrue writes this instance id on every row it creates; kept so a GoTrue could take over the tables.
 GOTRUE_INSTANCE_ID = "00000000-0000-0000-0000-000000000000"
 
+# Every user read returns the user's identities too, in the same round trip (oldest first, as GoTrue lists them).
 USER_COLUMNS = ("id, aud, role, email, encrypted_password, email_confirmed_at, confirmation_sent_at, phone, "
                 "raw_app_meta_data, raw_user_meta_data, created_at, updated_at, last_sign_in_at, banned_until, "
-                "deleted_at, is_anonymous")
+                "deleted_at, is_anonymous, invited_at, recovery_sent_at, email_change, email_change_sent_at, "
+                "(select coalesce(jsonb_agg(to_jsonb(i) order by i.created_at, i.id), '[]'::jsonb) "
+                "from auth.identities i where i.user_id = auth.users.id) as identities")
+IDENTITY_COLUMNS = ("id, provider_id, user_id, identity_data, provider, last_sign_in_at, created_at, updated_at, "
+                    "email")
 
 
 class EmailTakenError(Exception):
@@ -32,6 +38,20 @@ def hash_refresh_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _timestamp(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _identity(values: dict[str, Any]) -> dict[str, Any]:
+    identity = dict(values)
+    for key in ("id", "user_id"):
+        identity[key] = str(identity[key])
+    for key in ("last_sign_in_at", "created_at", "updated_at"):
+        identity[key] = _timestamp(identity.get(key))
+    identity["identity_data"] = identity.get("identity_data") or {}
+    return identity
+
+
 def _user(row: Any) -> dict[str, Any] | None:
     if row is None:
         return None
@@ -39,6 +59,7 @@ def _user(row: Any) -> dict[str, Any] | None:
     user["id"] = str(user["id"])
     user["raw_app_meta_data"] = user.get("raw_app_meta_data") or {}
     user["raw_user_meta_data"] = user.get("raw_user_meta_data") or {}
+    user["identities"] = [_identity(identity) for identity in user.get("identities") or ()]
     return user
 
 
@@ -76,7 +97,49 @@ def insert_user(*, uow: UnitOfWork, email: str, password_hash: str, user_metadat
         {"instance_id": GOTRUE_INSTANCE_ID, "id": user_id or str(uuid.uuid4()), "email": email,
          "hash": password_hash, "confirmed_at": now if confirmed else None, "sent_at": None if confirmed else now,
          "app_meta": json.dumps(app_metadata), "user_meta": json.dumps(user_metadata), "now": now}).first()
-    return _user(row)  # type: ignore[return-value]
+    user = _user(row)
+    assert user is not None
+    user["identities"] = [insert_identity(uow=uow, user_id=user["id"], provider="email", provider_id=user["id"],
+                                          identity_data=email_identity_data(user), now=now)]
+    return user
+
+
+def email_identity_data(user: dict[str, Any]) -> dict[str, Any]:
+    """GoTrue's `identity_data` of an email identity."""
+    return {"sub": user["id"], "email": user.get("email") or "",
+            "email_verified": user.get("email_confirmed_at") is not None, "phone_verified": False}
+
+
+def insert_identity(*, uow: UnitOfWork, user_id: str, provider: str, provider_id: str,
+                    identity_data: dict[str, Any], now: datetime, identity_id: str | None = None) -> dict[str, Any]:
+    row = uow.execute(
+        f"insert into auth.identities (id, provider_id, user_id, identity_data, provider, last_sign_in_at, "
+        f"created_at, updated_at) values (cast(:id as uuid), :provider_id, cast(:user_id as uuid), "
+        f"cast(:data as jsonb), :provider, :now, :now, :now) returning {IDENTITY_COLUMNS}",
+        {"id": identity_id or str(uuid.uuid4()), "provider_id": provider_id, "user_id": user_id,
+         "data": json.dumps(identity_data), "provider": provider, "now": now}).first()
+    return _identity(dict(row._mapping))
+
+
+def find_identity(*, uow: UnitOfWork, provider: str, provider_id: str) -> dict[str, Any] | None:
+    row = uow.execute(f"select {IDENTITY_COLUMNS} from auth.identities where provider = :provider "
+                      "and provider_id = :provider_id", {"provider": provider, "provider_id": provider_id}).first()
+    return None if row is None else _identity(dict(row._mapping))
+
+
+def update_identity(*, uow: UnitOfWork, identity_id: str, identity_data: dict[str, Any], now: datetime,
+                    signed_in: bool = False) -> None:
+    """Replace an identity's data (the provider's latest claims); `signed_in` also records a sign-in with it."""
+    uow.execute("update auth.identities set identity_data = cast(:data as jsonb), updated_at = :now, "
+                "last_sign_in_at = case when :signed_in then :now else last_sign_in_at end "
+                "where id = cast(:id as uuid)",
+                {"id": identity_id, "data": json.dumps(identity_data), "now": now, "signed_in": signed_in})
+
+
+def delete_identity(*, uow: UnitOfWork, user_id: str, identity_id: str) -> bool:
+    row = uow.execute("delete from auth.identities where id = cast(:id as uuid) and user_id = cast(:user_id as uuid) "
+                      "returning id", {"id": identity_id, "user_id": user_id}).first()
+    return row is not None
 
 
 def update_user(*, uow: UnitOfWork, user_id: str, now: datetime, password_hash: str | None = None,
@@ -115,8 +178,16 @@ def find_session(*, uow: UnitOfWork, session_id: str, for_update: bool = False) 
 
 
 def session_is_live(*, uow: UnitOfWork, session_id: str) -> bool:
-    return uow.execute("select 1 from auth.sessions where id = cast(:id as uuid) "
-                       "and (not_after is null or not_after > now())", {"id": session_id}).first() is not None
+    """The session exists, has not passed `not_after`, and its user is neither banned nor deleted.
+
+    Checking the user here makes a ban or a deletion end the user's sessions whichever path wrote it (the admin
+    API, the console, or plain SQL): this is the one check every surface's token verification and the realtime
+    sweeper use.
+    """
+    return uow.execute("select 1 from auth.sessions s join auth.users u on u.id = s.user_id "
+                       "where s.id = cast(:id as uuid) and (s.not_after is null or s.not_after > now()) "
+                       "and (u.banned_until is null or u.banned_until <= now()) and u.deleted_at is null",
+                       {"id": session_id}).first() is not None
 
 
 def touch_session(*, uow: UnitOfWork, session_id: str, now: datetime) -> None:
@@ -129,11 +200,25 @@ def delete_session(*, uow: UnitOfWork, session_id: str) -> None:
     uow.execute("delete from auth.sessions where id = cast(:id as uuid)", {"id": session_id})
 
 
-def delete_user_sessions(*, uow: UnitOfWork, user_id: str, except_session_id: str | None = None) -> list[str]:
-    """Revoke all of a user's sessions (global logout) or all but one (`others`, password change)."""
-    rows = uow.execute("delete from auth.sessions where user_id = cast(:user_id as uuid) "
-                       "and (cast(:keep as uuid) is null or id <> cast(:keep as uuid)) returning id",
-                       {"user_id": user_id, "keep": except_session_id}).scalars()
+def end_user_sessions(*, uow: UnitOfWork, user_id: str, except_session_id: str | None = None,
+                      keep_rows: bool = False) -> list[str]:
+    """End all of a user's sessions, or all but one; return their ids.
+
+    The one revocation every path uses: global/others logout, a password change, a ban, a deletion. Sessions are
+    deleted (their refresh tokens go by cascade); with `keep_rows` (a ban) they are ended by setting `not_after`,
+    so a later refresh with one of their tokens is answered `user_banned` rather than "not found". Either way
+    `session_is_live` is false from the commit on, on every surface.
+    """
+    params = {"user_id": user_id, "keep": except_session_id}
+    if keep_rows:
+        rows = uow.execute("update auth.sessions set not_after = now(), updated_at = now() "
+                           "where user_id = cast(:user_id as uuid) "
+                           "and (cast(:keep as uuid) is null or id <> cast(:keep as uuid)) "
+                           "and (not_after is null or not_after > now()) returning id", params).scalars()
+    else:
+        rows = uow.execute("delete from auth.sessions where user_id = cast(:user_id as uuid) "
+                           "and (cast(:keep as uuid) is null or id <> cast(:keep as uuid)) returning id",
+                           params).scalars()
     return [str(session_id) for session_id in rows]
 
 

@@ -18,7 +18,8 @@ def create_app_engine(settings: Settings, *, pool_size: int | None = None, appli
         authenticator_url(settings),
         pool_size=size,
         max_overflow=0,
-        pool_pre_ping=True,
+        # No pre-ping: it is a round trip per checkout. db/uow.py opens each transaction with a query that
+        # writes nothing and retries it once on a connection the server had closed.
         pool_recycle=1800,
         connect_args={
             "application_name": application_name,

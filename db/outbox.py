@@ -53,6 +53,7 @@ def change_event(row: Any, shape: TableShape) -> ChangeEvent:
         table=row.table_name,
         type=row.op,
         owner=str(row.owner_id) if row.owner_id is not None else None,
+        routing=shape.routing or "rls",
         commit_timestamp=format_commit_timestamp(row.captured_at),
         columns=shape.columns,
         hidden=shape.hidden,

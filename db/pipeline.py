@@ -51,6 +51,58 @@ def store_inbox_event(*, uow: UnitOfWork, idempotency_key: str, webhook_id: str 
 
 
 @dataclass(frozen=True)
+class InboxEvent:
+    """One validated webhook, as the API stores it."""
+
+    idempotency_key: str
+    webhook_id: str | None
+    result_id: str
+    event_status: str
+    payload: str
+
+
+def store_inbox_events(*, uow: UnitOfWork, events: list[InboxEvent]) -> list[StoredEvent]:
+    """Store several events in one statement (the API's group commit); the answer for each is the one
+    `store_inbox_event` would give it alone, in the order given.
+
+    A key repeated within `events` is stored once: its first occurrence is the new event, the others duplicates of
+    it. `received_at` is each row's own clock, in the order given, so events of one group keep their arrival
+    order. Keys already stored (or being stored by a concurrent transaction, which ON CONFLICT waits for) are
+    looked up in a second statement, whose fresh READ COMMITTED snapshot sees them."""
+    first: dict[str, InboxEvent] = {}
+    for event in events:
+        first.setdefault(event.idempotency_key, event)
+    fresh = list(first.values())
+    inserted = dict(uow.execute(
+        "insert into internal.webhook_inbox (idempotency_key, webhook_id, result_id, event_status, payload, "
+        "                                    received_at) "
+        "select e.key, e.webhook_id, e.result_id, e.event_status, cast(e.payload as jsonb), clock_timestamp() "
+        "  from unnest(cast(:keys as text[]), cast(:webhook_ids as text[]), cast(:result_ids as uuid[]), "
+        "              cast(:statuses as text[]), cast(:payloads as text[])) "
+        "       with ordinality as e(key, webhook_id, result_id, event_status, payload, n) "
+        " order by e.n "
+        "on conflict (idempotency_key) do nothing returning idempotency_key, id",
+        {"keys": [e.idempotency_key for e in fresh], "webhook_ids": [e.webhook_id for e in fresh],
+         "result_ids": [e.result_id for e in fresh], "statuses": [e.event_status for e in fresh],
+         "payloads": [e.payload for e in fresh]},
+    ).all())
+    missing = [key for key in first if key not in inserted]
+    existing = dict(uow.execute("select idempotency_key, id from internal.webhook_inbox "
+                                "where idempotency_key = any(cast(:keys as text[]))", {"keys": missing}).all()
+                    ) if missing else {}
+    answered: set[str] = set()
+    stored = []
+    for event in events:
+        key = event.idempotency_key
+        if key in inserted and key not in answered:
+            stored.append(StoredEvent(str(inserted[key]), duplicate=False))
+        else:
+            stored.append(StoredEvent(str(inserted.get(key) or existing[key]), duplicate=True))
+        answered.add(key)
+    return stored
+
+
+@dataclass(frozen=True)
 class BatchMember:
     event_id: str
     state: str  # received (apply it), or the final/missing state of the leader
@@ -74,6 +126,21 @@ def begin_batch(*, uow: UnitOfWork, event_id: str, max_attempts: int, max_events
                        {"id": event_id, "max": max_attempts, "events": max_events}).all()
     members = [BatchMember(str(row.id), row.state, row.attempts, row.is_leader) for row in rows]
     return sorted(members, key=lambda member: not member.is_leader)
+
+
+@dataclass(frozen=True)
+class ClaimedEvent:
+    event_id: str
+    claimed: bool  # its first delivery, counted now: apply it
+    state: str  # received | applied | duplicate | ignored | rejected | missing (as the claim found it)
+
+
+def claim_events(*, uow: UnitOfWork, event_ids: list[str], max_events: int) -> list[ClaimedEvent]:
+    """Count the first delivery of each never-attempted received event of a group, and of other never-attempted
+    events up to `max_events` in all (commit before applying). The group's ids come first."""
+    rows = uow.execute("select id, claimed, state from internal.claim_webhook_events(cast(:ids as uuid[]), :max)",
+                       {"ids": event_ids, "max": max_events}).all()
+    return [ClaimedEvent(str(row.id), row.claimed, row.state) for row in rows]
 
 
 def apply_events(*, uow: UnitOfWork, event_ids: list[str]) -> list[BatchOutcome]:

@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import psycopg
+from psycopg import sql
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
 log = logging.getLogger(__name__)
+NO_PARAMETERS = {"no_parameters": True}
 
 Role = Literal["anon", "authenticated", "service_role"]
 # `supabase_auth_admin` is internal: only db/auth.py's AUTH_ADMIN uses it; no JWT ever maps to it (api/identity.py).
@@ -56,6 +59,15 @@ class UnitOfWork:
         """Run `callback` after a successful commit (Celery enqueue, Redis publish); dropped on rollback."""
         self._after_commit.append(callback)
 
+    def become(self, caller: Caller) -> None:
+        """Act as `caller` for the rest of this transaction (e.g. a sign-in that then writes a service_role audit
+        row, so both commit together)."""
+        if caller.role not in DATABASE_ROLES:
+            raise ValueError(f"unknown database role {caller.role!r}")
+        self.execute("select set_config('role', :role, true), set_config('request.jwt.claims', :claims, true)",
+                     {"role": caller.role, "claims": json.dumps(caller.claims, separators=(",", ":"))})
+        self.caller = caller
+
     def execute(self, statement: Any, params: dict[str, Any] | None = None) -> Any:
         if isinstance(statement, str):
             statement = text(statement)
@@ -67,24 +79,79 @@ class UnitOfWork:
         return self.connection.connection.driver_connection.cursor()
 
 
-def set_identity(connection: Connection, caller: Caller) -> None:
-    """Become `caller` for the rest of the current transaction."""
-    if caller.role not in DATABASE_ROLES:  # the role name is bound as a value, but only these three are meant
+def _begin_statement(driver: psycopg.Connection, caller: Caller) -> str:
+    """`BEGIN` and the identity as one simple-protocol query, so opening a unit of work costs one round trip.
+
+    The simple query protocol (the only one that carries two statements) takes no bound parameters, so the role
+    and the claims are quoted by psycopg's `sql.Literal` with the connection's encoding; the role must also be
+    one of DATABASE_ROLES."""
+    if caller.role not in DATABASE_ROLES:
         raise ValueError(f"unknown database role {caller.role!r}")
-    connection.execute(
-        text("select set_config('role', :role, true), set_config('request.jwt.claims', :claims, true)"),
-        {"role": caller.role, "claims": json.dumps(caller.claims, separators=(",", ":"))},
-    )
+    return sql.SQL("begin; select set_config('role', {}, true), set_config('request.jwt.claims', {}, true)").format(
+        sql.Literal(caller.role), sql.Literal(json.dumps(caller.claims, separators=(",", ":")))).as_string(driver)
+
+
+def _driver(connection: Connection) -> psycopg.Connection:
+    return connection.connection.driver_connection  # type: ignore[return-value]
+
+
+def _begin(engine: Engine, caller: Caller) -> Connection:
+    """Check out a pooled connection and open the transaction as `caller` (one round trip).
+
+    The pool does not ping on checkout (that would be a round trip per unit of work). A pooled connection the
+    server has closed (restart, idle timeout) fails here instead, on a query that writes nothing, so this is the
+    one place a retry is always safe: the broken connection is invalidated (SQLAlchemy then recycles every
+    connection older than the failure) and the transaction is opened once more on a fresh one. A failed connect
+    is not retried: the database is down and the caller answers 503."""
+    for attempt in range(2):
+        connection = engine.connect()
+        driver = _driver(connection)
+        try:
+            # psycopg would send its own BEGIN, in a round trip of its own, before the first statement; in
+            # autocommit mode it sends nothing, and this unit of work issues BEGIN/COMMIT/ROLLBACK itself.
+            driver.autocommit = True
+            # no_parameters: handed to psycopg as is (no placeholder parsing), so it goes as one simple query.
+            connection.exec_driver_sql(_begin_statement(driver, caller), execution_options=NO_PARAMETERS)
+            return connection
+        except DBAPIError as exc:
+            connection.close()
+            if attempt or not exc.connection_invalidated:
+                raise
+            log.info("a pooled connection was closed by the server (%s); opening the transaction on a new one",
+                     type(exc.orig).__name__)
+        except BaseException:
+            connection.close()
+            raise
+    raise AssertionError("unreachable")
+
+
+def _end(connection: Connection, statement: str) -> None:
+    """COMMIT or ROLLBACK, then give the connection back in psycopg's default (non-autocommit) mode."""
+    try:
+        connection.exec_driver_sql(statement, execution_options=NO_PARAMETERS)
+    finally:
+        driver = _driver(connection)
+        if not driver.closed and driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            driver.autocommit = False
 
 
 @contextmanager
 def unit_of_work(engine: Engine, caller: Caller) -> Iterator[UnitOfWork]:
-    """Open one transaction as `caller`; commit on success, roll back on error, then run after-commit callbacks."""
-    with engine.connect() as connection:
-        with connection.begin():
-            set_identity(connection, caller)
-            uow = UnitOfWork(connection, caller)
+    """Open one transaction as `caller`; commit on success, roll back on error, then run after-commit callbacks.
+
+    Round trips: BEGIN + identity (one), each statement, COMMIT (one)."""
+    connection = _begin(engine, caller)
+    with connection:
+        uow = UnitOfWork(connection, caller)
+        try:
             yield uow
+        except BaseException:
+            try:
+                _end(connection, "rollback")
+            except Exception:  # noqa: BLE001 — a broken connection is invalidated; the original error matters
+                log.debug("rollback failed", exc_info=True)
+            raise
+        _end(connection, "commit")
         callbacks = uow._after_commit
     for callback in callbacks:
         try:

@@ -37,6 +37,8 @@ HTTP_LATENCY = Histogram("segbase_http_request_duration_seconds", "HTTP request 
 WEBHOOK_EVENTS = Counter("segbase_webhook_events_total",
                          "Webhook events by outcome: accepted, duplicate, or the final inbox state",
                          ["state"])
+WEBHOOK_GROUP_SIZE = Histogram("segbase_webhook_group_commit_events", "process-webhook requests per inbox commit",
+                               buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000))
 TASKS = Counter("segbase_tasks_total", "Celery tasks by name and outcome", ["task", "outcome"])
 TASK_DURATION = Histogram("segbase_task_duration_seconds", "Celery task run time", ["task"],
                           buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
@@ -44,6 +46,9 @@ OUTBOX_PUBLISHED = Counter("segbase_outbox_events_published_total", "Outbox even
 WS_CONNECTIONS = Gauge("segbase_websocket_connections", "Open realtime WebSocket connections",
                        multiprocess_mode="livesum")
 WS_FRAMES = Counter("segbase_websocket_frames_sent_total", "Realtime frames sent, by event", ["event"])
+WS_RLS_CHECKS = Counter("segbase_realtime_rls_checks_total",
+                        "Database round trips evaluating RLS for realtime subscribers (one per change and process)")
+WS_RLS_CALLERS = Counter("segbase_realtime_rls_callers_total", "Subscribers' identities evaluated under RLS")
 WS_DROPPED = Counter("segbase_websocket_slow_consumers_closed_total",
                      "Sockets closed because their send queue was full")
 CLEANUP_DELETED = Counter("segbase_cleanup_rows_deleted_total", "Rows deleted by cleanup jobs", ["table"])

@@ -25,11 +25,15 @@ class ChangeEvent(BaseModel):
 
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
 
+    kind: Literal["change"] = "change"
     id: int  # the outbox id: a repeat after a relay crash carries the same id
     schema_name: str = Field(alias="schema")
     table: str
     type: ChangeType
     owner: str | None  # the user whose RLS lets them SELECT the row (owner routing); None for other tables
+    # owner: to the owner's and service_role's channels; rls: to the subscribers RLS lets SELECT the row, evaluated
+    # as each of them; all: to every subscriber whose role may SELECT the table (RLS off).
+    routing: Literal["owner", "rls", "all"] = "owner"
     commit_timestamp: str  # "YYYY-MM-DDTHH:MM:SS.mmmZ", as Realtime sends it
     columns: list[Column]
     hidden: dict[str, list[str]]  # per role (authenticated, anon): the columns it may not SELECT

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEV_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"
 DEV_AUTHENTICATOR_PASSWORD = "authenticator-dev-password"
 DEV_WEBHOOK_API_KEY = "dev-webhook-key"
+DEV_SITE_URL = "http://127.0.0.1:3000"  # the Supabase CLI's default site URL
 
 CommaList = Annotated[list[str], NoDecode]
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -53,6 +54,7 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(1024 * 1024, ge=1024)
     max_json_depth: int = Field(64, ge=1, le=500)  # deeper JSON bodies and frames are refused (400)
     rest_max_rows: int = Field(1000, ge=1, le=100_000)  # /rest/v1 reads return at most this many rows
+    rest_schemas: CommaList = ["public"]  # schemas /rest/v1 exposes; the first is the default profile
     metrics_enabled: bool = True
     metrics_token: SecretStr | None = None  # when set, /metrics needs `Authorization: Bearer <token>`; ENV=prod: required
     metrics_bind_address: str = "127.0.0.1"  # where the worker's and relay's metrics endpoints listen
@@ -68,6 +70,9 @@ class Settings(BaseSettings):
     auth_rate_limit_window_seconds: int = Field(300, ge=1)
     auth_rate_limit_sign_in: int = Field(30, ge=1)  # sign-ins + sign-ups per IP (and per email) per window
     auth_rate_limit_refresh: int = Field(150, ge=1)  # refreshes per IP per window
+    auth_rate_limit_user: int = Field(30, ge=1)  # PUT /user per IP and per user per window (GoTrue's user limiter)
+    auth_site_url: str = DEV_SITE_URL  # where auth redirects land by default; must be set for ENV=prod
+    auth_redirect_allow_list: CommaList = []  # more redirect_to targets, as globs (GoTrue's URI_ALLOW_LIST)
     trusted_proxies: CommaList = []
 
     # --- credits and retention ---------------------------------------------------------------------------
@@ -88,6 +93,9 @@ class Settings(BaseSettings):
     result_url_max_length: int = Field(2048, ge=64, le=65_536)
     inbox_max_attempts: int = Field(5, ge=1)
     inbox_batch_size: int = Field(50, ge=1, le=1000)  # events one worker delivery claims and applies together
+    # process-webhook's group commit: concurrent requests' inbox rows committed in one transaction (1: one each).
+    webhook_group_commit_max_events: int = Field(50, ge=1, le=1000)
+    webhook_group_commit_window_ms: float = Field(1.0, ge=0, le=50)
     inbox_sweep_enabled: bool = True
     inbox_sweep_delay_seconds: int = Field(60, ge=1)
     inbox_sweep_interval_seconds: int = Field(30, ge=1)
@@ -130,6 +138,13 @@ class Settings(BaseSettings):
     # --- realtime ----------------------------------------------------------------------------------------
     realtime_heartbeat_timeout_seconds: int = Field(60, ge=5)
     realtime_send_queue_size: int = Field(1000, ge=10)
+    # What one client may hold (docs/REALTIME.md, "Limits"); benchmarks and tests that need more raise them.
+    realtime_max_message_bytes: int = Field(256 * 1024, ge=1024, le=1024 * 1024)  # larger → close 1009
+    realtime_max_channels_per_socket: int = Field(100, ge=1)  # Supabase's per-connection channel limit
+    realtime_max_sockets_per_ip: int = Field(100, ge=1)  # per API process
+    realtime_max_sockets_per_user: int = Field(25, ge=1)  # per API process; counted once a channel joins as them
+    realtime_joins_per_second: float = Field(10.0, gt=0)  # per socket, bursts up to the channel limit
+    realtime_http_reserve: int = Field(200, ge=1)  # of API_WORKER_CONNECTIONS, never taken by sockets
 
     # --- storage (/storage/v1) ---------------------------------------------------------------------------
     storage_backend: Literal["file", "s3"] = "file"
@@ -155,12 +170,25 @@ class Settings(BaseSettings):
     console_stuck_after_seconds: int = Field(600, ge=1)  # an unfinished result without progress this long is stuck
 
     @field_validator("cors_allowed_origins", "webhook_api_keys", "trusted_proxies", "webhook_mask_url_hosts",
-                     "dispatch_retry_schedule", mode="before")
+                     "dispatch_retry_schedule", "rest_schemas",
+                     "auth_redirect_allow_list", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _leave_room_for_http(self) -> Settings:
+        if self.realtime_http_reserve >= self.api_worker_connections:
+            raise SettingsError(f"REALTIME_HTTP_RESERVE ({self.realtime_http_reserve}) must be less than "
+                                f"API_WORKER_CONNECTIONS ({self.api_worker_connections}): sockets need room too")
+        return self
+
+    @property
+    def realtime_max_sockets(self) -> int:
+        """Sockets one API worker process holds at most: what API_WORKER_CONNECTIONS leaves after the HTTP reserve."""
+        return self.api_worker_connections - self.realtime_http_reserve
 
     @model_validator(mode="after")
     def _refuse_unsafe_production_values(self) -> Settings:
@@ -178,6 +206,8 @@ class Settings(BaseSettings):
                 raise SettingsError("RESULT_URL_ALLOW_HTTP is for development; turn it off for ENV=prod")
             if DEV_WEBHOOK_API_KEY in self.webhook_api_keys or not self.webhook_api_keys:
                 raise SettingsError("WEBHOOK_API_KEYS must be set (not the development key) for ENV=prod")
+            if "auth_site_url" not in self.model_fields_set:
+                raise SettingsError("AUTH_SITE_URL must be set for ENV=prod (where auth redirects and mail links go)")
         self._check_dispatch()
         return self
 

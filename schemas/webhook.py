@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from schemas.settings import Settings
 from schemas.urls import ResultUrlPolicy
+
 MAX_LABELS = 1000
 MAX_LABELS_JSON_BYTES = 256 * 1024
 MAX_METADATA_KEYS = 100

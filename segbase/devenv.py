@@ -34,6 +34,8 @@ def render_compose_env() -> str:
         f"WEBHOOK_API_KEYS={secrets.token_urlsafe(24)}",
         f"METRICS_TOKEN={secrets.token_urlsafe(24)}",
         "API_EXTERNAL_URL=http://localhost:54321",
+        "# Your app's URL: auth redirects (OAuth, magic links, recovery) and mail links go there. Replace it.",
+        "AUTH_SITE_URL=http://localhost:3000",
         "",
     ])
 

@@ -24,7 +24,8 @@ SEGBASE_SERVICES = ("migrate", "api", "worker", "beat", "relay")
 # Variables that configure the containers themselves rather than segbase.
 COMPOSE_ONLY_VARIABLES = {"POSTGRES_PASSWORD", "POSTGRES_DB", "API_PUBLISH_PORT", "DEV_POSTGRES_PORT",
                           "DEV_REDIS_PORT"}
-REQUIRED_SECRETS = ("POSTGRES_PASSWORD", "JWT_SECRET", "DB_AUTHENTICATOR_PASSWORD", "WEBHOOK_API_KEYS")
+REQUIRED_SECRETS = ("POSTGRES_PASSWORD", "JWT_SECRET", "DB_AUTHENTICATOR_PASSWORD", "WEBHOOK_API_KEYS",
+                    "METRICS_TOKEN")
 
 
 def compose_config(directory: Path, compose_file: str, *args: str, **variables: str) -> subprocess.CompletedProcess:
@@ -56,7 +57,9 @@ def test_a_missing_secret_says_how_to_generate_it(tmp_path):
 
 
 def test_a_development_env_file_does_not_make_compose_dev(tmp_path):
-    (tmp_path / ".env").write_text(render_dev_env() + "POSTGRES_PASSWORD=dev-password\nLOG_LEVEL=DEBUG\n")
+    (tmp_path / ".env").write_text(render_dev_env() + "POSTGRES_PASSWORD=dev-password\nMETRICS_TOKEN=dev-metrics\n"
+                                   "AUTH_SITE_URL=http://localhost:3000\n"
+                                   "LOG_LEVEL=DEBUG\n")
     done = compose_config(tmp_path, "docker-compose.yml")
     assert done.returncode == 0, done.stderr
     for name, service in yaml.safe_load(done.stdout)["services"].items():
@@ -87,7 +90,8 @@ def test_generated_secrets_are_url_safe_and_accepted_in_prod():
     assert all(re.fullmatch(r"[A-Za-z0-9_-]+", values[name]) for name in REQUIRED_SECRETS)
     Settings(_env_file=None, env="prod", jwt_secret=values["JWT_SECRET"],
              db_authenticator_password=values["DB_AUTHENTICATOR_PASSWORD"],
-             webhook_api_keys=values["WEBHOOK_API_KEYS"])
+             webhook_api_keys=values["WEBHOOK_API_KEYS"], metrics_token=values["METRICS_TOKEN"],
+             auth_site_url=values["AUTH_SITE_URL"])
 
 
 def test_the_image_context_leaves_out_secrets_and_local_environments():
@@ -131,7 +135,7 @@ def test_every_variable_is_a_documented_setting():
 
 def test_required_secrets_fail_loudly_when_unset():
     text = (ROOT / "docker-compose.yml").read_text()
-    for secret in REQUIRED_SECRETS:
+    for secret in (*REQUIRED_SECRETS, "AUTH_SITE_URL"):
         assert re.search(r"\$\{" + secret + r":\?[^}]*make compose\.env", text), secret
 
 

@@ -34,8 +34,12 @@ def test_settings_refuse_placeholder_secrets_in_prod():
         Settings(_env_file=None, env="prod", db_authenticator_password="x" * 20, webhook_api_keys="k1")
     with pytest.raises(ValueError, match="at least 32 bytes"):
         Settings(_env_file=None, jwt_secret="short")
+    with pytest.raises(ValueError, match="AUTH_SITE_URL must be set"):
+        Settings(_env_file=None, env="prod", jwt_secret="s" * 40, db_authenticator_password="p" * 20,
+                 webhook_api_keys="k1", metrics_token="m" * 20)
     ok = Settings(_env_file=None, env="prod", jwt_secret="s" * 40, db_authenticator_password="p" * 20,
-                  webhook_api_keys="k1, k2", metrics_token="m" * 20)
+                  webhook_api_keys="k1, k2", metrics_token="m" * 20,
+                  auth_site_url="https://app.example")
     assert ok.webhook_api_keys == ["k1", "k2"]
 
 
@@ -161,7 +165,7 @@ def test_status_json_has_supabase_shape_and_hides_secrets_outside_dev(settings):
     assert jwt.decode(status["anon_key"], secret, algorithms=["HS256"])["role"] == "anon"
     prod = make_test_settings(settings.database_url, settings.instance_id, env="prod", jwt_secret="p" * 40,
                               db_authenticator_password="q" * 20, webhook_api_keys=["prod-key"],
-                              metrics_token="m" * 20)
+                              metrics_token="m" * 20, auth_site_url="https://app.example")
     hidden = json.loads(run_cli(prod, "status", "--json").stdout)
     assert "prod-key" not in json.dumps(hidden) and hidden["service_role_key"].startswith("<hidden")
     assert "postgres@" not in hidden["db_url"]

@@ -15,8 +15,11 @@ TASK_MODULES = ("workers.tasks", "workers.maintenance", "workers.storage", "work
 
 
 def create_worker_celery(settings: Settings) -> Celery:
-    """The Celery app of `segbase worker`/`beat`: the producer's app plus the modules that implement the tasks."""
-    return create_celery(settings, include=TASK_MODULES)
+    """The Celery app of `segbase worker`/`beat`: the producer's app plus the modules that implement the tasks
+    (imported now, so `app.tasks` names them in any process, not only once a worker started)."""
+    app = create_celery(settings, include=TASK_MODULES)
+    app.loader.import_default_modules()
+    return app
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:

@@ -48,8 +48,6 @@ def is_retryable(exc: BaseException) -> bool:
     return is_unavailable(exc) or isinstance(exc, (redis.RedisError, OSError))
 
 
-
-
 class Relay:
     def __init__(self, settings: Settings, stop: threading.Event) -> None:
         self.settings = settings

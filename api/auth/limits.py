@@ -1,7 +1,9 @@
 """Abuse limits for /auth/v1 in Redis: fixed windows per client IP and per email, shared by every API process.
 
-Buckets: `sign_in` (sign-ins and sign-ups, per IP and per email: AUTH_RATE_LIMIT_SIGN_IN) and `refresh` (per IP:
-AUTH_RATE_LIMIT_REFRESH), each per AUTH_RATE_LIMIT_WINDOW_SECONDS — GoTrue's defaults are 30 and 150 per 5 minutes.
+Buckets: `sign_in` (sign-ins and sign-ups, per IP and per email: AUTH_RATE_LIMIT_SIGN_IN), `refresh` (per IP:
+AUTH_RATE_LIMIT_REFRESH) and `user` (PUT /user, per IP and per user: AUTH_RATE_LIMIT_USER), each per
+AUTH_RATE_LIMIT_WINDOW_SECONDS — GoTrue's defaults are 30, 150 and 30 per 5 minutes (supabase/auth
+`internal/api/apilimiter/apilimiter.go`: the user limiter uses RATE_LIMIT_OTP).
 Emails are hashed before they become key parts, so Redis never holds an address.
 """
 from __future__ import annotations
@@ -91,3 +93,8 @@ class RateLimiter:
 
     def refresh(self, ip: str) -> None:
         self.hit("refresh_ip", ip, self.settings.auth_rate_limit_refresh)
+
+    def user_update(self, ip: str, user_id: str) -> None:
+        """PUT /user from one address and for one user (a password change costs two hashes)."""
+        self.hit("user_ip", ip, self.settings.auth_rate_limit_user)
+        self.hit("user_id", user_id, self.settings.auth_rate_limit_user)

@@ -4,11 +4,17 @@ One argon2 hash takes tens of milliseconds of CPU. Run on the gevent loop it wou
 WebSocket of the process for that long, so hashing always runs in a pool of AUTH_HASH_THREADS real threads:
 gevent's `ThreadPool` when gevent has patched `threading` (under `segbase api`), a `ThreadPoolExecutor` otherwise.
 argon2-cffi releases the GIL while hashing, so the threads use the cores in parallel.
+
+Two lanes share the pool. Sign-ins and sign-ups take any free thread; account changes (a password change through
+`PUT /user`, the admin API setting a password) may hold at most half of the threads at once, so a user hammering
+`PUT /user` queues behind their own requests and never fills the pool other users sign in through.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from enum import Enum
 from typing import Any, TypeVar
 
 import argon2
@@ -23,6 +29,11 @@ ARGON2_TIME_COST = 2
 ARGON2_PARALLELISM = 1
 ARGON2_HASH_LEN = 32
 ARGON2_SALT_LEN = 16
+
+
+class Lane(Enum):
+    SIGN_IN = "sign_in"  # sign-in, sign-up: any free thread
+    ACCOUNT_CHANGE = "account_change"  # PUT /user password, admin password set: at most half the threads
 
 
 def gevent_is_active() -> bool:
@@ -54,23 +65,33 @@ class PasswordHasher:
             self._gevent_pool = ThreadPool(maxsize=threads)
         else:
             self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="argon2")
+        # Created here, in the serving process: under gevent, `threading` is patched and this semaphore is a
+        # cooperative one (a waiting greenlet yields).
+        self.account_change_threads = max(1, threads // 2)
+        self._account_change_slots = threading.BoundedSemaphore(self.account_change_threads)
         self._dummy_hash: str | None = None
         self.verifications = 0
         self.dummy_verifications = 0
 
-    def run_in_pool(self, fn: Callable[..., T], *args: Any) -> T:
+    def run_in_pool(self, fn: Callable[..., T], *args: Any, lane: Lane = Lane.SIGN_IN) -> T:
         """Run `fn(*args)` on a pool thread; the calling greenlet (or thread) waits without blocking the loop."""
+        if lane is Lane.ACCOUNT_CHANGE:
+            with self._account_change_slots:
+                return self._run(fn, *args)
+        return self._run(fn, *args)
+
+    def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self.uses_gevent:
             return self._gevent_pool.apply(fn, args)
         return self._executor.submit(fn, *args).result()
 
-    def hash(self, password: str) -> str:
-        return self.run_in_pool(self._argon2.hash, password)
+    def hash(self, password: str, *, lane: Lane = Lane.SIGN_IN) -> str:
+        return self.run_in_pool(self._argon2.hash, password, lane=lane)
 
-    def verify(self, password_hash: str, password: str) -> bool:
+    def verify(self, password_hash: str, password: str, *, lane: Lane = Lane.SIGN_IN) -> bool:
         """True if `password` matches; a malformed or empty stored hash never matches."""
         self.verifications += 1
-        return self.run_in_pool(self._verify, password_hash, password)
+        return self.run_in_pool(self._verify, password_hash, password, lane=lane)
 
     def verify_dummy(self, password: str) -> bool:
         """Spend what a real verify costs, for an unknown email: the answer must not tell the two apart."""

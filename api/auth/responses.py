@@ -6,13 +6,10 @@ Field names, order and `omitempty` behaviour follow GoTrue (supabase/auth `inter
 """
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timezone
 from typing import Any
 
 from api.auth.service import IssuedSession
-
-IDENTITY_NAMESPACE = uuid.UUID("5d6f1c1e-3f0a-4f0c-9a55-6b1d2c9e7a10")
 
 
 def rfc3339(value: datetime | None) -> str | None:
@@ -24,43 +21,52 @@ def rfc3339(value: datetime | None) -> str | None:
 
 
 def user_json(user: dict[str, Any]) -> dict[str, Any]:
-    """GoTrue's user object: `omitempty` timestamps left out when null, email and phone never null."""
+    """GoTrue's user object, in its field order: `omitempty` fields left out when empty, email and phone never
+    null (supabase/auth `internal/models/user.go::User`)."""
     confirmed_at = user.get("email_confirmed_at")
     out: dict[str, Any] = {"id": user["id"], "aud": user.get("aud") or "authenticated",
                            "role": user.get("role") or "authenticated", "email": user.get("email") or ""}
-    for key, value in (("email_confirmed_at", confirmed_at), ("phone", None),
-                       ("confirmation_sent_at", user.get("confirmation_sent_at")), ("confirmed_at", confirmed_at),
-                       ("last_sign_in_at", user.get("last_sign_in_at"))):
-        if key == "phone":
-            out["phone"] = user.get("phone") or ""
-        elif value is not None:
-            out[key] = rfc3339(value)
+    _timestamps(out, user, ("email_confirmed_at", "invited_at"))
+    out["phone"] = user.get("phone") or ""
+    _timestamps(out, user, ("confirmation_sent_at",))
+    if confirmed_at is not None:
+        out["confirmed_at"] = rfc3339(confirmed_at)
+    _timestamps(out, user, ("recovery_sent_at",))
+    if user.get("email_change"):
+        out["new_email"] = user["email_change"]
+    _timestamps(out, user, ("email_change_sent_at", "last_sign_in_at"))
     out["app_metadata"] = user.get("raw_app_meta_data") or {}
     out["user_metadata"] = user.get("raw_user_meta_data") or {}
-    out["identities"] = [] if user.get("_obfuscated") else [_email_identity(user)]
+    out["identities"] = [identity_json(identity) for identity in user.get("identities") or ()]
     out["created_at"] = rfc3339(user.get("created_at"))
     out["updated_at"] = rfc3339(user.get("updated_at"))
+    _timestamps(out, user, ("banned_until", "deleted_at"))
     out["is_anonymous"] = bool(user.get("is_anonymous"))
     return out
 
 
-def _email_identity(user: dict[str, Any]) -> dict[str, Any]:
-    """The `email` identity GoTrue keeps in auth.identities; segbase derives it from the user row (stable id)."""
-    user_id = user["id"]
-    identity = {
-        "identity_id": str(uuid.uuid5(IDENTITY_NAMESPACE, f"email:{user_id}")),
-        "id": user_id,
-        "user_id": user_id,
-        "identity_data": {"email": user.get("email") or "", "email_verified": user.get("email_confirmed_at")
-                          is not None, "phone_verified": False, "sub": user_id},
-        "provider": "email",
-        "created_at": rfc3339(user.get("created_at")),
-        "updated_at": rfc3339(user.get("updated_at")),
-        "email": user.get("email") or "",
+def _timestamps(out: dict[str, Any], user: dict[str, Any], keys: tuple[str, ...]) -> None:
+    for key in keys:
+        if user.get(key) is not None:
+            out[key] = rfc3339(user[key])
+
+
+def identity_json(identity: dict[str, Any]) -> dict[str, Any]:
+    """One `auth.identities` row as GoTrue renders it: the row id is `identity_id`, the provider's id is `id`."""
+    out: dict[str, Any] = {
+        "identity_id": identity["id"],
+        "id": identity["provider_id"],
+        "user_id": identity["user_id"],
+        "identity_data": identity.get("identity_data") or {},
+        "provider": identity["provider"],
     }
-    if user.get("last_sign_in_at") is not None:
-        identity["last_sign_in_at"] = rfc3339(user["last_sign_in_at"])
-    return identity
+    if identity.get("last_sign_in_at") is not None:
+        out["last_sign_in_at"] = rfc3339(identity["last_sign_in_at"])
+    out["created_at"] = rfc3339(identity.get("created_at"))
+    out["updated_at"] = rfc3339(identity.get("updated_at"))
+    if identity.get("email"):
+        out["email"] = identity["email"]
+    return out
 
 
 def session_json(session: IssuedSession, *, weak_password: bool = False) -> dict[str, Any]:

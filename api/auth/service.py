@@ -22,11 +22,11 @@ from api.auth.errors import (
     invalid_credentials,
     validation_failed,
 )
-from api.auth.passwords import PasswordHasher
+from api.auth.passwords import Lane, PasswordHasher
 from api.auth.refresh_tokens import new_refresh_token, seal_child, unseal_child
 from api.identity import AccessToken, forget_session, mint_access_token
 from db import auth as auth_db
-from db.uow import unit_of_work
+from db.uow import UnitOfWork, unit_of_work
 from schemas.settings import Settings
 
 # GoTrue's email check (internal/api/mail.go): a permissive RFC 5322 local part and DNS-label domain.
@@ -78,6 +78,36 @@ def _start_session(uow, settings: Settings, user: dict[str, Any], now: datetime,
     return IssuedSession(access, refresh_token, user)
 
 
+def is_banned(user: dict[str, Any], now: datetime) -> bool:
+    banned_until = user.get("banned_until")
+    return banned_until is not None and banned_until > now
+
+
+def end_session(uow: UnitOfWork, session_id: str) -> None:
+    """Revoke one session (local logout, a replayed refresh token); this process forgets it once committed."""
+    auth_db.delete_session(uow=uow, session_id=session_id)
+    uow.on_commit(lambda: forget_session(session_id))
+
+
+def end_user_sessions(uow: UnitOfWork, user_id: str, *, except_session_id: str | None = None,
+                      keep_rows: bool = False) -> list[str]:
+    """End a user's sessions in `uow` (db.auth.end_user_sessions); this process forgets them once committed.
+
+    Every revocation goes through here: logout, a password change, and the admin API's ban and delete. Other
+    processes see it through the session check (`api.identity.session_is_alive`, cached at most
+    SESSION_CACHE_SECONDS), which the realtime hub also sweeps open sockets with.
+    """
+    ended = auth_db.end_user_sessions(uow=uow, user_id=user_id, except_session_id=except_session_id,
+                                      keep_rows=keep_rows)
+
+    def forget() -> None:
+        for session_id in ended:
+            forget_session(session_id)
+
+    uow.on_commit(forget)
+    return ended
+
+
 # --- operations ------------------------------------------------------------------------------------------------
 
 def sign_up(ctx: AuthContext, *, email: str, password: str, data: dict[str, Any], user_agent: str | None = None,
@@ -116,7 +146,7 @@ def _existing_sign_up(settings: Settings, existing: dict[str, Any]) -> tuple[dic
     return {"id": str(uuid.uuid4()), "aud": "authenticated", "role": "authenticated", "email": existing["email"],
             "phone": None, "confirmation_sent_at": now, "raw_app_meta_data": {"provider": "email",
             "providers": ["email"]}, "raw_user_meta_data": {}, "created_at": now, "updated_at": now,
-            "is_anonymous": False, "_obfuscated": True}, None
+            "is_anonymous": False, "identities": []}, None
 
 
 def sign_in_with_password(ctx: AuthContext, *, email: str, password: str, user_agent: str | None = None,
@@ -138,8 +168,7 @@ def sign_in_with_password(ctx: AuthContext, *, email: str, password: str, user_a
     if user.get("email_confirmed_at") is None:
         raise AuthError("Email not confirmed", status=400, code=ErrorCode.EMAIL_NOT_CONFIRMED)
     now = utcnow()
-    banned_until = user.get("banned_until")
-    if banned_until is not None and banned_until > now:
+    if is_banned(user, now):
         raise AuthError("User is banned", status=400, code=ErrorCode.USER_BANNED)
     new_hash = ctx.hasher.hash(password) if ctx.hasher.needs_rehash(user["encrypted_password"]) else None
     with unit_of_work(ctx.engine, auth_db.AUTH_ADMIN) as uow:
@@ -165,18 +194,19 @@ def refresh_session(ctx: AuthContext, *, refresh_token: str) -> IssuedSession:
     reused_session: str | None = None
     with unit_of_work(ctx.engine, auth_db.AUTH_ADMIN) as uow:
         row = auth_db.find_refresh_token(uow=uow, token_hash=token_hash)
-        if row is None:
+        user = auth_db.find_user_by_id(uow=uow, user_id=str(row["user_id"])) if row is not None else None
+        if row is None or user is None or user.get("deleted_at") is not None:
             raise AuthError("Invalid Refresh Token: Refresh Token Not Found", status=400,
                             code=ErrorCode.REFRESH_TOKEN_NOT_FOUND)
+        if is_banned(user, now):  # before the session: a ban ends sessions, and this says why
+            raise AuthError("Invalid Refresh Token: User Banned", status=400, code=ErrorCode.USER_BANNED)
         session_id = str(row["session_id"]) if row["session_id"] else None
         session = auth_db.find_session(uow=uow, session_id=session_id, for_update=True) if session_id else None
         if session is None:
-            raise AuthError("Invalid Refresh Token: No Valid Session Found", status=400, code=ErrorCode.SESSION_NOT_FOUND)
+            raise AuthError("Invalid Refresh Token: No Valid Session Found", status=400,
+                            code=ErrorCode.SESSION_NOT_FOUND)
         if session["expired"]:
             raise AuthError("Invalid Refresh Token: Session Expired", status=400, code=ErrorCode.SESSION_EXPIRED)
-        user = auth_db.find_user_by_id(uow=uow, user_id=str(session["user_id"]))
-        if user is None:
-            raise AuthError("Invalid Refresh Token: No Valid Session Found", status=400, code=ErrorCode.SESSION_NOT_FOUND)
         issued: str | None = None
         if row["revoked"]:
             active = auth_db.find_active_refresh_token(uow=uow, session_id=session_id)
@@ -185,7 +215,7 @@ def refresh_session(ctx: AuthContext, *, refresh_token: str) -> IssuedSession:
             if issued is None:
                 reuse_until = row["updated_at"] + timedelta(seconds=settings.auth_refresh_reuse_interval_seconds)
                 if now > reuse_until:
-                    auth_db.delete_session(uow=uow, session_id=session_id)
+                    end_session(uow, session_id)
                     reused_session = session_id
         if reused_session is None:
             if issued is None:
@@ -197,7 +227,6 @@ def refresh_session(ctx: AuthContext, *, refresh_token: str) -> IssuedSession:
                                              sealed=seal_child(refresh_token, issued))
             auth_db.touch_session(uow=uow, session_id=session_id, now=now)
     if reused_session is not None:
-        forget_session(reused_session)
         raise AuthError("Invalid Refresh Token: Already Used", status=400, code=ErrorCode.REFRESH_TOKEN_ALREADY_USED)
     access = mint_access_token(settings, user=user, session_id=session_id, now=int(now.timestamp()))
     return IssuedSession(access, issued, user)
@@ -240,10 +269,10 @@ def update_user(ctx: AuthContext, claims: dict[str, Any], body: dict[str, Any]) 
     new_hash = None
     if password is not None:
         check_password_strength(password, settings)
-        if ctx.hasher.verify(user.get("encrypted_password") or "", password):
+        if ctx.hasher.verify(user.get("encrypted_password") or "", password, lane=Lane.ACCOUNT_CHANGE):
             raise AuthError("New password should be different from the old password.", status=422,
                             code=ErrorCode.SAME_PASSWORD)
-        new_hash = ctx.hasher.hash(password)
+        new_hash = ctx.hasher.hash(password, lane=Lane.ACCOUNT_CHANGE)
     metadata = None
     if body.get("data") is not None:
         metadata = dict(user.get("raw_user_meta_data") or {})
@@ -254,16 +283,12 @@ def update_user(ctx: AuthContext, claims: dict[str, Any], body: dict[str, Any]) 
                 metadata[key] = value
     if new_hash is None and metadata is None:
         return user
-    revoked: list[str] = []
     with unit_of_work(ctx.engine, auth_db.AUTH_ADMIN) as uow:
         _require_session_user(uow, claims)
         updated = auth_db.update_user(uow=uow, user_id=user["id"], now=utcnow(), password_hash=new_hash,
                                       user_metadata=metadata)
         if new_hash is not None:
-            revoked = auth_db.delete_user_sessions(uow=uow, user_id=user["id"],
-                                                   except_session_id=str(claims["session_id"]))
-    for session_id in revoked:
-        forget_session(session_id)
+            end_user_sessions(uow, user["id"], except_session_id=str(claims["session_id"]))
     return updated or user
 
 
@@ -274,10 +299,6 @@ def logout(ctx: AuthContext, claims: dict[str, Any], scope: str) -> None:
     with unit_of_work(ctx.engine, auth_db.AUTH_ADMIN) as uow:
         user = _require_session_user(uow, claims)
         if scope == "local":
-            auth_db.delete_session(uow=uow, session_id=session_id)
-            revoked = [session_id]
+            end_session(uow, session_id)
         else:
-            revoked = auth_db.delete_user_sessions(
-                uow=uow, user_id=user["id"], except_session_id=session_id if scope == "others" else None)
-    for revoked_id in revoked:
-        forget_session(revoked_id)
+            end_user_sessions(uow, user["id"], except_session_id=session_id if scope == "others" else None)

@@ -14,7 +14,7 @@ from api.errors import ApiError
 from api.identity import forget_session
 from db import auth as auth_db
 from db import console as console_db
-from db.uow import Caller, set_identity, unit_of_work
+from db.uow import Caller, unit_of_work
 from schemas.settings import Settings
 
 
@@ -64,7 +64,7 @@ def sign_in_operator(settings: Settings, engine: Engine, hasher: PasswordHasher,
         auth_db.record_sign_in(uow=uow, user_id=user["id"], now=now)
         # The audit function is service_role's: switch roles inside the same transaction, so the session and its
         # audit row commit together (and the function checks the operator role once more).
-        set_identity(uow.connection, Caller.service())
+        uow.become(Caller.service())
         console_db.record_action(uow=uow, operator_id=user["id"], action="console.sign_in", target_kind="session",
                                  target_id=session_id, after={"user_agent": (user_agent or "")[:200], "ip": ip})
     return ConsoleSession(session_id, user["id"], user.get("email") or "")

@@ -2,7 +2,8 @@
 
 Authenticate (X-API-Key, plus Standard Webhooks signatures when WEBHOOK_SIGNING_SECRET is set), validate the body
 (schemas/webhook.py), store it in the PostgreSQL inbox and commit — only then is it acknowledged (202) and queued
-for a worker by id. A repeat of a stored event answers 200 duplicate. The worker applies it (workers/tasks.py).
+for a worker by id. Concurrent requests share one transaction and one Celery message (api/functions/inbox_writer.py).
+A repeat of a stored event answers 200 duplicate. The worker applies it (workers/tasks.py).
 """
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from standardwebhooks import Webhook
 from api.errors import ApiError, UnauthorizedError
 from api.functions import bp
 from api.functions.common import database_or_503
+from api.functions.inbox_writer import InboxWriter
 from api.http import parse_json
-from api.services import services
-from broker.tasks import enqueue_webhook_event
-from db.pipeline import store_inbox_event
+from api.services import Services, services
+from broker.tasks import enqueue_webhook_events
+from db.pipeline import InboxEvent, StoredEvent, store_inbox_events
 from db.uow import Caller, unit_of_work
 from observability.metrics import WEBHOOK_EVENTS
 from schemas.settings import Settings
@@ -57,16 +59,34 @@ def require_signature(settings: Settings, raw_body: bytes) -> None:
 
 
 def parse_event(settings: Settings, raw_body: bytes) -> WebhookEvent:
-    # Parsed whatever the Content-Type, as the original specification's Deno function (`await req.json()`) did; a refusal (not JSON,
-    # too deep, a NUL character) is a JsonInputError naming the field (api/http.py).
+    # Parsed whatever the Content-Type, as the original specification's Deno function (`await req.json()`) did; a
+    # refusal (not JSON, too deep, a NUL character) is a JsonInputError naming the field (api/http.py).
     body = parse_json(raw_body, max_depth=settings.max_json_depth)
     # A pydantic ValidationError becomes 422 `validation_failed` naming each field (api/errors.py).
     return WebhookEvent.model_validate(body, context=validation_context(settings))
 
 
-def _enqueue_after_commit(event_id: str) -> None:
+def store(svc: Services, event: InboxEvent) -> StoredEvent:
+    """Store the event durably: with the concurrent requests' events (group commit), or alone when
+    WEBHOOK_GROUP_COMMIT_MAX_EVENTS is 1."""
+    settings = svc.settings
+    if settings.webhook_group_commit_max_events > 1:
+        if svc.inbox_writer is None:  # made on first use, in the serving process (after the fork, gevent patched)
+            svc.inbox_writer = InboxWriter(svc.engine, svc.celery,
+                                           max_events=settings.webhook_group_commit_max_events,
+                                           window_seconds=settings.webhook_group_commit_window_ms / 1000,
+                                           message_size=settings.inbox_batch_size)
+        return svc.inbox_writer.store(event)
+    with unit_of_work(svc.engine, Caller.service()) as uow:
+        stored = store_inbox_events(uow=uow, events=[event])[0]
+        if not stored.duplicate:
+            uow.on_commit(lambda: _enqueue(svc, stored.event_id))
+    return stored
+
+
+def _enqueue(svc: Services, event_id: str) -> None:
     try:
-        enqueue_webhook_event(services().celery, event_id)
+        enqueue_webhook_events(svc.celery, [event_id], batch_size=1)
     except Exception as exc:  # noqa: BLE001 — the event is durable; the sweeper queues it later
         log.warning("webhook event %s stored but not queued (%s: %s); the inbox sweeper will queue it",
                     event_id, type(exc).__name__, exc)
@@ -86,12 +106,9 @@ def process_webhook():
                        code="invalid_header", field="webhook-id")
     key = f"webhook-id:{webhook_id}" if webhook_id else event.content_hash()
 
-    with database_or_503(), unit_of_work(svc.engine, Caller.service()) as uow:
-        stored = store_inbox_event(uow=uow, idempotency_key=key, webhook_id=webhook_id,
-                                   result_id=str(event.task_id), event_status=event.status,
-                                   payload=event.inbox_payload())
-        if not stored.duplicate:
-            uow.on_commit(lambda: _enqueue_after_commit(stored.event_id))
+    with database_or_503():
+        stored = store(svc, InboxEvent(idempotency_key=key, webhook_id=webhook_id, result_id=str(event.task_id),
+                                       event_status=event.status, payload=event.inbox_payload()))
     WEBHOOK_EVENTS.labels("duplicate" if stored.duplicate else "accepted").inc()
     if stored.duplicate:
         return jsonify(WebhookDuplicate(event_id=stored.event_id).model_dump()), 200

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import resource
 
-from flask import Flask, jsonify, request
+from flask import Flask, g, jsonify, request
 from flask_sock import Sock
 
+from api.auth.limits import client_ip
 from api.identity import TokenError, resolve_caller
 from api.realtime import protocol
 from api.realtime.connection import Connection
 from api.realtime.hub import Hub
+from api.realtime.limits import ProcessFullError
 from api.services import services
 
 WEBSOCKET_PATH = "/realtime/v1/websocket"
@@ -51,12 +53,28 @@ def _before_upgrade():
     vsn = request.args.get("vsn", protocol.VSN_OBJECTS)
     if vsn not in protocol.SUPPORTED_VSN:
         return jsonify(message=f"unsupported vsn {vsn!r}; use 1.0.0 or 2.0.0"), 400
+    settings = services().settings
     try:
-        resolve_caller(apikey=_apikey(), bearer=None, settings=services().settings)
+        resolve_caller(apikey=_apikey(), bearer=None, settings=settings)
     except TokenError as exc:
         return jsonify(message=exc.message), 401 if exc.kind == "missing_apikey" else 403
+    try:
+        g.realtime_admission = hub().counts.admit(client_ip(request.remote_addr,
+                                                            request.headers.get("X-Forwarded-For"), settings))
+    except ProcessFullError as exc:
+        # Before the 101: a refused upgrade holds no connection, so HTTP keeps its reserve; clients retry later.
+        response = jsonify(message=f"ConnectionRateLimitReached: {exc}")
+        response.headers["Retry-After"] = "5"
+        return response, 503
     decline_compression()
     return None
+
+
+def _release_admission(_exc: BaseException | None) -> None:
+    """The socket's slot is free once its request ends (closed socket, or an upgrade that never happened)."""
+    admission = g.pop("realtime_admission", None)
+    if admission is not None:
+        hub().counts.release(admission)
 
 
 def decline_compression() -> None:
@@ -82,9 +100,14 @@ def raise_fd_limit() -> int:
 def init_app(app: Flask) -> None:
     """Register the WebSocket route."""
     raise_fd_limit()
+    settings = app.extensions["segbase"].settings
+    # simple-websocket closes the socket with 1009 "Message is too big" past this (counted as it arrives).
+    app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": settings.realtime_max_message_bytes}
     sock = Sock(app)
     app.before_request(_before_upgrade)
+    app.teardown_request(_release_admission)
 
     @sock.route(WEBSOCKET_PATH)
     def realtime_websocket(ws) -> None:
-        Connection(ws, hub(), request.args.get("vsn", protocol.VSN_OBJECTS), _apikey() or "").serve()
+        Connection(ws, hub(), request.args.get("vsn", protocol.VSN_OBJECTS), _apikey() or "",
+                   g.realtime_admission).serve()

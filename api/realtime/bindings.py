@@ -134,17 +134,28 @@ def binding_id(raw: dict[str, Any], taken: set[int]) -> int:
     return value
 
 
-def parse_bindings(config: Any, published: dict[str, dict[str, dict[str, str]]]) -> list[Binding]:
-    """Validate `config.postgres_changes` against the published tables ({schema: {table: {column: type}}})."""
+class UnknownTableError(ProtocolError):
+    """A binding names a table realtime does not serve (not published, or published but unservable)."""
+
+
+def parse_bindings(config: Any, published: dict[str, dict[str, dict[str, str]]],
+                   unserved: dict[str, dict[str, str]] | None = None) -> list[Binding]:
+    """Validate `config.postgres_changes` against the tables realtime serves ({schema: {table: {column: type}}});
+    `unserved` ({schema: {table: reason}}) names why a published table cannot be joined."""
     if config is None:
         return []
     if not isinstance(config, list):
         raise ProtocolError("postgres_changes must be a list")
     bindings: list[Binding] = []
     taken: set[int] = set()
-    for raw in config:
+    for index, raw in enumerate(config):
+        where = f"postgres_changes[{index}]"
         if not isinstance(raw, dict):
-            raise ProtocolError("each postgres_changes binding must be an object")
+            raise ProtocolError(f"{where} must be an object")
+        for key in ("event", "schema", "table", "filter"):
+            if raw.get(key) is not None and not isinstance(raw[key], str):
+                raise ProtocolError(f"Unable to subscribe to changes with given parameters: {where}.{key} must be "
+                                    f"a string, not {type(raw[key]).__name__}")
         event = raw.get("event")
         if event not in EVENTS:
             raise ProtocolError(f"Unable to subscribe to changes with given parameters: event {event!r} is not one "
@@ -156,13 +167,12 @@ def parse_bindings(config: Any, published: dict[str, dict[str, dict[str, str]]])
             table = None
         else:
             tables = frozenset({table}) if table in published.get(schema, {}) else frozenset()
-        if not isinstance(schema, str) or not tables:
-            raise ProtocolError("Unable to subscribe to changes with given parameters: "
-                                f"{schema}.{table or '*'} is not in the supabase_realtime publication")
+        if not tables:
+            reason = (unserved or {}).get(schema, {}).get(table or "")
+            raise UnknownTableError("Unable to subscribe to changes with given parameters: " + (
+                reason or f"{schema}.{table or '*'} is not in the supabase_realtime publication"))
         flt = None
         if raw.get("filter") not in (None, ""):
-            if not isinstance(raw["filter"], str):
-                raise ProtocolError("Error parsing `filter` params: filter must be a string")
             flt = parse_filter(raw["filter"])
             if not all(flt.column in published[schema][name] for name in tables):
                 raise ProtocolError(f"Error parsing `filter` params: unknown column {flt.column!r}")

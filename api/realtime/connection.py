@@ -7,6 +7,7 @@ import queue
 import socket
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 from simple_websocket import ConnectionClosed
@@ -15,6 +16,15 @@ from api.identity import TokenError, resolve_caller
 from api.realtime import bindings, protocol
 from api.realtime.channels import Channel
 from api.realtime.hub import Hub
+from api.realtime.limits import (
+    REFUSED_SOCKET_SECONDS,
+    TOO_MANY_CHANNELS,
+    TOO_MANY_FOR_USER,
+    TOO_MANY_JOINS,
+    Admission,
+    TokenBucket,
+)
+from db.errors import is_unavailable
 from db.uow import Caller
 from observability.metrics import WS_CONNECTIONS, WS_DROPPED
 
@@ -61,15 +71,19 @@ class WholeFrameSocket:
 
 
 class Connection:
-    def __init__(self, ws, hub: Hub, vsn: str, apikey: str) -> None:
+    def __init__(self, ws, hub: Hub, vsn: str, apikey: str, admission: Admission) -> None:
         ws.sock = WholeFrameSocket(ws.sock)
         self.ws = ws
         self.hub = hub
         self.vsn = vsn
         self.apikey = apikey
+        self.admission = admission
         self.settings = hub.settings
         self.queue: queue.Queue = queue.Queue(maxsize=self.settings.realtime_send_queue_size)
         self.channels: dict[str, Channel] = {}
+        # Channels per user on this socket: the socket counts once for each user it has a channel of.
+        self.users: Counter[str] = Counter()
+        self.joins = TokenBucket(self.settings.realtime_joins_per_second, self.settings.realtime_max_channels_per_socket)
         self.closing = False
         self.close_reason: str | None = None
         self._writer: threading.Thread | None = None
@@ -150,11 +164,18 @@ class Connection:
         self._writer = threading.Thread(target=self._write_forever, name="realtime-writer", daemon=True)
         self._writer.start()
         timeout = self.settings.realtime_heartbeat_timeout_seconds
+        refused_until = time.monotonic() + REFUSED_SOCKET_SECONDS if self.admission.refused else None
         WS_CONNECTIONS.inc()
         self.hub.registry.add_socket(self)
         try:
             while not self.closing:
-                text = self.ws.receive(timeout=timeout)
+                if refused_until is not None:
+                    text = self.ws.receive(timeout=max(refused_until - time.monotonic(), 0))
+                    if text is None:
+                        self.abort(self.admission.refused or "", protocol.CLOSE_POLICY)
+                        break
+                else:
+                    text = self.ws.receive(timeout=timeout)
                 if text is None:
                     if self.closing:
                         break
@@ -173,8 +194,7 @@ class Connection:
             self.hub.registry.remove_socket(self)
             self.closing = True
             for channel in list(self.channels.values()):
-                self.hub.unregister(channel)
-            self.channels.clear()
+                self._detach(channel)
             try:
                 self.queue.put_nowait((_CLOSE, protocol.CLOSE_GOING_AWAY, self.close_reason or "bye"))
             except queue.Full:
@@ -196,8 +216,7 @@ class Connection:
                 self.send_reply(message, "error", {"reason": "unmatched topic"})
             return
         if message.event == "phx_leave":
-            self.hub.unregister(channel)
-            del self.channels[message.topic]
+            self._detach(channel)
             self.send_reply(message, "ok", {})
             self.push(protocol.encode(self.vsn, channel.topic, "phx_close", {}, channel.join_ref, channel.join_ref))
         elif message.event == "access_token":
@@ -219,38 +238,77 @@ class Connection:
 
     def join(self, message: protocol.Message) -> None:
         topic = message.topic
-        old = self.channels.pop(topic, None)
+        old = self.channels.get(topic)
         if old is not None:  # Phoenix replaces a duplicate join of the same topic
-            self.hub.unregister(old)
-        if not topic.startswith(protocol.TOPIC_PREFIX):
-            self.send_reply(message, "error", {"reason": "unmatched topic"})
+            self._detach(old)
+        refused = self._join_refusal(topic)
+        if refused is not None:
+            self.send_reply(message, "error", {"reason": refused})
             return
-        config = message.payload.get("config") or {}
         try:
-            caller, expires_at, session_id = self.authorize(message.payload.get("access_token"))
-            if not isinstance(config, dict):
-                raise protocol.ProtocolError("config must be an object")
-            subscriptions = bindings.parse_bindings(config.get("postgres_changes"), self.hub.published_tables())
+            caller, expires_at, session_id = self.authorize(_access_token(message.payload))
+            subscriptions = self.hub.parse_bindings(_config(message.payload).get("postgres_changes"))
         except TokenError as exc:
             self.send_reply(message, "error", {"reason": token_error_reason(exc)})
             return
         except protocol.ProtocolError as exc:
             self.send_reply(message, "error", {"reason": exc.reason})
             return
-        except Exception:  # the database is unreachable: refuse this join (the client retries), keep the socket
-            log.exception("realtime join failed")
-            self.send_reply(message, "error", {"reason": "UnableToConnectToProject: the database is unavailable"})
+        except Exception as exc:
+            if is_unavailable(exc):  # refuse this join (the client retries), keep the socket
+                log.warning("realtime join refused: the database is unavailable (%s)", exc.__class__.__name__)
+                self.send_reply(message, "error", {"reason": "UnableToConnectToProject: the database is unavailable"})
+            else:  # segbase's own fault: say so, so the client does not wait for a reply that never comes
+                log.exception("realtime join failed")
+                self.send_reply(message, "error", {"reason": "InternalServerError: the join failed"})
             return
         channel = Channel(self, topic, message.join_ref or message.ref, subscriptions, caller, expires_at, session_id)
-        self.channels[topic] = channel
+        if not self._attach(channel):
+            self.send_reply(message, "error", {"reason": TOO_MANY_FOR_USER})
+            return
         subscribed = self.hub.wait_subscribed() if subscriptions else True
-        self.hub.register(channel)
         self.send_reply(message, "ok", bindings.join_response(subscriptions))
         if subscriptions:
             if subscribed:
                 self.send_system(topic, channel.join_ref, "ok", "Subscribed to PostgreSQL")
             else:
                 self.send_system(topic, channel.join_ref, "error", "Realtime is reconnecting to its event stream")
+
+    def _join_refusal(self, topic: str) -> str | None:
+        """Why a join is refused before looking at its token, or None."""
+        if not topic.startswith(protocol.TOPIC_PREFIX):
+            return "unmatched topic"
+        if self.admission.refused:
+            return self.admission.refused
+        if len(self.channels) >= self.settings.realtime_max_channels_per_socket:
+            return TOO_MANY_CHANNELS
+        if not self.joins.take():
+            return TOO_MANY_JOINS
+        return None
+
+    def _attach(self, channel: Channel) -> bool:
+        """Register a joined channel; False (nothing registered) when it would take its user past their cap."""
+        owner = channel.owner
+        if owner is not None:
+            if self.users[owner] == 0 and not self.hub.counts.add_user(owner):
+                return False
+            self.users[owner] += 1
+        self.channels[channel.topic] = channel
+        self.hub.register(channel)
+        return True
+
+    def _detach(self, channel: Channel) -> None:
+        """Forget a channel (left, ended, errored, replaced or its socket closed); idempotent."""
+        self.hub.unregister(channel)
+        if self.channels.get(channel.topic) is not channel:
+            return
+        del self.channels[channel.topic]
+        owner = channel.owner
+        if owner is not None:
+            self.users[owner] -= 1
+            if self.users[owner] <= 0:
+                del self.users[owner]
+                self.hub.counts.remove_user(owner)
 
     def swap_token(self, channel: Channel, token: Any) -> None:
         """`access_token`: re-authorize the channel with the new token (no reply, as Realtime); a refused
@@ -262,20 +320,34 @@ class Connection:
         except TokenError as exc:
             self.end_channel(channel, token_error_reason(exc))
             return
-        self.hub.unregister(channel)
+        self._detach(channel)
         channel.caller, channel.expires_at, channel.session_id = caller, expires_at, session_id
-        self.hub.register(channel)
+        if not self._attach(channel):
+            self.end_channel(channel, TOO_MANY_FOR_USER)
 
     def end_channel(self, channel: Channel, reason: str) -> None:
         """End one channel the way Realtime does: a system error, then phx_close."""
-        self.hub.unregister(channel)
-        if self.channels.get(channel.topic) is channel:
-            del self.channels[channel.topic]
+        self._detach(channel)
         self.send_system(channel.topic, channel.join_ref, "error", reason, extension="system")
         self.push(protocol.encode(self.vsn, channel.topic, "phx_close", {}, channel.join_ref, channel.join_ref))
 
     def channel_errored(self, channel: Channel) -> None:
         """phx_error: the client rejoins (with backoff) and resynchronises."""
-        if self.channels.get(channel.topic) is channel:
-            del self.channels[channel.topic]
+        self._detach(channel)
         self.push(protocol.encode(self.vsn, channel.topic, "phx_error", {}, channel.join_ref, channel.join_ref))
+
+
+def _access_token(payload: dict[str, Any]) -> str | None:
+    token = payload.get("access_token")
+    if token is not None and not isinstance(token, str):
+        raise protocol.ProtocolError("access_token must be a string or null")
+    return token
+
+
+def _config(payload: dict[str, Any]) -> dict[str, Any]:
+    config = payload.get("config")
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise protocol.ProtocolError("config must be an object")
+    return config

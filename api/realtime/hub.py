@@ -12,12 +12,16 @@ import threading
 from pydantic import ValidationError
 from sqlalchemy import Engine
 
-from api.realtime import fanout, protocol
+from api.realtime import bindings, fanout, protocol
+from api.realtime.bindings import Binding
 from api.realtime.channels import Channel
+from api.realtime.limits import SocketCounts
 from api.realtime.listener import ChangeListener
 from api.realtime.registry import ChannelRegistry
 from api.realtime.sweeper import Sweeper
+from db import realtime as realtime_db
 from db.publication import PublicationCatalog
+from db.uow import Caller
 from schemas.realtime import ChangeEvent
 from schemas.settings import Settings
 
@@ -31,6 +35,7 @@ class Hub:
         self.settings = settings
         self.engine = engine
         self.registry = ChannelRegistry()
+        self.counts = SocketCounts(settings)
         self.catalog = PublicationCatalog(engine)
         self.listener = ChangeListener(settings, self.dispatch, self._resync_all)
         self.sweeper = Sweeper(engine, self.registry)
@@ -50,6 +55,16 @@ class Hub:
     def published_tables(self) -> dict[str, dict[str, dict[str, str]]]:
         """{schema: {table: {column: type}}} for the supabase_realtime publication, cached briefly."""
         return self.catalog.column_types()
+
+    def parse_bindings(self, config: object) -> list[Binding]:
+        """A join's `postgres_changes`, checked against the publication; a table published since the catalog
+        was read is found by one re-read (rate-limited), so `alter publication ... add table` serves at once."""
+        try:
+            return bindings.parse_bindings(config, self.catalog.column_types(), self.catalog.unserved())
+        except bindings.UnknownTableError:
+            if not self.catalog.reload_after_miss():
+                raise
+            return bindings.parse_bindings(config, self.catalog.column_types(), self.catalog.unserved())
 
     # --- background greenlets ---------------------------------------------------------------------------
     def ensure_started(self) -> None:
@@ -79,7 +94,10 @@ class Hub:
         except ValidationError:
             log.error("dropping a malformed realtime message")
             return 0
-        return fanout.deliver(change, self.registry.recipients(change.owner))
+        return fanout.deliver(change, self.registry, self._visible_to)
+
+    def _visible_to(self, change: ChangeEvent, callers: list[Caller]) -> set[int]:
+        return realtime_db.visible_to(self.engine, change.schema_name, change.table, change.record or {}, callers)
 
     # --- shutdown ---------------------------------------------------------------------------------------
     def close_all(self, reason: str, code: int = protocol.CLOSE_GOING_AWAY) -> int:

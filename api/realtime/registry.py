@@ -16,6 +16,7 @@ class ChannelRegistry:
         self._by_owner: dict[str, set[Channel]] = defaultdict(set)
         self._service: set[Channel] = set()
         self._channels: set[Channel] = set()
+        self._by_table: dict[tuple[str, str], set[Channel]] = defaultdict(set)
         self._sockets: set[Subscriber] = set()
 
     # --- sockets ----------------------------------------------------------------------------------------
@@ -35,6 +36,8 @@ class ChannelRegistry:
     def register(self, channel: Channel) -> None:
         with self._lock:
             self._channels.add(channel)
+            for key in _tables(channel):
+                self._by_table[key].add(channel)
             if channel.caller.role == "service_role":
                 self._service.add(channel)
             elif channel.owner:
@@ -43,6 +46,12 @@ class ChannelRegistry:
     def unregister(self, channel: Channel) -> None:
         with self._lock:
             self._channels.discard(channel)
+            for key in _tables(channel):
+                members = self._by_table.get(key)
+                if members is not None:
+                    members.discard(channel)
+                    if not members:
+                        del self._by_table[key]
             self._service.discard(channel)
             if channel.owner and channel.owner in self._by_owner:
                 self._by_owner[channel.owner].discard(channel)
@@ -53,6 +62,11 @@ class ChannelRegistry:
         with self._lock:
             return list(self._channels)
 
+    def table_channels(self, schema: str, table: str) -> list[Channel]:
+        """Every channel with a binding on `schema.table`, whoever it acts as (RLS decides who receives)."""
+        with self._lock:
+            return list(self._by_table.get((schema, table), ()))
+
     def recipients(self, owner: str | None) -> list[Channel]:
         """The channels allowed to see a row owned by `owner`: the owner's and service_role's."""
         with self._lock:
@@ -60,3 +74,7 @@ class ChannelRegistry:
             if owner:
                 found.extend(self._by_owner.get(owner, ()))
             return found
+
+
+def _tables(channel: Channel) -> set[tuple[str, str]]:
+    return {(binding.schema, table) for binding in channel.bindings for table in binding.tables}

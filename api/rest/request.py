@@ -8,6 +8,7 @@ more headers, the first value of each preference wins, unknown values are ignore
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -16,17 +17,18 @@ from flask import Request, request
 
 from api.rest.errors import PostgrestError, bad_request
 from db.rest import grammar
-from db.rest.catalog import EXPOSED_SCHEMA
 
 Count = Literal["exact", "planned", "estimated"]
 Return = Literal["representation", "minimal", "headers-only"]
 Resolution = Literal["merge-duplicates", "ignore-duplicates"]
 Missing = Literal["default", "null"]
 Handling = Literal["strict", "lenient"]
+Transaction = Literal["commit", "rollback"]
+MediaKind = Literal["array", "object", "csv"]
 
 OBJECT_TYPE = "application/vnd.pgrst.object+json"
-# Query parameters that are not filters.
-RESERVED = frozenset({"select", "order", "limit", "offset", "columns", "on_conflict", "apikey"})
+ARRAY_TYPE = "application/vnd.pgrst.array+json"
+CSV_TYPE = "text/csv"
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "count": ("exact", "planned", "estimated"),
@@ -34,6 +36,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "resolution": ("merge-duplicates", "ignore-duplicates"),
     "missing": ("default", "null"),
     "handling": ("strict", "lenient"),
+    "tx": ("commit", "rollback"),
 }
 
 
@@ -47,10 +50,12 @@ class Preferences:
     missing: Missing | None = None
     handling: Handling | None = None
     max_affected: int | None = None
+    tx: Transaction | None = None
+    invalid: tuple[str, ...] = ()  # what PostgREST would not recognise (an error only with handling=strict)
 
     @property
     def wants_count(self) -> bool:
-        """A total is computed for every count kind (`planned`/`estimated` are answered exactly)."""
+        """A total is computed for every count kind (`planned` from the planner's estimate)."""
         return self.count is not None
 
     @property
@@ -65,14 +70,21 @@ class Preferences:
     def strict(self) -> bool:
         return self.handling == "strict"
 
+    @property
+    def rollback(self) -> bool:
+        """`tx=rollback`: segbase runs PostgREST's `db-tx-end = commit-allow-override` (docs/REST.md)."""
+        return self.tx == "rollback"
+
     def applied(self, *, read: bool) -> str | None:
         """The `Preference-Applied` value: the preferences this request honoured, in PostgREST's order."""
         if read:
-            return "count=exact" if self.wants_count else None
+            values = [f"count={self.count}" if self.count else None, f"tx={self.tx}" if self.tx else None]
+            return ", ".join(value for value in values if value) or None
         values = [f"resolution={self.resolution}" if self.resolution else None,
                   f"missing={self.missing}" if self.missing else None,
                   f"return={self.return_}" if self.return_ else None,
                   f"count={self.count}" if self.count else None,
+                  f"tx={self.tx}" if self.tx else None,
                   f"handling={self.handling}" if self.handling else None,
                   f"max-affected={self.max_affected}" if self.strict and self.max_affected is not None else None]
         return ", ".join(value for value in values if value) or None
@@ -81,54 +93,106 @@ class Preferences:
 def parse_preferences(headers: list[str]) -> Preferences:
     """Every `Prefer` header → `Preferences` (the first value of a preference wins, as in PostgREST)."""
     found: dict[str, Any] = {}
+    invalid: list[str] = []
     for header in headers:
         for part in header.split(","):
-            key, _, value = part.strip().partition("=")
+            raw = part.strip()
+            key, _, value = raw.partition("=")
             key, value = key.strip().lower(), value.strip()
-            if key in found:
-                continue
             if key in _CHOICES and value in _CHOICES[key]:
-                found[key] = value
-            elif key == "max-affected" and value.isdigit():
-                found[key] = int(value)
+                found.setdefault(key, value)
+            elif key == "max-affected":
+                if not re.fullmatch(r"[0-9]{1,18}", value):  # ASCII digits: `²` and `①` are not numbers here
+                    raise PostgrestError(400, "PGRST100", "`max-affected` must be a non-negative integer",
+                                         details=f"Prefer: {raw}")
+                found.setdefault(key, int(value))
+            elif key == "timezone":
+                continue
+            elif raw:
+                invalid.append(raw)
     return Preferences(count=found.get("count"), return_=found.get("return"), resolution=found.get("resolution"),
                        missing=found.get("missing"), handling=found.get("handling"),
-                       max_affected=found.get("max-affected"))
+                       max_affected=found.get("max-affected"), tx=found.get("tx"), invalid=tuple(invalid))
 
 
 def preferences() -> Preferences:
-    return parse_preferences(request.headers.getlist("Prefer"))
+    """The request's `Prefer`; with `handling=strict` an unrecognised preference is PostgREST's 400 PGRST122."""
+    prefs = parse_preferences(request.headers.getlist("Prefer"))
+    if prefs.strict and prefs.invalid:
+        raise PostgrestError(400, "PGRST122", "Invalid preferences given with handling=strict",
+                             details=f"Invalid preferences: {', '.join(prefs.invalid)}")
+    return prefs
+
+
+@dataclass(frozen=True)
+class Media:
+    """What the client accepts: a JSON array (default), one JSON object, or CSV; optionally nulls stripped."""
+
+    kind: MediaKind = "array"
+    strip_nulls: bool = False
+
+    @property
+    def singular(self) -> bool:
+        return self.kind == "object"
+
+    @property
+    def content_type(self) -> str:
+        if self.kind == "csv":
+            return f"{CSV_TYPE}; charset=utf-8"
+        if self.kind == "object":
+            return f"{OBJECT_TYPE}{';nulls=stripped' if self.strip_nulls else ''}; charset=utf-8"
+        if self.strip_nulls:
+            return f"{ARRAY_TYPE};nulls=stripped; charset=utf-8"
+        return "application/json; charset=utf-8"
+
+
+def parse_accept(accept: str) -> Media:
+    """The first media range of `Accept` this server produces, or PostgREST's 406 PGRST107."""
+    for part in accept.split(","):
+        kind, *parameters = [piece.strip().lower() for piece in part.split(";")]
+        strip = "nulls=stripped" in [p.replace(" ", "") for p in parameters]
+        if kind == OBJECT_TYPE:
+            return Media("object", strip)
+        if kind == ARRAY_TYPE:
+            return Media("array", strip)
+        if kind in ("*/*", "application/*", "application/json", ""):
+            return Media("array")
+        if kind in (CSV_TYPE, "text/*"):
+            return Media("csv")
+    raise PostgrestError(406, "PGRST107", f"None of these media types are available: {accept}")
+
+
+def accepted_media(req: Request | None = None) -> Media:
+    return parse_accept((req or request).headers.get("Accept", "*/*") or "*/*")
 
 
 def wants_object(req: Request | None = None) -> bool:
     """`Accept: application/vnd.pgrst.object+json` → one object; JSON or anything-goes → an array; else 406."""
-    accept = (req or request).headers.get("Accept", "*/*")
-    media = [part.split(";")[0].strip().lower() for part in accept.split(",")]
-    if OBJECT_TYPE in media:
-        return True
-    if any(m in ("*/*", "application/*", "application/json", "application/vnd.pgrst.array+json", "")
-           for m in media):
-        return False
-    raise PostgrestError(406, "PGRST107", f"None of these media types are available: {accept}")
+    return accepted_media(req).singular
 
 
-def check_profile() -> None:
-    """`Accept-Profile` (reads) / `Content-Profile` (writes) may name only the exposed schema."""
+def profile(schemas: list[str] | tuple[str, ...]) -> str:
+    """The schema this request addresses: `Accept-Profile` (reads) / `Content-Profile` (writes), default the
+    first exposed schema; any other is PostgREST's 406 PGRST106."""
     header = "Accept-Profile" if request.method in ("GET", "HEAD") else "Content-Profile"
-    profile = request.headers.get(header)
-    if profile is not None and profile != EXPOSED_SCHEMA:
-        raise PostgrestError(406, "PGRST106", f"The schema must be one of the following: {EXPOSED_SCHEMA}",
-                             details=f"{header}: {profile}")
+    chosen = request.headers.get(header)
+    if chosen is None:
+        return schemas[0]
+    if chosen not in schemas:
+        raise PostgrestError(406, "PGRST106", f"Invalid schema: {chosen}",
+                             hint=f"Only the following schemas are exposed: {', '.join(schemas)}")
+    return chosen
 
 
 def parse_range_header(value: str | None) -> tuple[int, int | None]:
-    """`Range: <from>-[<to>]` → (offset, limit or None); no header → (0, None)."""
+    """`Range: <from>-[<to>]` → (offset, limit or None); no header → (0, None). ASCII digits only."""
     if not value:
         return 0, None
-    start, dash, end = value.strip().removeprefix("items=").partition("-")
-    if not dash or not start.isdigit() or (end and not end.isdigit()) or (end and int(end) < int(start)):
+    match = re.fullmatch(r"(?:items=)?([0-9]{1,15})-([0-9]{1,15})?", value.strip())
+    if match is None or (match.group(2) and int(match.group(2)) < int(match.group(1))):
         raise PostgrestError(416, "PGRST103", "Requested range not satisfiable", details=f"Range: {value}")
-    return int(start), (int(end) - int(start) + 1) if end else None
+    start, end = int(match.group(1)), match.group(2)
+    return start, (int(end) - start + 1) if end else None
 
 
 T = TypeVar("T")
@@ -142,24 +206,18 @@ def parse(make: Callable[[], T]) -> T:
         raise bad_request(exc.message, details=exc.details) from exc
 
 
-def parse_filters() -> grammar.Filters:
-    filters = grammar.Filters()
-    for key, value in request.args.items(multi=True):
-        if key not in RESERVED:
-            parse(lambda k=key, v=value: grammar.parse_filter(filters, k, v))
-    return filters
-
-
-def parse_representation(prefs: Preferences) -> list[grammar.SelectItem] | None:
-    """The `select` a write answers with under `return=representation`; None means no body."""
-    if prefs.representation:
-        return parse(lambda: grammar.parse_select(request.args.get("select")))
-    return None
+def parse_query(params: list[tuple[str, str]] | None = None) -> grammar.Query:
+    """Every reserved parameter and filter of the query string."""
+    items = list(request.args.items(multi=True)) if params is None else params
+    return parse(lambda: grammar.parse_query(items, select=request.args.get("select")))
 
 
 def read_body() -> Any:
     """The JSON body, or None when there is none; invalid JSON is PostgREST's 400 PGRST102."""
-    raw = request.get_data(cache=False)
+    return parse_json_body(request.get_data(cache=False))
+
+
+def parse_json_body(raw: bytes) -> Any:
     if not raw.strip():
         return None
     try:

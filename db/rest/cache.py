@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import psycopg
 
-from db.rest.catalog import Catalog, load_catalog
+from db.rest.catalog import DEFAULT_SCHEMAS, Catalog, load_catalog
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +25,10 @@ LISTEN_RECONNECT_SECONDS = 2.0
 
 
 class CatalogCache:
-    def __init__(self, connect: Callable[[], psycopg.Connection]) -> None:
+    def __init__(self, connect: Callable[[], psycopg.Connection],
+                 schemas: tuple[str, ...] | list[str] = DEFAULT_SCHEMAS) -> None:
         self._connect = connect
+        self.schemas = tuple(schemas)
         self._lock = threading.Lock()
         self._catalog: Catalog | None = None
         self._loaded_at = 0.0
@@ -55,13 +57,14 @@ class CatalogCache:
         with self._lock:
             self._stale = False  # a notification arriving during the load marks it stale again
             with self._connect() as conn:
-                catalog = load_catalog(conn)
+                catalog = load_catalog(conn, self.schemas)
             previous = self._catalog.fingerprint if self._catalog else None
             self._catalog, self._loaded_at = catalog, time.monotonic()
             self.loads += 1
             if previous != catalog.fingerprint:
                 log.info("schema cache loaded", extra={"tables": len(catalog.tables),
-                                                       "functions": len(catalog.functions)})
+                                                       "functions": len(catalog.functions),
+                                                       "relationships": sum(map(len, catalog.relationships.values()))})
 
     def start_listener(self) -> None:
         """Start the LISTEN loop once per process."""

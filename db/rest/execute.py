@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from db.rest.builder import Statement
+from db.rest.builder import UPDATED_SETTING, Statement
 from db.uow import UnitOfWork
 
 
@@ -19,3 +19,18 @@ def row_count(uow: UnitOfWork, statement: Statement) -> int:
     cursor = uow.driver_cursor()
     cursor.execute(statement.query, statement.params)
     return max(cursor.rowcount, 0)
+
+
+def upserted_existing(uow: UnitOfWork) -> int:
+    """How many rows this transaction's merge-duplicates upsert updated rather than inserted."""
+    cursor = uow.driver_cursor()
+    cursor.execute("select coalesce(nullif(current_setting(%s, true), '')::int, 0)", (UPDATED_SETTING,))
+    row = cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+def planned_rows(uow: UnitOfWork, statement: Statement) -> int:
+    """The planner's row estimate of an `EXPLAIN (FORMAT JSON)` statement."""
+    row = fetch_one(uow, statement)
+    assert row is not None
+    return int(row[0][0]["Plan"]["Plan Rows"])

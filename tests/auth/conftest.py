@@ -29,7 +29,7 @@ def auth_context(settings, engine) -> Iterator[AuthContext]:
 @pytest.fixture(scope="module")
 def strict_api(settings) -> Iterator[ApiProcess]:
     """Tight limits in a 2 s window; TRUSTED_PROXIES left at its default (none)."""
-    server = start_api(settings, auth_rate_limit_sign_in=4, auth_rate_limit_refresh=3,
+    server = start_api(settings, auth_rate_limit_sign_in=4, auth_rate_limit_refresh=3, auth_rate_limit_user=3,
                        auth_rate_limit_window_seconds=2)
     yield server
     server.stop()

@@ -11,6 +11,7 @@ import redis
 from api.auth.limits import client_ip
 from schemas.settings import Settings
 from tests.support.auth import GoTrue, new_email, start_api
+from tests.support.factories import create_user
 from tests.support.processes import ApiProcess
 
 LIMIT = 4
@@ -20,7 +21,7 @@ WINDOW = 2
 @pytest.fixture(scope="module")
 def proxied_api(settings) -> Iterator[ApiProcess]:
     """Tight limits, and the test process (127.0.0.1) is a trusted proxy."""
-    server = start_api(settings, auth_rate_limit_sign_in=LIMIT, auth_rate_limit_refresh=3,
+    server = start_api(settings, auth_rate_limit_sign_in=LIMIT, auth_rate_limit_refresh=3, auth_rate_limit_user=3,
                        auth_rate_limit_window_seconds=WINDOW, trusted_proxies=["127.0.0.1/32"])
     yield server
     server.stop()
@@ -83,6 +84,29 @@ def test_refresh_limit_per_ip(strict):
     _, response = first_limited(lambda _: strict.refresh("no-such-refresh-token"), 2 * 3 + 1)
     time.sleep(assert_limited(response))
     assert strict.refresh("no-such-refresh-token").json()["code"] == "refresh_token_not_found"
+
+
+def put_user(client: GoTrue, token: str, body: dict, **headers: str):
+    return client.http.put(client.url + "/user", headers=client.headers(token, **headers), json=body)
+
+
+def test_put_user_is_limited_per_ip(strict, settings):
+    user = create_user(settings)
+    _, response = first_limited(lambda n: put_user(strict, user.access_token, {"data": {"n": n}}), 2 * 3 + 1)
+    time.sleep(assert_limited(response))
+    assert put_user(strict, user.access_token, {"data": {"n": "after"}}).status_code == 200
+
+
+def test_put_user_is_limited_per_user_from_any_address(proxied, settings):
+    user, other = create_user(settings), create_user(settings)
+    _, response = first_limited(
+        lambda n: put_user(proxied, user.access_token, {"data": {"n": n}},
+                           **{"X-Forwarded-For": f"198.51.100.{n}"}), 2 * 3 + 1)
+    assert_limited(response)
+    # Another user from a fresh address is not held back by the first user's requests.
+    other_response = put_user(proxied, other.access_token, {"data": {"x": 1}}, **{"X-Forwarded-For": "198.51.100.201"})
+    assert other_response.status_code == 200
+    time.sleep(int(response.headers["Retry-After"]))
 
 
 def test_trusted_proxy_forwarded_for_separates_clients_and_email_limit_holds(proxied):

@@ -15,12 +15,13 @@ from api.auth.passwords import (
     ARGON2_MEMORY_KIB,
     ARGON2_PARALLELISM,
     ARGON2_TIME_COST,
+    Lane,
     PasswordHasher,
     new_argon2,
 )
 from api.auth.service import sign_in_with_password, sign_up
 from tests.support.auth import new_email
-from tests.support.processes import ROOT
+from tests.support.processes import ROOT, wait_for
 
 
 def test_parameters_meet_owasp_minimum():
@@ -57,6 +58,38 @@ def test_plain_process_uses_a_thread_pool():
     try:
         assert not hasher.uses_gevent
         assert hasher.run_in_pool(threading.get_ident) != threading.get_ident()
+    finally:
+        hasher.close()
+
+
+def test_account_changes_cannot_fill_the_pool_sign_ins_use():
+    """Eight password changes queued at once hold at most half the threads: a sign-in submitted after them runs
+    on the other half instead of waiting behind all eight (it would, in one first-come queue)."""
+    hasher = PasswordHasher(2)
+    assert hasher.account_change_threads == 1
+    done: list[str] = []
+    started = [0]
+    lock = threading.Lock()
+
+    def change_password(n: int) -> None:
+        with lock:
+            started[0] += 1
+        hasher.hash(f"new password {n}", lane=Lane.ACCOUNT_CHANGE)
+        with lock:
+            done.append("change")
+
+    changes = [threading.Thread(target=change_password, args=(n,)) for n in range(8)]
+    try:
+        for thread in changes:
+            thread.start()
+        wait_for(lambda: started[0] == 8, 30, message="password changes queued")
+        hasher.verify(hasher.hash("a sign-in"), "a sign-in")  # two hashes' worth of sign-in work
+        with lock:
+            changes_before_sign_in = len(done)
+        for thread in changes:
+            thread.join(60)
+        assert len(done) == 8
+        assert changes_before_sign_in <= 4, changes_before_sign_in
     finally:
         hasher.close()
 

@@ -229,3 +229,32 @@ def test_logout_bad_scope_and_revoked_session(gotrue):
     assert gotrue.post("/logout", bearer=session["access_token"]).status_code == 204
     assert_gotrue_error(gotrue.post("/logout", bearer=session["access_token"]), 403, "session_not_found")
     assert gotrue.refresh(session["refresh_token"]).status_code == 400
+
+
+def test_token_responses_are_never_cached(gotrue):
+    email = new_email()
+    signup = gotrue.signup(email)
+    grant = gotrue.password_grant(email)
+    refresh = gotrue.refresh(grant.json()["refresh_token"])
+    user = gotrue.user(refresh.json()["access_token"])
+    refused = gotrue.password_grant(email, "wrong password!")
+    for response in (signup, grant, refresh, user, refused):
+        assert response.headers["cache-control"] == "no-store", response.request.url
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/nope"), ("POST", "/admin/nothing/here"), ("GET", ""),
+                                              ("DELETE", "/user/identities/x/y")])
+def test_unknown_paths_answer_gotrue_404(gotrue, method, path):
+    response = gotrue.http.request(method, gotrue.url + path, headers=gotrue.headers())
+    assert response.status_code == 404
+    assert response.json() == {"code": 404, "error_code": "not_found", "msg": "Not Found"}
+    assert response.headers["cache-control"] == "no-store"
+    # Unversioned shape, so the clients read `error_code` (they read `code` only with the version header).
+    assert "x-supabase-api-version" not in response.headers
+
+
+def test_wrong_method_on_a_known_path_is_405(gotrue):
+    response = gotrue.http.get(gotrue.url + "/signup", headers=gotrue.headers())
+    assert response.status_code == 405
+    assert response.json() == {"code": 405, "error_code": "method_not_allowed", "msg": "Method Not Allowed"}
+    assert "POST" in response.headers["allow"]

@@ -11,7 +11,6 @@ import pytest
 from db.migrate import migrate
 from db.rest import builder
 from db.rest.catalog import load_catalog
-from db.rest.grammar import Filters, parse_order, parse_select
 from db.urls import authenticator_libpq_url, libpq_url
 from tests.support.bulk import bulk_user_ids, load_results
 from tests.support.database import create_database, drop_database, make_test_settings
@@ -46,8 +45,8 @@ def test_latest_20_results_use_the_index_under_rls(bulk_settings, order) -> None
     with psycopg.connect(authenticator_libpq_url(bulk_settings)) as conn:
         catalog = load_catalog(conn)
         conn.rollback()
-        table = catalog.table("segmentation_results")
-        statement = builder.read(table, parse_select("*"), Filters(), parse_order(order), limit=20, offset=0)
+        statement = builder.read_query(catalog, "segmentation_results",
+                                       [("select", "*"), ("order", order), ("limit", "20")])
     with psycopg.connect(libpq_url(bulk_settings.database_url)) as owner:
         total = owner.execute("select count(*), count(distinct user_id) from public.segmentation_results").fetchone()
         assert total[0] >= USERS * PER_USER and total[1] >= USERS
@@ -57,7 +56,7 @@ def test_latest_20_results_use_the_index_under_rls(bulk_settings, order) -> None
             conn.execute("select set_config('role', 'authenticated', true), "
                          "set_config('request.jwt.claims', %s, true)",
                          (json.dumps({"sub": user_id, "role": "authenticated"}),))
-            rows, body = conn.execute(statement.query, statement.params).fetchone()
+            _total, rows, body = conn.execute(statement.query, statement.params).fetchone()
             assert rows == 20 and all(r["user_id"] == user_id for r in json.loads(body))
             explain = conn.execute(psycopg.sql.SQL("EXPLAIN (FORMAT JSON) ") + statement.query,
                                    statement.params).fetchone()[0]

@@ -80,7 +80,13 @@ def test_upsert_merge_and_ignore_duplicates(http, rest_url, carol, anon_key, own
     merged = http.post(url, params={"on_conflict": "id", "select": "id,name"},
                        json={"id": project_id, "user_id": carol.user.id, "name": "merged"},
                        headers=headers(carol.user, anon_key, Prefer="resolution=merge-duplicates, return=representation"))
-    assert merged.status_code == 201 and merged.json() == [{"id": project_id, "name": "merged"}]
+    # nothing inserted: 200, as PostgREST (201 once a row is inserted)
+    assert merged.status_code == 200 and merged.json() == [{"id": project_id, "name": "merged"}]
+    assert merged.reason_phrase == "OK"
+    merged_minimal = http.post(url, params={"on_conflict": "id"},
+                               json={"id": project_id, "user_id": carol.user.id, "name": "merged"},
+                               headers=headers(carol.user, anon_key, Prefer="resolution=merge-duplicates"))
+    assert merged_minimal.status_code == 200 and merged_minimal.content == b""
     ignored = http.post(url, params={"on_conflict": "id"},
                         json={"id": project_id, "user_id": carol.user.id, "name": "ignored"},
                         headers=headers(carol.user, anon_key,
@@ -89,7 +95,7 @@ def test_upsert_merge_and_ignore_duplicates(http, rest_url, carol, anon_key, own
     fresh_id = str(uuid.uuid4())
     inserted = http.post(url, json={"id": fresh_id, "user_id": carol.user.id, "name": "via upsert"},
                          headers=headers(carol.user, anon_key, Prefer="resolution=merge-duplicates"))
-    assert inserted.status_code == 201
+    assert inserted.status_code == 201 and inserted.reason_phrase == "Created"
     names = dict(owner_conn.execute("select id::text, name from public.projects where id in (%s, %s)",
                                     (project_id, fresh_id)).fetchall())
     assert names == {project_id: "merged", fresh_id: "via upsert"}

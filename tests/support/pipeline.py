@@ -1,6 +1,8 @@
 """Pipeline helpers: submitting results, posting webhook events, worker processes, and the figures tests assert on."""
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import uuid
@@ -14,6 +16,7 @@ import pytest
 import redis
 from sqlalchemy import Engine
 
+from broker.celery_app import queue_name
 from db.uow import Caller, unit_of_work
 from schemas.settings import Settings
 from tests.support.database import make_test_settings, redis_url
@@ -161,3 +164,18 @@ def fault_settings(settings: Settings, suffix: str, redis_db: int, **overrides) 
 
 def new_users(settings: Settings, count: int, credits: int) -> list[TestUser]:
     return [create_user(settings, credits=credits) for _ in range(count)]
+
+
+def queued_tasks(settings: Settings) -> list[tuple[str, list]]:
+    """The Celery messages waiting in the deployment's queue (oldest first): (task name, positional args)."""
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        raw = client.lrange(settings.redis_key("kombu") + ":" + queue_name(settings), 0, -1)
+    finally:
+        client.close()
+    tasks = []
+    for item in reversed(raw):  # kombu LPUSHes and consumers BRPOP: the oldest is last
+        message = json.loads(item)
+        args = json.loads(base64.b64decode(message["body"]))[0]
+        tasks.append((message["headers"]["task"], args))
+    return tasks

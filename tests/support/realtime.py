@@ -7,6 +7,8 @@ import struct
 import termios
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -50,10 +52,10 @@ def service_sql(settings: Settings, statement: str, params: tuple = ()) -> None:
 class PhoenixSocket:
     """A raw Phoenix client over `websockets`, speaking either serializer, for wire-level tests."""
 
-    def __init__(self, base_url: str, apikey: str, vsn: str = "1.0.0") -> None:
+    def __init__(self, base_url: str, apikey: str, vsn: str = "1.0.0", headers: dict[str, str] | None = None) -> None:
         self.vsn = vsn
         url = base_url.replace("http://", "ws://") + f"/realtime/v1/websocket?apikey={apikey}&vsn={vsn}"
-        self.ws = connect(url, open_timeout=10, max_size=2**22)
+        self.ws = connect(url, open_timeout=10, max_size=2**22, additional_headers=headers)
         self._ref = 0
         self.inbox: list[dict[str, Any]] = []
 
@@ -127,6 +129,50 @@ class PhoenixSocket:
             payload["access_token"] = access_token
         self.send(topic, "phx_join", payload, ref=ref, join_ref=ref)
         return self.wait(lambda m: m["event"] == "phx_reply" and m["ref"] == ref)
+
+
+def close_code(sock: PhoenixSocket, timeout: float = 30) -> tuple[int, str]:
+    """Read until the server closes the socket; its close frame's code and reason."""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            try:
+                sock.recv(timeout=max(deadline - time.monotonic(), 0.01))
+            except TimeoutError:
+                continue
+    except ConnectionClosed as closed:
+        assert closed.rcvd is not None, f"closed without a close frame: {closed}"
+        return closed.rcvd.code, closed.rcvd.reason
+    raise AssertionError(f"the server did not close the socket within {timeout}s")
+
+
+def masked_frame(opcode: int, payload: bytes) -> bytes:
+    """One final client frame (RFC 6455 §5.2) with any payload, valid or not, for what a library refuses to send."""
+    mask = b"\x01\x02\x03\x04"
+    head = bytes([0x80 | opcode])
+    if len(payload) < 126:
+        head += bytes([0x80 | len(payload)])
+    elif len(payload) < 2**16:
+        head += bytes([0x80 | 126]) + struct.pack("!H", len(payload))
+    else:
+        head += bytes([0x80 | 127]) + struct.pack("!Q", len(payload))
+    return head + mask + bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload))
+
+
+@contextmanager
+def published_table(settings: Settings, name: str, ddl: str, *setup: str) -> Iterator[str]:
+    """Create `public.<name>` with `ddl` (its column list and constraints) and the `setup` statements (`{t}` is the
+    table), add it to the supabase_realtime publication the way a user does, and drop it afterwards."""
+    table = f"public.{name}"
+    with psycopg.connect(libpq_url(settings.database_url), autocommit=True) as conn:
+        conn.execute(f"create table {table} ({ddl})")
+        try:
+            for statement in setup:
+                conn.execute(statement.format(t=table))
+            conn.execute(f"alter publication supabase_realtime add table {table}")
+            yield table
+        finally:
+            conn.execute(f"drop table if exists {table} cascade")
 
 
 def changes(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
