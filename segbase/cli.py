@@ -75,7 +75,7 @@ def authenticator_login_refused(settings: Settings, *, in_child: bool = False) -
 
 def port_taken(settings: Settings, port: int | None) -> bool:
     """Say so (one line) and return True when the API's port is taken: checked before anything starts."""
-    from segbase.preflight import port_problem  # lazy: see the module docstring
+    from segbase.ports import port_problem  # lazy: see the module docstring (not preflight: see segbase/ports.py)
 
     problem = port_problem(settings.api_host, settings.api_port if port is None else port)
     if problem:

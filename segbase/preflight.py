@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import errno
-import socket
 import os
 import sys
 
@@ -12,6 +10,7 @@ import redis
 
 from db.urls import authenticator_libpq_url, libpq_url
 from schemas.settings import Settings
+from segbase.ports import port_problem
 
 HOW_TO_START = ("start it (Debian: `pg_ctlcluster 15 main start`, `redis-server --daemonize yes`), point "
                 "DATABASE_URL / REDIS_URL at a running one, or run both in containers on local ports: "
@@ -51,24 +50,6 @@ def check_authenticator_login(settings: Settings) -> str | None:
                     "it was created with; use that one, or change it on purpose with "
                     "`segbase migrate --rotate-authenticator-password`.")
         return None
-
-
-def port_problem(host: str, port: int) -> str | None:
-    """Why `segbase api` could not listen on host:port, or None. Binds a probe socket the way gunicorn does
-    (SO_REUSEADDR, so connections of an earlier run in TIME_WAIT do not count as taken)."""
-    if port == 0:
-        return None
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return (f"port {port} on {host} is already in use (another segbase? `segbase status` tells); "
-                        f"stop what holds it, or set API_PORT to another port")
-            return f"cannot listen on {host}:{port}: {exc.strerror} (check API_HOST and API_PORT)"
-    return None
 
 
 def main() -> int:

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from sqlalchemy.exc import DBAPIError
 
-from db import maintenance
+from db.cleanup import cleanup_lock
 from db.urls import libpq_url
 from tests.support.db import as_service, sqlstate
 from tests.support.factories import create_user
@@ -25,6 +25,7 @@ from tests.support.pipeline import (
     wait_until_final,
 )
 from tests.support.processes import wait_for
+from workers.maintenance import run_cleanup
 
 SOURCE = "https://img.example/in.png"
 
@@ -113,8 +114,8 @@ def test_service_role_sql_cannot_reinsert_a_deleted_id(settings, engine, db) -> 
 def test_ids_deleted_by_cleanup_by_a_user_cascade_and_by_truncate_are_tombstoned(settings, engine, db) -> None:
     user = create_user(settings, credits=50)
     expired = insert_result(db, user.id, "done", timedelta(days=400))
-    with maintenance.cleanup_lock(engine):
-        maintenance.run_cleanup(engine, batch_size=100, inbox_retention_days=30, outbox_retention_hours=24)
+    with cleanup_lock(engine):
+        run_cleanup(engine, batch_size=100, inbox_retention_days=30, outbox_retention_hours=24)
     with pytest.raises(DBAPIError) as cleaned:
         service_insert(engine, expired, user.id)
     assert sqlstate(cleaned.value) == "23505"
