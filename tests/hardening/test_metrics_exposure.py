@@ -14,7 +14,8 @@ from schemas.settings import Settings
 from tests.support.database import make_test_settings
 from tests.support.processes import ROOT, SegbaseProcess, free_port, wait_for
 
-PROD = {"env": "prod", "jwt_secret": "s" * 40, "db_authenticator_password": "p" * 20, "webhook_api_keys": "k1"}
+PROD = {"env": "prod", "jwt_secret": "s" * 40, "db_authenticator_password": "p" * 20, "webhook_api_keys": "k1",
+        "auth_site_url": "https://app.example"}
 
 
 def test_prod_needs_a_metrics_token_or_metrics_off() -> None:
