@@ -39,6 +39,7 @@ CORS_ALLOW_HEADERS = ("authorization, x-client-info, apikey, content-type, x-ret
 CORS_EXPOSE_HEADERS = ("Content-Range, X-Supabase-Api-Version, Content-Location, Preference-Applied, Retry-After, "
                        "Content-Length, Content-Disposition, ETag")
 CORS_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 def bounds_own_body(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -201,7 +202,10 @@ def init_http(app: Flask, settings: Settings) -> None:
 
     @app.before_request
     def _start() -> Response | None:
-        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        # A proxy's request id is kept for tracing when it looks like one; anything else (long, odd characters — it
+        # is echoed in a header and every log line of the request) is replaced.
+        offered = request.headers.get("X-Request-Id", "")
+        g.request_id = offered if REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
         g.started = time.perf_counter()
         if request.method == "OPTIONS" and request.path.startswith(CORS_PREFIXES):
             return Response("ok", status=200, mimetype="text/plain")

@@ -217,3 +217,16 @@ def test_get_json_refuses_with_the_typed_error_and_keeps_flasks_silent_contract(
         assert fine.get_json() == {"body": {"a": [1, "x"]}}
     finally:
         app.extensions["segbase"].engine.dispose()
+
+
+def test_a_request_id_is_echoed_only_when_it_looks_like_one() -> None:
+    app = create_app(make_test_settings("postgresql://postgres@127.0.0.1:5432/postgres", "treqid"))
+    client = app.test_client()
+    try:
+        assert client.get("/healthz", headers={"X-Request-Id": "abc-123.4:5"}).headers["X-Request-Id"] == \
+            "abc-123.4:5"
+        for hostile in ("x" * 129, "a b", "<script>", "é"):
+            echoed = client.get("/healthz", headers={"X-Request-Id": hostile}).headers["X-Request-Id"]
+            assert echoed != hostile and len(echoed) == 32
+    finally:
+        app.extensions["segbase"].engine.dispose()
