@@ -133,7 +133,6 @@ def test_ids_deleted_by_cleanup_by_a_user_cascade_and_by_truncate_are_tombstoned
     # TRUNCATE fires no delete trigger; its own trigger tombstones the ids (rolled back: the table is shared).
     live = insert_result(db, user.id, "pending", timedelta(minutes=1))
     with db.transaction(force_rollback=True):
-        db.execute("set local role service_role")
         db.execute("truncate public.segmentation_results cascade")
         assert db.execute("select exists (select from internal.deleted_result_ids where id = %s)",
                           (live,)).fetchone()[0]
