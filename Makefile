@@ -7,7 +7,7 @@ PYTEST_WORKERS ?= 2
 CHROMIUM := /usr/bin/chromium
 BENCH_REPORT ?= bench/results/BENCHMARKS.md
 
-.PHONY: help run test bench bench-docs clean node browser compose-tool
+.PHONY: help run test bench bench-docs console-screenshots clean node browser compose-tool
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ bench: $(STAMP) node ## run the benchmarks; the report goes to bench/results/BEN
 
 bench-docs: $(STAMP) node ## run the benchmarks and update docs/BENCHMARKS.md
 	$(BIN)/python -m bench.run --output docs/BENCHMARKS.md
+
+console-screenshots: $(STAMP) node browser ## regenerate docs/console/*.png from a throw-away stack
+	$(BIN)/python -m tests.console.docs_screenshots
 
 clean: ## remove .venv and node_modules
 	rm -rf $(VENV) node_modules .pytest_cache

@@ -237,6 +237,15 @@ def summary_rows(results: dict) -> list[list[str]]:
                          f"(each leased once: {'yes' if run['unique_http'] else '**no**'})",
                          f"the same claims as SQL on {d['claim']['workers']} connections: {_fmt(run['sql_per_s'])}/s",
                          f"**{run['ratio_http_vs_sql']:.2f}×**", "—", "—"])
+    st = results.get("storage")
+    if st:
+        for direction in ("upload", "download"):
+            ratio = st[f"ratio_{direction}_vs_cp"]
+            rows.append([f"7. Storage {direction}, {st['size_mb']} MB file",
+                         f"{_fmt(st[f'{direction}_mb_per_s'])} MB/s through /storage/v1 (curl, file backend, "
+                         f"median of {st['repeats']}; the upload is fsynced before its 2xx)",
+                         f"`cp` of the same file on the same disk: {_fmt(st['cp_mb_per_s'])} MB/s (page cache, "
+                         "no fsync)", f"**{ratio:.2f}×**", "≥ 0.5×", _goal(ratio >= 0.5)])
     return rows
 
 

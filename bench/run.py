@@ -21,8 +21,9 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import auth, dispatch, e2e_latency, fanout, pipeline, rls
+from bench import auth, dispatch, e2e_latency, fanout, pipeline, rls, storage
 from bench.common import py_spy_path
+from bench.report import render
 from bench.stack import BENCH_REALTIME_LIMITS, Stack, raise_fd_limit
 from tests.support.processes import ROOT
 
@@ -35,6 +36,7 @@ FULL = {
     "auth": {"requests": 400, "concurrency": 20, "users": 40, "hashes": 60, "verify_calls": 5000,
              "profile_seconds": 8},
     "dispatch": {"rate": 100, "seconds": 20, "claim_jobs": 4000, "claim_workers": 4, "claim_batches": (1, 10)},
+    "storage": {"size_mb": 100, "repeats": 3},
 }
 QUICK = {
     "pipeline": {"events": 60, "concurrency": 4, "reference_events": 8, "profile_seconds": 0,
@@ -44,13 +46,14 @@ QUICK = {
     "rls": {"users": 30, "per_user": 25, "queries": 10, "profile_seconds": 0},
     "auth": {"requests": 4, "concurrency": 2, "users": 2, "hashes": 2, "verify_calls": 10, "profile_seconds": 0},
     "dispatch": {"rate": 20, "seconds": 1, "claim_jobs": 40, "claim_workers": 4, "claim_batches": (1, 10)},
+    "storage": {"size_mb": 2, "repeats": 1},
 }
 RUNNERS = {"pipeline": pipeline.run, "e2e": e2e_latency.run, "fanout": fanout.run, "rls": rls.run,
-           "auth": auth.run, "dispatch": dispatch.run}
+           "auth": auth.run, "dispatch": dispatch.run, "storage": storage.run}
 PARTIAL = Path("/tmp/segbase-bench-partial.json")
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "BENCHMARKS.md"  # untracked (.gitignore): a run never dirties docs/
 # rls last: its 1M rows would weigh on the others; dispatch runs on stacks of its own
-ORDER = ("pipeline", "e2e", "fanout", "auth", "dispatch", "rls")
+ORDER = ("pipeline", "e2e", "fanout", "auth", "dispatch", "storage", "rls")
 
 
 def _version(command: list[str]) -> str:
@@ -117,8 +120,6 @@ def main() -> None:
     parser.add_argument("--render", default="", help="render a saved report (--json, or the partial file) only")
     args = parser.parse_args()
     if args.render:  # re-render a saved report (e.g. after a change to bench/report.py), no new measurement
-        from bench.report import render
-
         Path(args.output).write_text(render(json.loads(Path(args.render).read_text())))
         print(f"bench: wrote {args.output} from {args.render}")
         return

@@ -180,13 +180,24 @@ def replay_rejected(*, uow: UnitOfWork, operator_id: str, received_from: datetim
 
 # --- jobs (segmentation results) ------------------------------------------------------------------------------
 
+# A result with its owner's email and its dispatch job (internal.dispatch_jobs, none before dispatch enqueued it).
+RESULT_ROW = (
+    "select r.id::text as id, r.user_id::text as user_id, u.email, r.status::text as status, r.text_prompt, "
+    "       r.price, r.created_at, r.updated_at, r.metadata ->> 'error' as error, "
+    "       j.state as dispatch_state, j.outcome as dispatch_outcome, j.attempts as dispatch_attempts, "
+    "       j.last_error as dispatch_error, "
+    "       ((j.state = 'queued' and (j.attempts > 0 or j.due_at > clock_timestamp())) "
+    "        or j.outcome in ('dispatch_failed', 'dispatch_timeout')) as dispatch_retryable "
+    "from public.segmentation_results r left join auth.users u on u.id = r.user_id "
+    "left join internal.dispatch_jobs j on j.result_id = r.id "
+)
+
+
 def list_results(*, uow: UnitOfWork, status: str | None, user_id: str | None,
                  limit: int = PAGE_SIZE) -> list[dict[str, Any]]:
     return _rows(uow.execute(
-        "select r.id::text as id, r.user_id::text as user_id, u.email, r.status::text as status, r.text_prompt, "
-        "       r.price, r.created_at, r.updated_at, r.metadata ->> 'error' as error "
-        "from public.segmentation_results r left join auth.users u on u.id = r.user_id "
-        "where (cast(:status as text) is null or r.status = cast(:status as public.segmentation_status)) "
+        RESULT_ROW + "where (cast(:status as text) is null "
+        "       or r.status = cast(:status as public.segmentation_status)) "
         "  and (cast(:user_id as uuid) is null or r.user_id = cast(:user_id as uuid)) "
         "order by r.created_at desc limit :limit",
         {"status": status, "user_id": user_id, "limit": limit}))
@@ -204,17 +215,42 @@ def result_counts(*, uow: UnitOfWork, user_id: str | None = None) -> dict[str, i
 def stuck_results(*, uow: UnitOfWork, older_than_seconds: int, limit: int = PAGE_SIZE) -> list[dict[str, Any]]:
     """Unfinished results with no progress for `older_than_seconds`, the longest-stuck first."""
     return _rows(uow.execute(
-        "select r.id::text as id, r.user_id::text as user_id, u.email, r.status::text as status, r.text_prompt, "
-        "       r.price, r.created_at, r.updated_at, null as error "
-        "from public.segmentation_results r left join auth.users u on u.id = r.user_id "
-        "where r.status in ('pending', 'processing') and r.updated_at < now() - make_interval(secs => :age) "
-        "order by r.updated_at limit :limit", {"age": older_than_seconds, "limit": limit}))
+        RESULT_ROW + "where r.status in ('pending', 'processing') "
+        "and r.updated_at < now() - make_interval(secs => :age) order by r.updated_at limit :limit",
+        {"age": older_than_seconds, "limit": limit}))
+
+
+def failed_dispatches(*, uow: UnitOfWork, limit: int = PAGE_SIZE) -> list[dict[str, Any]]:
+    """Jobs dispatch gave up on (failed, timed out in the queue, unreadable image), the latest first."""
+    return _rows(uow.execute(
+        RESULT_ROW + "where j.outcome in ('dispatch_failed', 'dispatch_timeout', 'source_image_not_readable') "
+        "order by j.finished_at desc limit :limit", {"limit": limit}))
 
 
 def cancel_result(*, uow: UnitOfWork, operator_id: str, result_id: str, reason: str) -> bool:
+    """Cancel an unfinished job through dispatch's cancel (audited); False when it had already finished."""
     row = uow.execute("select cancelled from internal.cancel_segmentation_result(cast(:op as uuid), "
                       "cast(:id as uuid), :reason)", {"op": operator_id, "id": result_id, "reason": reason}).one()
     return bool(row.cancelled)
+
+
+@dataclass(frozen=True)
+class DispatchRetry:
+    action: str  # due_now | resubmitted | not_retryable | missing
+    job_id: str | None
+
+
+def retry_dispatch(*, uow: UnitOfWork, operator_id: str, result_id: str) -> DispatchRetry:
+    """Retry a job's dispatch (audited): a waiting job becomes due now, a failed one is resubmitted as a new job."""
+    row = uow.execute("select action, job_id::text as job_id from internal.retry_failed_dispatch("
+                      "cast(:op as uuid), cast(:id as uuid))", {"op": operator_id, "id": result_id}).one()
+    return DispatchRetry(row.action, row.job_id)
+
+
+def reenable_dispatch(*, uow: UnitOfWork, operator_id: str) -> bool:
+    """Re-enable push dispatch and close its circuit (audited); returns whether it was disabled."""
+    return bool(uow.execute("select was_disabled from internal.reenable_dispatch(cast(:op as uuid))",
+                            {"op": operator_id}).scalar_one())
 
 
 # --- users ----------------------------------------------------------------------------------------------------

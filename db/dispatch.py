@@ -7,17 +7,27 @@ call; each is one SQL function executable by service_role only.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 from sqlalchemy import Engine
 
+from db.storage.errors import StorageError
+from db.storage.urls import (
+    MASKS_BUCKET,
+    mask_object_name,
+    parse_authenticated_object_url,
+    sign_download_url_as_user,
+    sign_mask_upload_url,
+)
 from db.uow import UnitOfWork
 from schemas.dispatch import DispatchJob
 from schemas.settings import Settings
 
-NOTIFY_CHANNEL = "segbase_dispatch"  # NOTIFYed on enqueue, a freed in-flight slot, a released lease, re-enable
+NOTIFY_CHANNEL = "segbase_dispatch"
+MASK_EXTENSION = "png"  # NOTIFYed on enqueue, a freed in-flight slot, a released lease, re-enable
 
 AttemptResult = Literal["delivered", "failed", "throttled", "gone"]
 JOB_COLUMNS = ("result_id", "user_id", "project_id", "text_prompt", "source_image_url", "created_at", "enqueued_at",
@@ -65,6 +75,14 @@ def _record(row: Any, *, hold: str, lease: bool) -> JobRecord:
 
 
 # --- push ------------------------------------------------------------------------------------------------------
+def skip_commit_flush(*, uow: UnitOfWork) -> None:
+    """Let this transaction's commit return before its WAL is flushed (`synchronous_commit = off`): for the push
+    bookkeeping only (release, begin, record), where a commit lost in a PostgreSQL crash only repeats a delivery
+    under the same webhook-id — the job itself was enqueued by its result's own (flushed) commit, and a cancel's
+    flushed commit flushes every earlier one. Claims (pull) and operator actions keep the flush."""
+    uow.execute("set local synchronous_commit = off")
+
+
 def release_jobs(*, uow: UnitOfWork, max_jobs: int, max_in_flight: int, hold_seconds: int,
                  failure_threshold: int) -> list[ReleasedAttempt]:
     """Hand due jobs to delivery attempts, within the in-flight cap and the endpoint's state (push releaser)."""
@@ -176,9 +194,6 @@ def dispatch_health(*, uow: UnitOfWork) -> dict[str, Any]:
 
 
 # --- the job as the backend sees it ------------------------------------------------------------------------------
-MASKS_BUCKET = "masks"
-
-
 class SourceImageNotReadableError(Exception):
     """The job's image is in segbase storage, but its owner may not read it: no URL is ever minted for it."""
 
@@ -186,24 +201,38 @@ class SourceImageNotReadableError(Exception):
 @dataclass(frozen=True)
 class JobUrls:
     source_image_url: str
-    mask_upload_url: str | None
-    expires_at: datetime | None
+    mask_upload_url: str
+    expires_at: datetime
 
 
-def mask_object_name(user_id: str, job_id: str) -> str:
-    """Where a job's mask goes in the `masks` bucket: `<user id>/<job id>.png`."""
-    return f"{user_id}/{job_id}.png"
-
-
-def url_lifetime(settings: Settings, hold_until: datetime) -> datetime:
-    """Signed URLs live DISPATCH_URL_TTL_SECONDS or until the hold (lease) ends, whichever is later."""
-    return max(datetime.now(timezone.utc) + timedelta(seconds=settings.dispatch_url_ttl_seconds), hold_until)
+def url_lifetime(settings: Settings, hold_until: datetime) -> int:
+    """Seconds the URLs of one delivery or lease live: DISPATCH_URL_TTL_SECONDS, or until the hold (lease) ends if
+    that is later; at most what storage allows a signed URL (STORAGE_SIGNED_URL_MAX_EXPIRY_SECONDS)."""
+    until_hold = math.ceil((hold_until - datetime.now(timezone.utc)).total_seconds())
+    return min(max(settings.dispatch_url_ttl_seconds, until_hold), settings.storage_signed_url_max_expiry_seconds)
 
 
 def mint_job_urls(*, engine: Engine, settings: Settings, record: JobRecord) -> JobUrls:
-    """The URLs of one delivery or lease, minted now and never stored. An image outside segbase storage is passed
-    through as submitted."""
-    return JobUrls(source_image_url=record.source_image_url, mask_upload_url=None, expires_at=None)
+    """The URLs of one delivery or lease, minted now and never stored. An image in segbase storage (its
+    authenticated object URL) is signed only if the job's owner may read it, checked under RLS as the owner —
+    never as service_role; otherwise SourceImageNotReadableError. An image elsewhere is passed through as
+    submitted. The mask upload URL is bound to masks/<user id>/<job id>.png and refused once the job is finished."""
+    lifetime = url_lifetime(settings, record.hold_until)
+    source = record.source_image_url
+    stored = parse_authenticated_object_url(settings, source)
+    if stored is not None:
+        bucket, name = stored
+        try:
+            source = sign_download_url_as_user(engine, settings, user_id=record.user_id, bucket=bucket, name=name,
+                                               expires_in=lifetime)
+        except StorageError as exc:
+            if exc.status >= 500:
+                raise
+            raise SourceImageNotReadableError(f"{bucket}/{name}: {exc.message}") from exc
+    upload = sign_mask_upload_url(settings, user_id=record.user_id, result_id=record.result_id,
+                                  expires_in=min(lifetime, settings.storage_signed_upload_expiry_seconds))
+    return JobUrls(source_image_url=source, mask_upload_url=upload.url,
+                   expires_at=datetime.now(timezone.utc) + timedelta(seconds=lifetime))
 
 
 def build_job(settings: Settings, record: JobRecord, urls: JobUrls) -> DispatchJob:
@@ -211,7 +240,7 @@ def build_job(settings: Settings, record: JobRecord, urls: JobUrls) -> DispatchJ
         job_id=record.result_id, user_id=record.user_id, project_id=record.project_id,
         text_prompt=record.text_prompt, source_image_url=urls.source_image_url,
         mask_upload_url=urls.mask_upload_url,
-        mask_path=f"{MASKS_BUCKET}/{mask_object_name(record.user_id, record.result_id)}",
+        mask_path=f"{MASKS_BUCKET}/{mask_object_name(record.user_id, record.result_id, MASK_EXTENSION)}",
         callback_url=f"{settings.public_url}/functions/v1/process-webhook", created_at=record.created_at,
         attempt=record.attempts, urls_expire_at=urls.expires_at, lease_id=record.lease_id,
         lease_expires_at=record.hold_until if record.lease_id else None)

@@ -159,7 +159,7 @@ def run_bootstrap(conn: psycopg.Connection, settings: Settings) -> None:
 def write_config(conn: psycopg.Connection, settings: Settings) -> None:
     """Write the settings SQL reads (prices, starting credits, retention, the result URL rule) into
     `internal.config`, as JSON values."""
-    values: dict[str, int | bool] = {
+    values: dict[str, int | bool | str] = {
         "credits_per_segmentation": settings.credits_per_segmentation,
         "credits_per_upload": settings.credits_per_upload,
         "starting_credits_free": settings.starting_credits_free,
@@ -171,6 +171,7 @@ def write_config(conn: psycopg.Connection, settings: Settings) -> None:
         "result_timeout_seconds": settings.result_timeout_seconds,
         "result_url_allow_http": settings.result_url_allow_http,
         "result_url_max_length": settings.result_url_max_length,
+        "storage_object_url_prefix": settings.storage_object_url_prefix,
     }
     with conn.transaction():
         for key, value in values.items():

@@ -11,6 +11,9 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 # an idle stack (the sweeper and reconciliation are periodic). segbase's tasks log what they changed themselves, and
 # Celery's failures are errors, so these are kept for LOG_LEVEL=DEBUG only.
 PER_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace", "celery.beat")
+# httpx logs every request's full URL at INFO (httpcore at DEBUG); a job's signed URLs carry their tokens in the
+# query string, and signed URLs must never reach a log, whatever LOG_LEVEL.
+URL_LOGGERS = ("httpx", "httpcore")
 
 
 class JsonFormatter(logging.Formatter):
@@ -36,3 +39,5 @@ def configure_logging(level: str = "INFO") -> None:
     per_task = logging.DEBUG if root.level <= logging.DEBUG else max(root.level, logging.WARNING)
     for name in PER_TASK_LOGGERS:
         logging.getLogger(name).setLevel(per_task)
+    for name in URL_LOGGERS:
+        logging.getLogger(name).setLevel(max(root.level, logging.WARNING))

@@ -22,12 +22,12 @@ class DispatchJob(BaseModel):
     project_id: str | None
     text_prompt: str | None
     source_image_url: str  # a signed download URL when the image is in segbase storage
-    mask_upload_url: str | None  # a signed upload URL for `mask_path` (refused once the job is finished)
+    mask_upload_url: str  # a signed upload URL for `mask_path`: PUT the PNG (refused once the job is finished)
     mask_path: str  # masks/<user id>/<job id>.png, in the `masks` bucket
     callback_url: str
     created_at: datetime
     attempt: int  # push attempts and leases of this job so far, this one included
-    urls_expire_at: datetime | None
+    urls_expire_at: datetime
     lease_id: str | None = None  # pull only: name it to extend or release the lease
     lease_expires_at: datetime | None = None  # pull only
 

@@ -243,6 +243,12 @@ class Settings(BaseSettings):
         return (self.api_external_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
     @property
+    def storage_object_url_prefix(self) -> str:
+        """`//host[:port][/path]/storage/v1/object/authenticated/`: this deployment's authenticated object URLs
+        without their scheme (a result may name an object by such a URL, http or https)."""
+        return self.public_url.split(":", 1)[1] + "/storage/v1/object/authenticated/"
+
+    @property
     def storage_path(self) -> Path:
         """STORAGE_DIR as an absolute path (a relative one is taken from the project's folder)."""
         path = Path(self.storage_dir)

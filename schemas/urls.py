@@ -34,13 +34,17 @@ class ResultUrlPolicy:
     allow_http: bool = False
     max_length: int = 2048
     allowed_hosts: frozenset[str] = frozenset()  # normalized with `normalize_host`; empty: any host
+    storage_prefix: str = ""  # Settings.storage_object_url_prefix: this deployment's own object URLs are accepted
 
     @classmethod
-    def build(cls, *, allow_http: bool, max_length: int, allowed_hosts: tuple[str, ...] = ()) -> ResultUrlPolicy:
-        return _policy(allow_http, max_length, tuple(allowed_hosts))
+    def build(cls, *, allow_http: bool, max_length: int, allowed_hosts: tuple[str, ...] = (),
+              storage_prefix: str = "") -> ResultUrlPolicy:
+        return _policy(allow_http, max_length, tuple(allowed_hosts), storage_prefix)
 
     def check(self, url: str) -> str:
         """Return `url` unchanged when it follows the rule, else raise UrlRefused saying why."""
+        if self.storage_prefix and is_storage_object_url(url, self.storage_prefix, self.max_length):
+            return url
         if len(url) > self.max_length:
             raise UrlRefused(f"must be at most {self.max_length} characters (RESULT_URL_MAX_LENGTH)")
         if "\\" in url or any(unicodedata.category(ch) in REFUSED_CATEGORIES for ch in url):
@@ -70,6 +74,25 @@ def normalize_host(host: str) -> str:
         return host.lower().rstrip(".")
 
 
+STORAGE_OBJECT_REST = re.compile(r"^[A-Za-z0-9_!.*'()&$@=;:+,-]{1,100}/[^?#]+$")
+DOT_SEGMENT = re.compile(r"(^|/)\.\.?(/|$)")
+
+
+def is_storage_object_url(url: str, prefix: str, max_length: int) -> bool:
+    """Exactly this deployment's authenticated storage object URL, `<scheme>:` + `prefix` + `<bucket>/<path>`
+    (http or https; the same rule as internal.is_storage_object_url in the database)."""
+    scheme, colon, rest = url.partition(":")
+    if not colon or scheme.lower() not in ("http", "https") or len(url) > max_length:
+        return False
+    if rest[:len(prefix)].lower() != prefix.lower():
+        return False
+    tail = rest[len(prefix):]
+    if not STORAGE_OBJECT_REST.match(tail) or DOT_SEGMENT.search(tail) or "//" in tail or tail.endswith("/"):
+        return False
+    return not ("\\" in url or any(unicodedata.category(ch) in REFUSED_CATEGORIES for ch in url))
+
+
 @functools.lru_cache(maxsize=32)
-def _policy(allow_http: bool, max_length: int, allowed_hosts: tuple[str, ...]) -> ResultUrlPolicy:
-    return ResultUrlPolicy(allow_http, max_length, frozenset(normalize_host(h) for h in allowed_hosts if h))
+def _policy(allow_http: bool, max_length: int, allowed_hosts: tuple[str, ...], storage_prefix: str = "") -> ResultUrlPolicy:
+    return ResultUrlPolicy(allow_http, max_length, frozenset(normalize_host(h) for h in allowed_hosts if h),
+                           storage_prefix)

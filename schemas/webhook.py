@@ -50,7 +50,8 @@ class WebhookEvent(BaseModel):
         context = info.context or {}
         policy = ResultUrlPolicy.build(allow_http=context.get("allow_http", False),
                                        max_length=context.get("max_url_length", 2048),
-                                       allowed_hosts=tuple(context.get("mask_url_hosts") or ()))
+                                       allowed_hosts=tuple(context.get("mask_url_hosts") or ()),
+                                       storage_prefix=context.get("storage_prefix", ""))
         return policy.check(value)
 
     @field_validator("labels")
@@ -81,7 +82,8 @@ class WebhookEvent(BaseModel):
 def validation_context(settings: Settings) -> dict[str, Any]:
     """What WebhookEvent's validators read from the settings."""
     return {"mask_url_hosts": settings.webhook_mask_url_hosts, "allow_http": settings.result_url_allow_http,
-            "max_url_length": settings.result_url_max_length}
+            "max_url_length": settings.result_url_max_length,
+            "storage_prefix": settings.storage_object_url_prefix}
 
 
 class WebhookAccepted(BaseModel):

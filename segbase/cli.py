@@ -75,7 +75,9 @@ def authenticator_login_refused(settings: Settings, *, in_child: bool = False) -
 
 def port_taken(settings: Settings, port: int | None) -> bool:
     """Say so (one line) and return True when the API's port is taken: checked before anything starts."""
-    from segbase.ports import port_problem  # lazy: see the module docstring (not preflight: see segbase/ports.py)
+    from segbase.ports import (
+        port_problem,  # lazy: see the module docstring (no psycopg in the API's master)
+    )
 
     problem = port_problem(settings.api_host, settings.api_port if port is None else port)
     if problem:
@@ -285,6 +287,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
           f"   run |   anon key:        {api_key(settings, 'anon')}\n"
           f"   run |   webhook:         POST {settings.public_url}/functions/v1/process-webhook (X-API-Key)\n"
           f"   run |   realtime:        {settings.public_url.replace('http', 'ws', 1)}/realtime/v1/websocket\n"
+          f"   run |   console:         {settings.console_url}  (segbase operator grant EMAIL)\n"
           f"   run |   all keys:        .venv/bin/segbase status", flush=True)
 
     stopping = threading.Event()

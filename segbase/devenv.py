@@ -19,6 +19,8 @@ def render_dev_env() -> str:
         "# Jobs go to the demo backend (its model is a stand-in), so a job runs pending -> processing -> done.",
         "DISPATCH_MODE=pull",
         "DEMO_BACKEND_ENABLED=true",
+        "# The development API is plain http on loopback: image and mask URLs in its storage are http too.",
+        "RESULT_URL_ALLOW_HTTP=true",
         "",
     ])
 

@@ -1,7 +1,6 @@
-"""Whether the API's port is free — kept apart from segbase/preflight.py because `segbase api` asks in the gunicorn
-master, which must not import psycopg: psycopg chooses how to wait for the server when it is first imported, and
-imported before gevent patches the workers it would block their event loop (every request touching PostgreSQL
-would hang)."""
+"""Whether the API's port is free, checked before anything starts. Kept apart from segbase/preflight.py, which imports
+psycopg: `segbase api` checks its port in gunicorn's master, which must not import psycopg before gevent patches its
+workers (psycopg chooses how to wait when it is first imported)."""
 from __future__ import annotations
 
 import errno

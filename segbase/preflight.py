@@ -5,19 +5,23 @@ import argparse
 import os
 import sys
 
-import psycopg
 import redis
 
 from db.urls import authenticator_libpq_url, libpq_url
 from schemas.settings import Settings
 from segbase.ports import port_problem
 
+# _PSYCOPG_LATE: the API's gunicorn master imports this module for the port check before it forks; psycopg picks
+# its wait function when first imported (a blocking C wait unless gevent has patched `select`), so psycopg must be
+# imported first in the gevent-patched workers, or every query there blocks the whole worker (a long-poll freezes it).
 HOW_TO_START = ("start it (Debian: `pg_ctlcluster 15 main start`, `redis-server --daemonize yes`), point "
                 "DATABASE_URL / REDIS_URL at a running one, or run both in containers on local ports: "
                 "`docker compose -f docker-compose.dev.yml up -d`")
 
 
 def check_services(settings: Settings, *, maintenance_db: bool = False) -> list[str]:
+    import psycopg  # late: see _PSYCOPG_LATE
+
     problems = []
     url = libpq_url(settings.database_url)
     try:
@@ -38,6 +42,8 @@ def check_services(settings: Settings, *, maintenance_db: bool = False) -> list[
 def check_authenticator_login(settings: Settings) -> str | None:
     """A message naming DB_AUTHENTICATOR_PASSWORD when PostgreSQL refuses it; None otherwise (an unreachable
     server is not this check's business: the processes wait for it and answer 503 meanwhile)."""
+    import psycopg  # late: see _PSYCOPG_LATE
+
     try:
         with psycopg.connect(authenticator_libpq_url(settings), connect_timeout=5,
                              application_name="segbase-preflight"):

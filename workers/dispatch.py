@@ -142,6 +142,7 @@ def post_job(settings: Settings, message_id: str, body: str) -> tuple[httpx.Resp
 def deliver(settings: Settings, engine: Engine, job_id: str, attempt_id: str) -> str:
     """One push attempt: begin (committed), mint URLs, POST, record. Returns the job's state after it."""
     with unit_of_work(engine, Caller.service()) as uow:
+        dispatch.skip_commit_flush(uow=uow)
         record = dispatch.begin_attempt(uow=uow, job_id=job_id, attempt_id=attempt_id)
     if record is None:
         DISPATCH_ATTEMPTS.labels("stale").inc()
@@ -162,6 +163,7 @@ def deliver(settings: Settings, engine: Engine, job_id: str, attempt_id: str) ->
     response, error = post_job(settings, webhook_id(job_id), message.model_dump_json())
     result, detail, retry_in = classify(settings, response, error, record.attempts)
     with unit_of_work(engine, Caller.service()) as uow:
+        dispatch.skip_commit_flush(uow=uow)
         state = dispatch.record_attempt(
             uow=uow, job_id=job_id, attempt_id=attempt_id, result=result, detail=detail, retry_in_seconds=retry_in,
             failure_threshold=settings.dispatch_circuit_failure_threshold,
@@ -228,6 +230,7 @@ class DispatchReleaser:
     def release_batch(self) -> int:
         """Release what the cap and the endpoint allow and send one message per attempt; returns how many."""
         with unit_of_work(self.engine, Caller.service()) as uow:
+            dispatch.skip_commit_flush(uow=uow)
             attempts = dispatch.release_jobs(uow=uow, max_jobs=self.settings.dispatch_max_in_flight,
                                              max_in_flight=self.settings.dispatch_max_in_flight,
                                              hold_seconds=hold_seconds(self.settings),
@@ -266,12 +269,15 @@ class DispatchReleaser:
         conn.execute(f"listen {dispatch.NOTIFY_CHANNEL}")
         log.info("dispatch releaser active: pushing to %s", self.settings.dispatch_url)
         while not self.stop.is_set():
-            while self.release_batch() and not self.stop.is_set():
+            # A full batch means more may be due at once; a smaller one means the queue or the cap is exhausted.
+            while self.release_batch() == self.settings.dispatch_max_in_flight and not self.stop.is_set():
                 pass
             deadline = time.monotonic() + self.seconds_until_due()
             while not self.stop.is_set() and (left := deadline - time.monotonic()) > 0:
                 # Short waits keep SIGTERM responsive; any notification means "look again".
                 if any(True for _ in conn.notifies(timeout=min(left, 1.0), stop_after=1)):
+                    for _ in conn.notifies(timeout=0):  # the ones that arrived meanwhile: one look serves them all
+                        pass
                     break
 
     def run(self) -> None:

@@ -82,8 +82,9 @@ def apply_webhook_event(self, event_id: str) -> str:
             leader_state = outcome.state
         if not outcome.changed:
             continue  # already final: the delivery that finished it logged and counted it
-        log.info("webhook event %s: %s%s", outcome.event_id, outcome.state,
-                 f" ({outcome.reason})" if outcome.reason else "")
+        # A rejection changed nothing the sender expected: a warning, so it stands out (the console lists them too).
+        log.log(logging.WARNING if outcome.state == "rejected" else logging.INFO, "webhook event %s: %s%s",
+                outcome.event_id, outcome.state, f" ({outcome.reason})" if outcome.reason else "")
         record_webhook_outcome(engine, outcome.event_id, outcome.state)  # metrics: final inbox state, late events
     return leader_state
 

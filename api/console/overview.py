@@ -1,6 +1,6 @@
-"""What the overview shows, read when asked: the durable tables (inbox events per minute, lag, rejected counts), the
-existing probes (Celery queue depth, a Celery ping of the workers, the relay's lock) and this host's API processes'
-realtime gauge. Each part is read on its own, so one unreachable part shows as such and the rest still renders.
+"""What the overview shows, read when asked: the durable tables (inbox events per minute, lag, rejected counts, the
+dispatch queue), the existing probes (Celery queue depth, a Celery ping of the workers, the relay's lock) and this
+host's API processes' realtime gauge. Each part is read on its own, so one unreachable part shows as such and the rest still renders.
 
 History that no table keeps (queue depth, lags) is sampled into a short Redis list at most once a minute while
 someone watches the overview; the events-per-minute charts come from the inbox itself and are always complete.
@@ -19,6 +19,7 @@ from api.console.charts import Point, bar_chart
 from api.services import Services
 from broker.celery_app import celery_queue_depth
 from db import console as console_db
+from db.dispatch import dispatch_health
 from db.health import pipeline_lag
 from db.uow import Caller, unit_of_work
 from observability.metrics import process_registry
@@ -93,6 +94,8 @@ def collect_overview(services: Services) -> Overview:
             values.update(pipeline_lag(uow))
             values.update({f"events_24h_{k}": v for k, v in console_db.inbox_totals(uow=uow).items()})
             values["relay_active"] = console_db.relay_active(uow=uow)
+            values.update(dispatch_health(uow=uow))
+            values["dispatch_mode"] = services.settings.dispatch_mode
             per_minute = console_db.events_per_minute(uow=uow, minutes=SAMPLE_MINUTES)
         labels = [row["minute"].strftime("%H:%M") for row in per_minute]
         for series, css in (("received", "received"), ("applied", "applied"), ("rejected", "rejected")):

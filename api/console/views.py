@@ -26,6 +26,7 @@ from api.identity import forget_session
 from api.services import services
 from broker.tasks import enqueue_webhook_event
 from db import console as console_db
+from db.dispatch import dispatch_health
 from db.uow import Caller, unit_of_work
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,10 @@ NOTICES = {
     "unchanged": "Nothing changed: the user was already in that state.",
     "cancelled": "Job cancelled: its reservation is released and nothing is charged.",
     "not_cancelled": "Nothing to cancel: the job had already finished.",
+    "dispatch_due_now": "The job is due now: dispatch sends (or lets a worker claim) it at once, with a fresh retry budget.",
+    "dispatch_resubmitted": "The failed job was submitted again as a new job of the same user (it reserves credits).",
+    "dispatch_not_retryable": "Nothing to retry: the job is not waiting for a retry and did not fail in dispatch.",
+    "dispatch_enabled": "Dispatch is enabled and its circuit closed: queued jobs resume.",
 }
 REFUSAL_STATUS = {"insufficient_credits": 409, "not_operator": 403, "user_not_found": 404,
                   "event_not_found": 404, "result_not_found": 404}
@@ -132,6 +137,7 @@ def _template_globals() -> dict[str, Any]:
         return cookies.csrf_token(services().settings, session_id) if session_id else ""
 
     return {"csrf_token": csrf_token, "operator": g.get("operator"), "fmt_time": _fmt_time,
+            "dispatch_mode": services().settings.dispatch_mode,
             "notice": NOTICES.get(request.args.get("notice", ""), "").format(
                 count=_int_arg("count", 0, minimum=0))}
 
@@ -419,8 +425,11 @@ def jobs_page():
         results = console_db.list_results(uow=uow, status=status, user_id=user_id)
         counts = console_db.result_counts(uow=uow, user_id=user_id)
         stuck = console_db.stuck_results(uow=uow, older_than_seconds=stuck_after)
+        failed = console_db.failed_dispatches(uow=uow)
+        dispatch = dispatch_health(uow=uow)
     return render_template("console/jobs.html", results=results, counts=counts, stuck=stuck, status=status,
-                           user_field=user_field, statuses=console_db.RESULT_STATUSES, stuck_after=stuck_after)
+                           user_field=user_field, statuses=console_db.RESULT_STATUSES, stuck_after=stuck_after,
+                           failed=failed, dispatch=dispatch)
 
 
 @bp.post("/jobs/<uuid:result_id>/cancel")
@@ -433,6 +442,28 @@ def cancel_job(result_id: uuid.UUID):
     except DBAPIError as exc:
         raise _refused(exc) from exc
     return redirect(url_for("console.jobs_page", notice="cancelled" if cancelled else "not_cancelled"), code=303)
+
+
+@bp.post("/jobs/<uuid:result_id>/retry-dispatch")
+def retry_dispatch(result_id: uuid.UUID):
+    try:
+        with _service_uow() as uow:
+            retry = console_db.retry_dispatch(uow=uow, operator_id=g.operator.user_id, result_id=str(result_id))
+    except DBAPIError as exc:
+        raise _refused(exc) from exc
+    notice = {"due_now": "dispatch_due_now", "resubmitted": "dispatch_resubmitted"}.get(retry.action,
+                                                                                      "dispatch_not_retryable")
+    return redirect(url_for("console.jobs_page", notice=notice), code=303)
+
+
+@bp.post("/dispatch/enable")
+def enable_dispatch():
+    try:
+        with _service_uow() as uow:
+            console_db.reenable_dispatch(uow=uow, operator_id=g.operator.user_id)
+    except DBAPIError as exc:
+        raise _refused(exc) from exc
+    return redirect(url_for("console.jobs_page", notice="dispatch_enabled"), code=303)
 
 
 # --- users ----------------------------------------------------------------------------------------------------

@@ -41,7 +41,17 @@ class JobSignal:
         self.generation = 0
         self.waiters = 0
         self.listening = threading.Event()
+        self.closed = threading.Event()
         threading.Thread(target=self._listen, name="dispatch-signal", daemon=True).start()
+
+    def close(self) -> None:
+        """Stop listening: for an app torn down in-process, e.g. in tests. A NOTIFY wakes the listener to see it."""
+        self.closed.set()
+        try:
+            with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5) as conn:
+                conn.execute(f"notify {dispatch.NOTIFY_CHANNEL}")
+        except psycopg.Error:
+            pass  # the database is gone: so is the listener's connection
 
     def _bump(self) -> None:
         with self.condition:
@@ -49,19 +59,24 @@ class JobSignal:
             self.condition.notify_all()
 
     def _listen(self) -> None:
-        while True:
+        while not self.closed.is_set():
             try:
                 with psycopg.connect(self.conninfo, autocommit=True, application_name="segbase-dispatch-signal",
                                      connect_timeout=5) as conn:
                     conn.execute(f"listen {dispatch.NOTIFY_CHANNEL}")
                     self.listening.set()
                     self._bump()  # (re)connected: whatever was notified meanwhile is looked at again
+                    # Unbounded: psycopg waits for it cooperatively under gevent (a bounded wait would not).
                     for _ in conn.notifies():
+                        if self.closed.is_set():
+                            return
                         self._bump()
             except psycopg.Error as exc:
                 self.listening.clear()
+                if self.closed.is_set():
+                    return
                 log.warning("dispatch listener lost its connection (%s); reconnecting", type(exc).__name__)
-                threading.Event().wait(LISTEN_RETRY_SECONDS)
+                self.closed.wait(LISTEN_RETRY_SECONDS)
 
     @contextmanager
     def waiting(self) -> Iterator[None]:

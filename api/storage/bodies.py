@@ -25,7 +25,7 @@ from werkzeug.http import parse_options_header
 from db.storage.errors import ErrorCode, StorageError, invalid_request
 from db.storage.store import UploadBody
 
-READ_CHUNK_BYTES = 1024 * 1024
+READ_CHUNK_BYTES = 4 * 1024 * 1024  # one read of an upload body (what an upload holds in memory, twice at most)
 MAX_FIELD_BYTES = 1024 * 1024  # user metadata above 1 MiB is refused upstream too (MAX_CUSTOM_METADATA_SIZE)
 MAX_FIELDS = 10  # upstream's multipart limit
 MULTIPART_OVERHEAD_BYTES = MAX_FIELD_BYTES + 64 * 1024  # what a multipart body may add around the file

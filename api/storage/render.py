@@ -91,11 +91,19 @@ def spec_from_claim(claim: str, accept: str) -> RenderSpec:
 
 
 def render_image(data: bytes, spec: RenderSpec, max_pixels: int) -> tuple[bytes, str]:
-    """Decode, transform and encode one image (runs on a pool thread)."""
+    """Decode, transform and encode one image (runs on a pool thread); a file Pillow cannot decode (truncated,
+    corrupt, not an image) is the client's 422, never a 500."""
     try:
-        image = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError):
-        raise StorageError(422, ErrorCode.INVALID_REQUEST, "the object is not an image segbase can transform") from None
+        return _render(data, spec, max_pixels)
+    except StorageError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+        raise StorageError(422, ErrorCode.INVALID_REQUEST,
+                           "the object is not an image segbase can transform") from None
+
+
+def _render(data: bytes, spec: RenderSpec, max_pixels: int) -> tuple[bytes, str]:
+    image = Image.open(io.BytesIO(data))
     if image.width * image.height > max_pixels:
         raise StorageError(413, ErrorCode.ENTITY_TOO_LARGE,
                            f"the image has {image.width}x{image.height} pixels; at most {max_pixels} are transformed")

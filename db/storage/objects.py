@@ -122,7 +122,7 @@ def list_buckets(uow: UnitOfWork, *, limit: int | None = None, offset: int = 0, 
                     "or name ilike '%%' || %(search)s || '%%') order by {column} {order}, id "
                     "limit %(limit)s offset %(offset)s").format(
         columns=sql.SQL(BUCKET_COLUMNS), column=sql.Identifier(column), order=order)
-    cursor = _cursor(uow)
+    cursor = uow.driver_cursor()
     cursor.execute(query, {"search": _like_literal(search) if search else None, "limit": limit, "offset": offset})
     names = [d.name for d in cursor.description]
     return [_bucket(_Row(dict(zip(names, values)))) for values in cursor.fetchall()]
@@ -143,7 +143,7 @@ def update_bucket(uow: UnitOfWork, bucket_id: str, changes: dict[str, Any]) -> b
     assignments = sql.SQL(", ").join(
         [sql.SQL("{} = {}").format(sql.Identifier(key), sql.Placeholder(key)) for key in allowed]
         + [sql.SQL("updated_at = now()")])
-    cursor = _cursor(uow)
+    cursor = uow.driver_cursor()
     cursor.execute(sql.SQL("update storage.buckets set {} where id = %(bucket_id)s returning id").format(assignments),
                    {**allowed, "bucket_id": bucket_id})
     return cursor.fetchone() is not None
@@ -175,12 +175,12 @@ def find_object(uow: UnitOfWork, bucket_id: str, name: str, *, for_update: bool 
 def upload_precheck(uow: UnitOfWork, *, bucket_id: str, name: str, owner: str | None, upsert: bool) -> None:
     """Ask PostgreSQL whether the caller may create (or, with upsert, replace) this object, before any byte is
     streamed: the insert runs in a savepoint that is always rolled back (Supabase's `canUpload`)."""
-    savepoint = uow.connection.begin_nested()
+    uow.execute("savepoint upload_precheck")
     try:
         _write_row(uow, bucket_id=bucket_id, name=name, version=None, owner=owner, metadata={},
                    user_metadata=None, upsert=upsert)
     finally:
-        savepoint.rollback()
+        uow.execute("rollback to savepoint upload_precheck")
 
 
 def _write_row(uow: UnitOfWork, *, bucket_id: str, name: str, version: str | None, owner: str | None,
@@ -282,8 +282,3 @@ def _like_literal(text: str) -> str:
 class _Row:
     def __init__(self, mapping: dict[str, Any]) -> None:
         self._mapping = mapping
-
-
-def _cursor(uow: UnitOfWork):
-    """psycopg's own cursor on the unit of work's connection, for statements composed with psycopg.sql."""
-    return uow.connection.connection.driver_connection.cursor()

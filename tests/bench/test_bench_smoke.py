@@ -71,3 +71,9 @@ def test_dispatch_delivers_every_job_and_leases_each_once(report) -> None:
     assert push["segbase"]["p99_ms"] > 0
     for run in result["claim"]["runs"]:
         assert run["claimed_http"] == run["claimed_sql"] == run["jobs"] and run["unique_http"]
+
+
+def test_storage_moves_the_file_and_measures_cp_beside_it(report) -> None:
+    result = report["results"]["storage"]
+    assert result["upload_mb_per_s"] > 0 and result["download_mb_per_s"] > 0 and result["cp_mb_per_s"] > 0
+    assert "7. Storage upload" in render(report)

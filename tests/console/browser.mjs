@@ -16,7 +16,9 @@ const TIMEOUT = Number(env.CONSOLE_TIMEOUT_MS || "60000");
 const LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"];
 
 let step = 0;
+let stepShots = true; // off for the docs scenario, which names its own screenshots
 async function snap(page, name) {
+  if (!stepShots) return;
   step += 1;
   mkdirSync(ARTIFACTS, { recursive: true });
   await page.screenshot({ path: path.join(ARTIFACTS, `${String(step).padStart(2, "0")}-${name}.png`), fullPage: true });
@@ -123,6 +125,9 @@ const scenarios = {
 
   // The screenshots docs/CONSOLE.md shows (CONSOLE_ARTIFACTS = docs/console).
   async docs(page) {
+    stepShots = false;
+    await page.goto(`${BASE}/console/login`);
+    await page.screenshot({ path: path.join(ARTIFACTS, "sign-in.png"), fullPage: false });
     await signIn(page, env.CONSOLE_EMAIL, env.CONSOLE_PASSWORD);
     const pages = [["overview", "/console/overview"], ["inbox", "/console/inbox?state=rejected&window=all"],
       ["event", `/console/inbox/${env.CONSOLE_EVENT_ID}`], ["jobs", "/console/jobs"],

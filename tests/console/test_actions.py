@@ -13,7 +13,8 @@ from db.uow import Caller, unit_of_work
 from tests.support.console import audit_rows, make_operator
 from tests.support.db import sqlstate, user_caller
 from tests.support.factories import create_user
-from tests.support.pipeline import submit_results
+from tests.support.pipeline import stop_all, submit_results
+from tests.support.processes import SegbaseProcess, wait_for
 
 
 def service(engine):
@@ -189,6 +190,9 @@ def test_cancel_finishes_an_unfinished_result_and_releases_its_reservation(setti
     status, error = owner_conn.execute("select status::text, metadata ->> 'error' from public.segmentation_results "
                                        "where id = %s", (result_id,)).fetchone()
     assert (status, error) == ("error", "cancelled")
+    # Through dispatch's own cancel: the job is finished as cancelled, so no attempt or lease starts after it.
+    assert owner_conn.execute("select state, outcome from internal.dispatch_jobs where result_id = %s",
+                              (result_id,)).fetchone() == ("finished", "cancelled")
     assert summary["reserved"] == 0 and summary["credits"] == 3  # nothing charged
     assert [row["action"] for row in audit_rows(owner_conn, result_id)] == ["result.cancel"]
 
@@ -231,3 +235,70 @@ def test_the_audit_log_is_append_only_even_for_the_owner(settings, engine, owner
     with service(engine) as uow, pytest.raises(DBAPIError) as raised:
         uow.execute("insert into internal.operator_audit (actor, action, target_kind) values ('cli', 'forged', 'x')")
     assert sqlstate(raised.value) == "42501"
+
+
+def test_retrying_a_failed_dispatch_resubmits_the_job_and_is_audited(settings, engine, owner_conn, operator):
+    user = create_user(settings, credits=5)
+    [result_id] = submit_results(engine, user, 1)
+    owner_conn.execute("select internal.fail_dispatch_job(%s, 'dispatch_failed', 'HTTP 500 from the backend')",
+                       (result_id,))
+    with service(engine) as uow:
+        [failed] = [row for row in console_db.failed_dispatches(uow=uow) if row["id"] == result_id]
+        assert failed["dispatch_retryable"] and failed["dispatch_error"] == "HTTP 500 from the backend"
+        retry = console_db.retry_dispatch(uow=uow, operator_id=operator.id, result_id=result_id)
+    assert retry.action == "resubmitted" and retry.job_id != result_id
+    owner, status, retry_of = owner_conn.execute(
+        "select user_id::text, status::text, metadata ->> 'retry_of' from public.segmentation_results where id = %s",
+        (retry.job_id,)).fetchone()
+    assert (owner, status, retry_of) == (user.id, "pending", result_id)
+    [audit] = audit_rows(owner_conn, result_id)
+    assert audit["action"] == "dispatch.retry" and audit["after"]["job_id"] == retry.job_id
+
+
+def test_a_job_waiting_for_its_next_attempt_becomes_due_now(settings, engine, owner_conn, operator):
+    user = create_user(settings, credits=5)
+    [result_id] = submit_results(engine, user, 1)
+    owner_conn.execute("update internal.dispatch_jobs set due_at = now() + interval '1 hour', attempts = 3 "
+                       "where result_id = %s", (result_id,))
+    with service(engine) as uow:
+        retry = console_db.retry_dispatch(uow=uow, operator_id=operator.id, result_id=result_id)
+    assert (retry.action, retry.job_id) == ("due_now", result_id)
+    due_now, attempts = owner_conn.execute("select due_at <= clock_timestamp(), attempts from internal.dispatch_jobs "
+                                           "where result_id = %s", (result_id,)).fetchone()
+    assert due_now and attempts == 0
+
+
+def test_a_finished_job_is_not_retried_and_nothing_is_audited(settings, engine, owner_conn, operator):
+    user = create_user(settings, credits=5)
+    [result_id] = submit_results(engine, user, 1)
+    with service(engine) as uow:
+        console_db.cancel_result(uow=uow, operator_id=operator.id, result_id=result_id, reason="x")
+    with service(engine) as uow:
+        assert console_db.retry_dispatch(uow=uow, operator_id=operator.id, result_id=result_id).action == \
+            "not_retryable"
+    assert [row["action"] for row in audit_rows(owner_conn, result_id)] == ["result.cancel"]
+
+
+def test_reenabling_dispatch_is_audited_with_the_endpoints_earlier_state(settings, engine, owner_conn, operator):
+    owner_conn.execute("update internal.dispatch_endpoint set enabled = false, disabled_at = now(), "
+                       "disabled_reason = '410 Gone from the backend'")
+    with service(engine) as uow:
+        assert console_db.reenable_dispatch(uow=uow, operator_id=operator.id)
+    assert owner_conn.execute("select enabled from internal.dispatch_endpoint").fetchone()[0] is True
+    audit = owner_conn.execute("select before, after from internal.operator_audit where action = 'dispatch.enable' "
+                               "order by id desc limit 1").fetchone()
+    assert audit[0]["enabled"] is False and audit[0]["disabled_reason"] == "410 Gone from the backend"
+    assert audit[1] == {"enabled": True}
+
+
+def test_the_overview_sees_a_running_relay(settings, engine):
+    """The console tells a live relay by its lock connection (workers/relay.py names it segbase-relay-lock)."""
+    relay = SegbaseProcess(settings, "relay", name="console-relay").start()
+    try:
+        def active() -> bool:
+            with service(engine) as uow:
+                return console_db.relay_active(uow=uow)
+
+        wait_for(active, timeout=60, interval=0.2, message="the console to see the relay")
+    finally:
+        stop_all(relay)

@@ -226,3 +226,21 @@ def test_the_console_can_be_turned_off(settings):
     finally:
         api.stop()
     assert response.status_code == 404
+
+
+def test_the_jobs_page_retries_a_failed_dispatch_and_reenables_dispatch(settings, engine, signed_in, owner_conn):
+    user = create_user(settings, credits=5)
+    [result_id] = submit_results(engine, user, 1)
+    owner_conn.execute("select internal.fail_dispatch_job(%s, 'dispatch_failed', 'HTTP 503 three times')",
+                       (result_id,))
+    owner_conn.execute("update internal.dispatch_endpoint set enabled = false, disabled_reason = '410 Gone'")
+    page = signed_in.get("/console/jobs")
+    assert "HTTP 503 three times" in page.text and f'aria-label="Retry dispatch of job {result_id}"' in page.text
+    assert "410 Gone" in page.text and ">Re-enable dispatch</button>" in page.text
+    retried = signed_in.post_form("/console/jobs", f"/console/jobs/{result_id}/retry-dispatch")
+    assert retried.status_code == 303 and "notice=dispatch_resubmitted" in retried.headers["location"]
+    enabled = signed_in.post_form("/console/jobs", "/console/dispatch/enable")
+    assert enabled.status_code == 303 and "notice=dispatch_enabled" in enabled.headers["location"]
+    assert ">Re-enable dispatch</button>" not in signed_in.get("/console/jobs").text
+    assert owner_conn.execute("select count(*) from public.segmentation_results where metadata ->> 'retry_of' = %s",
+                              (result_id,)).fetchone()[0] == 1

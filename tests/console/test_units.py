@@ -40,8 +40,8 @@ def test_only_console_paths_are_followed_after_sign_in(value, expected):
 def test_in_prod_the_cookie_is_host_bound_and_secure():
     settings = make_test_settings("postgresql://unused/none", "tunits", env="prod",
                                   jwt_secret="a" * 40, db_authenticator_password="not-the-dev-one",
-                                  webhook_api_keys=["a-real-key"], metrics_token="m" * 24,
-                                  auth_site_url="https://app.example")
+                                  webhook_api_keys=["a-real-key"], metrics_token="a-metrics-token",
+                                  auth_site_url="https://app.example.com")
     app = Flask(__name__)
     with app.test_request_context():
         response = Response()

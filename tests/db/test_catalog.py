@@ -23,6 +23,9 @@ ALLOWED_FUNCTIONS = {
     # the data API's RPCs (20261124005000_rest_rpc_functions.sql): security invoker, the caller's own rows only
     ("authenticated", "public.my_credit_summary()"),
     ("authenticated", "public.count_my_results(status segmentation_status)"),
+} | {
+    # Supabase Storage's policy helpers (db/bootstrap/30_storage.sql): immutable string functions
+    (role, f"storage.{name}(name text)") for role in CLIENT_ROLES for name in ("foldername", "filename", "extension")
 }
 
 PUBLIC_TABLES = ("public.users_profile", "public.projects", "public.segmentation_results", "public.usage_logs",
@@ -40,9 +43,13 @@ ALLOWED_TABLE_PRIVILEGES = (
         ("authenticated", "public.segmentation_results", "UPDATE(project_id)"),
         ("authenticated", "public.segmentation_results", "DELETE"),
     }
+    # Supabase Storage's tables, as on Supabase: RLS on storage.* decides which rows (/storage/v1 runs as the caller)
+    | {(role, f"storage.{table}", privilege) for role in CLIENT_ROLES for table in ("buckets", "objects")
+       for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE")}
 )
 
-ALLOWED_SCHEMA_USAGE = {(role, schema) for role in CLIENT_ROLES for schema in ("public", "auth", "extensions")}
+ALLOWED_SCHEMA_USAGE = {(role, schema) for role in CLIENT_ROLES
+                        for schema in ("public", "auth", "extensions", "storage")}
 
 
 def test_every_public_table_has_rls_enabled_and_policies(owner_conn) -> None:

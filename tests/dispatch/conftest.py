@@ -13,7 +13,7 @@ from db.engine import create_app_engine
 from db.urls import libpq_url
 from schemas.settings import Settings
 from tests.support.database import create_database, drop_database, make_test_settings, migrate_serialised
-from tests.support.processes import ApiProcess
+from tests.support.processes import ApiProcess, free_port
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +21,10 @@ def dispatch_settings(run_id: str) -> Iterator[Settings]:
     """Settings on the dispatch tests' own database (pull mode; push tests derive their own settings)."""
     name = f"segbase_t_{run_id}_dispatch"
     url = create_database(name)
-    test_settings = make_test_settings(url, f"t{run_id}d", dispatch_mode="pull")
+    # The API's port is chosen now, so the URLs segbase signs (API_EXTERNAL_URL) name the live `dispatch_api`; the
+    # API is plain http on loopback, so result URLs may be http.
+    test_settings = make_test_settings(url, f"t{run_id}d", dispatch_mode="pull", api_port=free_port(),
+                                       result_url_allow_http=True)
     migrate_serialised(test_settings)
     yield test_settings
     drop_database(name)
@@ -54,6 +57,6 @@ def empty_queue(dispatch_settings: Settings) -> None:
 @pytest.fixture(scope="session")
 def dispatch_api(dispatch_settings: Settings) -> Iterator[ApiProcess]:
     """A live `segbase api` on the dispatch database, in pull mode."""
-    server = ApiProcess(dispatch_settings).start()
+    server = ApiProcess(dispatch_settings, port=dispatch_settings.api_port).start()
     yield server
     server.stop()

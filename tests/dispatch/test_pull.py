@@ -3,6 +3,8 @@ refusals, the app in process), concurrent pull workers, a worker that dies holdi
 notification, and the backend's webhooks finishing the job as before."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,11 +15,11 @@ import pytest
 import api
 from schemas.settings import Settings
 from tests.support.database import make_test_settings
-from tests.support.dispatch import job, reserved, result, submit
+from tests.support.dispatch import job, processes, reserved, result, submit
 from tests.support.factories import create_user
 from tests.support.metrics import metric
-from tests.support.pipeline import event_body, post_event, start_worker
-from tests.support.processes import wait_for
+from tests.support.pipeline import event_body, post_event
+from tests.support.processes import ROOT, wait_for
 
 KEY = {"X-API-Key": "test-webhook-key"}
 
@@ -35,9 +37,8 @@ def http() -> Iterator[httpx.Client]:
 @pytest.fixture(scope="module")
 def webhook_worker(dispatch_settings: Settings):
     """A worker applying process-webhook events on the dispatch database."""
-    worker = start_worker(dispatch_settings, "dispatch-webhook-worker", concurrency=1)
-    yield worker
-    worker.stop()
+    with processes() as running:
+        yield running.worker(dispatch_settings, "dispatch-webhook-worker", concurrency=1)
 
 
 def test_claim_returns_leased_jobs_in_the_push_shape(dispatch_settings, dispatch_engine, dispatch_api, http, db):
@@ -179,6 +180,8 @@ def app_client(dispatch_settings: Settings):
                                   dispatch_max_waiters=1)
     app = api.create_app(settings)
     yield app
+    if app.extensions["segbase"].dispatch_signal is not None:
+        app.extensions["segbase"].dispatch_signal.close()
     app.extensions["segbase"].engine.dispose()
 
 
@@ -231,3 +234,14 @@ def test_long_polls_beyond_the_limit_are_429(app_client):
                                          headers=KEY).status_code == 200
     waiter.join(timeout=30)
     assert first["response"].status_code == 200
+
+
+def test_the_api_master_leaves_psycopg_to_its_gevent_workers():
+    """psycopg picks its wait function when first imported: imported by `segbase api`'s gunicorn master (before the
+    workers fork and gevent patches them) it would block a whole worker on every query, and freeze it while a
+    claim-jobs long-poll waits for a notification."""
+    code = ("import sys, segbase.cli, segbase.preflight, segbase.server\n"
+            "from segbase.preflight import port_problem\n"
+            "print('psycopg' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr

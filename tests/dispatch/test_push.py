@@ -19,11 +19,10 @@ from tests.support.dispatch import (
     reserved,
     result,
     run_cli,
-    start_relay,
+    processes,
     submit,
 )
 from tests.support.factories import create_user
-from tests.support.pipeline import start_worker, stop_all
 from tests.support.metrics import metric
 from tests.support.processes import wait_for
 from tests.support.receiver import Receiver, Reply, always, fail_first
@@ -41,10 +40,10 @@ def receiver() -> Iterator[Receiver]:
 def push(dispatch_settings: Settings, receiver: Receiver) -> Iterator[Settings]:
     """A releaser and a worker pushing to `receiver`, shared by the tests of this module."""
     settings = push_settings(dispatch_settings, receiver, "p")
-    worker = start_worker(settings, "push-worker", concurrency=4)
-    relay = start_relay(settings)
-    yield settings
-    stop_all(relay, worker)
+    with processes() as running:
+        running.worker(settings, "push-worker", concurrency=4)
+        running.relay(settings)
+        yield settings
 
 
 @pytest.fixture(autouse=True)

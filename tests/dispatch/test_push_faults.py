@@ -6,9 +6,8 @@ import threading
 
 import pytest
 
-from tests.support.dispatch import job, push_settings, start_relay, submit
+from tests.support.dispatch import job, processes, push_settings, submit
 from tests.support.factories import create_user
-from tests.support.pipeline import start_worker, stop_all
 from tests.support.processes import wait_for
 from tests.support.receiver import Receiver, Reply
 from workers.dispatch import webhook_id
@@ -21,22 +20,19 @@ def test_kill_9_of_the_delivering_worker_loses_no_job(dispatch_settings, dispatc
     hold = threading.Event()
     receiver = Receiver(lambda request, index: Reply(200, hold=hold) if index == 0 else Reply(200)).start()
     settings = push_settings(dispatch_settings, receiver, "k", dispatch_timeout_seconds=1)
-    worker = start_worker(settings, "doomed-worker", concurrency=1)
-    relay = start_relay(settings, "relay-k")
     try:
-        user = create_user(settings, credits=5)
-        [job_id] = submit(dispatch_engine, user)
-        receiver.wait_for_requests(1, job_id)
-        worker.kill()  # SIGKILL while the request is open
-        hold.set()
-        assert job(db, job_id).state == "sending"
-        successor = start_worker(settings, "successor-worker", concurrency=1)
-        try:
+        with processes() as running:
+            worker = running.worker(settings, "doomed-worker", concurrency=1)
+            running.relay(settings, "relay-k")
+            user = create_user(settings, credits=5)
+            [job_id] = submit(dispatch_engine, user)
+            receiver.wait_for_requests(1, job_id)
+            worker.kill()  # SIGKILL while the request is open
+            hold.set()
+            assert job(db, job_id).state == "sending"
+            running.worker(settings, "successor-worker", concurrency=1)
             first, second = receiver.wait_for_requests(2, job_id, timeout=90)
             assert first.webhook_id == second.webhook_id == webhook_id(job_id)
             wait_for(lambda: job(db, job_id).state == "delivered", timeout=60, message="the job to be delivered")
-        finally:
-            successor.stop()
     finally:
-        stop_all(relay, worker)
         receiver.stop()

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from segbase.preflight import port_problem
+from segbase.ports import port_problem
 from tests.first_hour.test_status import segbase
 from tests.support.processes import ROOT, free_port
 
@@ -47,3 +47,14 @@ def test_make_runs_preflight_names_the_taken_port(settings, taken_port):
     done = subprocess.run([sys.executable, "-m", "segbase.preflight"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 1 and f"port {taken_port}" in done.stderr
+
+
+def test_the_apis_port_check_does_not_import_psycopg_into_gunicorns_master():
+    """psycopg picks how to wait when first imported: in the master, before gevent patches the workers, it would make
+    every request block the event loop."""
+    probe = ("import sys; from schemas.settings import Settings; from segbase.cli import port_taken; "
+             "port_taken(Settings(_env_file=None), 0); print('psycopg' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={key: value for key, value in os.environ.items() if not key.startswith("SEGBASE_")})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -94,8 +94,8 @@ def test_the_older_json_keys_stay(settings):
 def test_prod_hides_secrets(settings):
     prod = make_test_settings(settings.database_url, settings.instance_id, env="prod", jwt_secret="p" * 40,
                               db_authenticator_password="a-production-password", webhook_api_keys=["a-real-key"],
-                              api_external_url=stopped(settings).public_url, metrics_token="m" * 24,
-                              auth_site_url="https://app.example")
+                              metrics_token="a-metrics-token", auth_site_url="https://app.example.com",
+                              api_external_url=stopped(settings).public_url)
     values = json.loads(segbase(prod, "status", "-o", "json").stdout)
     for name in ("SERVICE_ROLE_KEY", "JWT_SECRET", "DB_URL", "WEBHOOK_API_KEY", "REDIS_URL"):
         assert values[name].startswith("<hidden")

@@ -21,7 +21,7 @@ try {
     const result = { download: false };
     page.on('download', () => { result.download = true; });
     try {
-      const response = await page.goto(url, { waitUntil: 'load', timeout: 20000 });
+      const response = await page.goto(url, { waitUntil: 'load', timeout: 90000 });
       result.status = response.status();
       result.contentType = response.headers()['content-type'];
       result.csp = response.headers()['content-security-policy'];

@@ -44,6 +44,7 @@ def test_stored_files_cannot_run_script_in_a_browser(raw, api_server, alice) -> 
         assert result["framedScriptRan"] is False, (label, result)
         if result.get("download") or "download" in result.get("error", "").lower():
             continue  # SVG: an attachment, never rendered on our origin
+        assert "error" not in result, (label, result)
         assert result["csp"] == "default-src 'none'; sandbox", (label, result)
         assert result["nosniff"] == "nosniff", (label, result)
     for label in ("html", "xhtml", "xml", "html_signed"):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from db.uow import unit_of_work
 from schemas.settings import Settings
 from tests.support.database import make_test_settings
 from tests.support.factories import TestUser
-from tests.support.pipeline import user_caller
+from tests.support.pipeline import stop_all, user_caller
 from tests.support.processes import ROOT, SegbaseProcess, wait_for
 from tests.support.receiver import Receiver
 
@@ -85,7 +87,8 @@ TIMEOUT_SECONDS = 2.0  # DISPATCH_TIMEOUT_SECONDS of the push tests
 
 
 def push_settings(base: Settings, receiver: Receiver, suffix: str, **overrides) -> Settings:
-    values = dict(dispatch_mode="push", dispatch_url=receiver.url, dispatch_signing_secret=SECRET,
+    values = dict(api_port=base.api_port, result_url_allow_http=base.result_url_allow_http,
+                  dispatch_mode="push", dispatch_url=receiver.url, dispatch_signing_secret=SECRET,
                   dispatch_timeout_seconds=TIMEOUT_SECONDS, dispatch_retry_schedule="0,0.3,0.3,0.3,0.3",
                   dispatch_retry_jitter=0, dispatch_circuit_failure_threshold=3, dispatch_circuit_open_seconds=1,
                   dispatch_circuit_max_open_seconds=2, dispatch_max_in_flight=4)
@@ -93,12 +96,42 @@ def push_settings(base: Settings, receiver: Receiver, suffix: str, **overrides) 
     return make_test_settings(base.database_url, f"{base.instance_id}{suffix}", **values)
 
 
-def start_relay(settings: Settings, name: str = "relay") -> SegbaseProcess:
-    relay = SegbaseProcess(settings, "relay", name=name).start()
-    wait_for(lambda: "dispatch releaser active" in relay.log_text() or not relay.alive(), timeout=60,
-             message="the dispatch releaser to start")
-    assert relay.alive(), relay.log_text()
-    return relay
+class Processes:
+    """The processes a test starts, each registered before it is waited for, so that `stop()` ends every one of
+    them however the test ends — a start that times out included."""
+
+    def __init__(self) -> None:
+        self.started: list[SegbaseProcess] = []
+
+    def start(self, settings: Settings, command: str, *args: str, name: str | None = None,
+              ready: str | None = None) -> SegbaseProcess:
+        process = SegbaseProcess(settings, command, *args, name=name).start()
+        self.started.append(process)
+        if ready is not None:
+            wait_for(lambda: ready in process.log_text() or not process.alive(), timeout=90,
+                     message=f"{name or command} to log {ready!r}")
+            assert process.alive(), process.log_text()
+        return process
+
+    def worker(self, settings: Settings, name: str, concurrency: int = 2) -> SegbaseProcess:
+        return self.start(settings, "worker", "--concurrency", str(concurrency), name=name, ready=" ready.")
+
+    def relay(self, settings: Settings, name: str = "relay") -> SegbaseProcess:
+        """A `segbase relay` whose dispatch releaser is active (push settings)."""
+        return self.start(settings, "relay", name=name, ready="dispatch releaser active")
+
+    def stop(self) -> None:
+        stop_all(*reversed(self.started))
+        self.started.clear()
+
+
+@contextmanager
+def processes() -> Iterator[Processes]:
+    running = Processes()
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess:

@@ -69,12 +69,14 @@ class MotoServer:
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
         def up() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"moto server exited with {self.proc.returncode}")
             try:
-                return httpx.get(f"{self.url}/moto-api/", timeout=1).status_code < 500
+                return httpx.get(f"{self.url}/moto-api/", timeout=2).status_code < 500
             except httpx.HTTPError:
                 return False
 
-        wait_for(up, timeout=60, message="moto server to start")
+        wait_for(up, timeout=180, interval=0.2, message="moto server to start (a loaded machine imports slowly)")
         return self
 
     def stop(self) -> None:
