@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 from flask import Flask, Response, current_app, g, jsonify, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
@@ -92,6 +93,23 @@ def validation_error(exc: ValidationError) -> ApiError:
     return ApiError(f"{first['field']}: {first['message']}", status=422, code="validation_failed", fields=fields)
 
 
+def client_mistake(exc: BaseException) -> ApiError | None:
+    """An exception that only the client's input can cause, as the 400 it deserves; None for anything else.
+
+    PostgreSQL's data exceptions (SQLSTATE class 22: a value that is not valid for its type, a NUL character,
+    a number out of range — the class PostgREST also answers 400) and psycopg's own refusals of a value before it
+    is sent; text that cannot be encoded (a lone surrogate); input nested past Python's recursion limit."""
+    original = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's exception
+    if isinstance(original, psycopg.DataError) and (original.sqlstate or "22").startswith("22"):
+        primary = original.diag.message_primary if original.sqlstate else None
+        return ApiError(f"invalid input: {primary or str(original).splitlines()[0][:200]}", code="invalid_input")
+    if isinstance(original, UnicodeEncodeError):
+        return ApiError("invalid input: text is not valid Unicode (a lone surrogate)", code="invalid_input")
+    if isinstance(original, RecursionError):
+        return ApiError("invalid input: nested too deeply", code="invalid_input")
+    return None
+
+
 HttpErrorRenderer = Callable[[HTTPException], Response]
 _RENDERERS_KEY = "segbase.http_error_renderers"
 
@@ -131,6 +149,12 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
+        refused = client_mistake(exc)
+        if refused is not None:
+            # The client's input, not a fault of ours: a 400 in the surface's own shape (its handlers render it),
+            # logged without a traceback.
+            log.info("refused invalid input (request %s): %s", getattr(g, "request_id", "-"), refused.message)
+            return current_app.handle_user_exception(refused)
         error_id = uuid.uuid4().hex
         log.exception("unhandled error %s (request %s)", error_id, getattr(g, "request_id", "-"))
         return ApiError("internal error", status=500, code="internal_error", error_id=error_id).response()

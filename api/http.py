@@ -39,6 +39,7 @@ CORS_ALLOW_HEADERS = ("authorization, x-client-info, apikey, content-type, x-ret
 CORS_EXPOSE_HEADERS = ("Content-Range, X-Supabase-Api-Version, Content-Location, Preference-Applied, Retry-After, "
                        "Content-Length, Content-Disposition, ETag")
 CORS_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 def bounds_own_body(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -62,13 +63,14 @@ _SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class JsonInputError(ApiError):
+class JsonInputError(ApiError, ValueError):
     """A JSON body (or frame) segbase will not take: `problem` is `invalid_json`, `too_deep`, `nul_character` or
     `invalid_unicode`, `field` the path to the offending value (`labels.0.name`, or `body` for the whole body).
 
     Rendered in segbase's envelope as 400 (`invalid_json`, `json_too_deep`) or 422 `validation_failed` with
     `fields` (a NUL or a lone surrogate in a value: the JSON is well-formed, one field is not acceptable); the auth
-    surface renders the same status and code in GoTrue's shape, the data API in PostgREST's."""
+    surface renders the same status and code in GoTrue's shape, the data API in PostgREST's. A ValueError too, so
+    `request.get_json(silent=True)` keeps Flask's contract (None for a body it cannot take)."""
 
     def __init__(self, problem: str, field: str, message: str) -> None:
         status, code = {"invalid_json": (400, "invalid_json"), "too_deep": (400, "json_too_deep")}.get(
@@ -167,6 +169,12 @@ class BoundedRequest(Request):
     """A request whose body is refused with 413 past `max_content_length`, with or without a Content-Length (a
     route that takes larger bodies raises `request.max_content_length` before reading)."""
 
+    def on_json_loading_failed(self, e: ValueError | None) -> Any:
+        """`get_json()` refusing a body: the typed JsonInputError as it is (Flask's default is a bare 400)."""
+        if isinstance(e, JsonInputError):
+            raise e
+        return super().on_json_loading_failed(e)
+
     @cached_property
     def stream(self):  # type: ignore[override]
         limit = self.max_content_length
@@ -194,7 +202,10 @@ def init_http(app: Flask, settings: Settings) -> None:
 
     @app.before_request
     def _start() -> Response | None:
-        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        # A proxy's request id is kept for tracing when it looks like one; anything else (long, odd characters — it
+        # is echoed in a header and every log line of the request) is replaced.
+        offered = request.headers.get("X-Request-Id", "")
+        g.request_id = offered if REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
         g.started = time.perf_counter()
         if request.method == "OPTIONS" and request.path.startswith(CORS_PREFIXES):
             return Response("ok", status=200, mimetype="text/plain")

@@ -43,7 +43,7 @@ def decode(text: str | bytes, vsn: str) -> Message:
     """Parse one client frame: a JSON object (vsn 1.0.0) or a 5-element array (vsn 2.0.0)."""
     try:
         value = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested past Python's limit
         raise ProtocolError("frame is not JSON") from exc
     if vsn == VSN_ARRAYS:
         if not isinstance(value, list) or len(value) < 5:

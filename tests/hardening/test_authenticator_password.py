@@ -16,7 +16,7 @@ from db.migrate import MigrationError, migrate, rotate_authenticator_password
 from schemas.settings import Settings
 from segbase.preflight import check_authenticator_login
 from tests.support.pgcluster import OwnCluster
-from tests.support.processes import ROOT
+from tests.support.processes import ROOT, free_port
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_the_password_is_set_at_creation_kept_by_other_stacks_and_rotated_on_pur
     problem = check_authenticator_login(second)
     assert problem is not None and "DB_AUTHENTICATOR_PASSWORD" in problem
     for command in ("worker", "relay", "beat", "api"):
-        started = segbase(second, command)
+        started = segbase(second, command, *(("--port", str(free_port())) if command == "api" else ()))
         assert started.returncode == 1, (command, started.stdout, started.stderr)
         assert "DB_AUTHENTICATOR_PASSWORD" in started.stderr, (command, started.stderr)
         assert "Traceback" not in started.stderr

@@ -7,8 +7,11 @@ import json
 import uuid
 
 import pytest
+from flask import jsonify, request
 
+from api import create_app
 from api.http import JsonInputError, check_json_value, parse_json
+from tests.support.database import make_test_settings
 from tests.support.factories import create_user
 from tests.support.logs import LogWindow
 from tests.support.pipeline import event_body, post_event, submit_results
@@ -191,3 +194,39 @@ def test_every_response_says_nosniff(settings, api_server, http, anon_key) -> No
     ]
     for response in responses:
         assert response.headers.get("X-Content-Type-Options") == "nosniff", (response.request.url, response.status_code)
+
+
+# --- request.get_json() is held to the same check ---------------------------------------------------------------
+
+def test_get_json_refuses_with_the_typed_error_and_keeps_flasks_silent_contract() -> None:
+    app = create_app(make_test_settings("postgresql://postgres@127.0.0.1:5432/postgres", "tgetjson"))
+    app.add_url_rule("/probe/json", "json", lambda: jsonify(body=request.get_json()), methods=["POST"])
+    app.add_url_rule("/probe/silent", "silent", lambda: jsonify(body=request.get_json(silent=True)),
+                     methods=["POST"])
+    client = app.test_client()
+    try:
+        nul = client.post("/probe/json", data=b'{"a": {"b": "x\\u0000"}}', content_type="application/json")
+        assert nul.status_code == 422 and nul.get_json()["error"]["fields"][0]["field"] == "a.b"
+        deep = client.post("/probe/json", data=b"[" * 65 + b"]" * 65, content_type="application/json")
+        assert deep.status_code == 400 and deep.get_json()["error"]["code"] == "json_too_deep"
+        broken = client.post("/probe/json", data=b"{", content_type="application/json")
+        assert broken.status_code == 400 and broken.get_json()["error"]["code"] == "invalid_json"
+        silent = client.post("/probe/silent", data=b'"\\u0000"', content_type="application/json")
+        assert silent.status_code == 200 and silent.get_json() == {"body": None}
+        fine = client.post("/probe/json", data=b'{"a": [1, "x"]}', content_type="application/json")
+        assert fine.get_json() == {"body": {"a": [1, "x"]}}
+    finally:
+        app.extensions["segbase"].engine.dispose()
+
+
+def test_a_request_id_is_echoed_only_when_it_looks_like_one() -> None:
+    app = create_app(make_test_settings("postgresql://postgres@127.0.0.1:5432/postgres", "treqid"))
+    client = app.test_client()
+    try:
+        assert client.get("/healthz", headers={"X-Request-Id": "abc-123.4:5"}).headers["X-Request-Id"] == \
+            "abc-123.4:5"
+        for hostile in ("x" * 129, "a b", "<script>", "é"):
+            echoed = client.get("/healthz", headers={"X-Request-Id": hostile}).headers["X-Request-Id"]
+            assert echoed != hostile and len(echoed) == 32
+    finally:
+        app.extensions["segbase"].engine.dispose()
