@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     auth_site_url: str = DEV_SITE_URL  # where auth redirects land by default; must be set for ENV=prod
     auth_redirect_allow_list: CommaList = []  # more redirect_to targets, as globs (GoTrue's URI_ALLOW_LIST)
     trusted_proxies: CommaList = []
+    auth_admin_roles: CommaList = ["service_role", "supabase_admin"]  # token roles the admin API serves (GoTrue's)
+    auth_disable_signup: bool = False  # refuse new sign-ups (admin creation and invites still work)
 
     # --- credits and retention ---------------------------------------------------------------------------
     credits_per_segmentation: int = Field(1, ge=0)
@@ -171,7 +173,7 @@ class Settings(BaseSettings):
 
     @field_validator("cors_allowed_origins", "webhook_api_keys", "trusted_proxies", "webhook_mask_url_hosts",
                      "dispatch_retry_schedule", "rest_schemas",
-                     "auth_redirect_allow_list", mode="before")
+                     "auth_redirect_allow_list", "auth_admin_roles", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):

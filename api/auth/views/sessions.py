@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Response, jsonify, request
 
+from api.auth.admin import signup_disabled
 from api.auth.blueprint import auth_context, bp, limiter, request_ip, user_claims
 from api.auth.bodies import PasswordGrantBody, RefreshGrantBody, SignUpBody, parse_body
 from api.auth.errors import AuthError, ErrorCode, validation_failed
@@ -17,6 +18,8 @@ def signup():
     limits = limiter()
     limits.sign_in_ip(ip)
     body = parse_body(SignUpBody)
+    if services().settings.auth_disable_signup:  # GoTrue checks this before anything else of the body
+        raise signup_disabled()
     if body.email is None and body.phone is None:
         raise AuthError("Anonymous sign-ins are disabled", status=422, code=ErrorCode.ANONYMOUS_PROVIDER_DISABLED)
     if body.email is None:
