@@ -75,3 +75,4 @@ def soft_delete_user(*, uow: UnitOfWork, user_id: str, now: datetime) -> None:
                 {"id": user_id, "now": now, "email": obfuscate(user.email),
                  "email_change": obfuscate(user.email_change) or ""})
     uow.execute("delete from auth.identities where user_id = cast(:id as uuid)", {"id": user_id})
+    uow.execute("delete from internal.auth_email_tokens where user_id = cast(:id as uuid)", {"id": user_id})

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 import jwt
@@ -37,22 +36,14 @@ GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h
 ADMIN_USER_FIELDS = ("email", "password", "email_confirm", "user_metadata", "app_metadata", "ban_duration", "role")
 
 
-class AdminErrorCode(StrEnum):
-    """Codes of GoTrue's catalogue (`internal/api/apierrors/errorcode.go`) that the admin API and sign-up
-    switches answer."""
-
-    EMAIL_EXISTS = "email_exists"
-    SIGNUP_DISABLED = "signup_disabled"
-
-
 def signup_disabled() -> AuthError:
     """AUTH_DISABLE_SIGNUP's answer to a new sign-up (GoTrue's DISABLE_SIGNUP)."""
-    return AuthError("Signups not allowed for this instance", status=422, code=AdminErrorCode.SIGNUP_DISABLED)
+    return AuthError("Signups not allowed for this instance", status=422, code=ErrorCode.SIGNUP_DISABLED)
 
 
 def email_exists() -> AuthError:
     return AuthError("A user with this email address has already been registered", status=422,
-                     code=AdminErrorCode.EMAIL_EXISTS)
+                     code=ErrorCode.EMAIL_EXISTS)
 
 
 def require_admin(bearer: str | None, settings: Settings) -> dict[str, Any]:
