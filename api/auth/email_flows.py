@@ -216,6 +216,32 @@ def change_email(ctx: AuthContext, enqueue: Enqueue, claims: dict[str, Any], new
         return _mark(uow, user, now, email_change=new_email, email_change_sent_at=now)
 
 
+# --- /reauthenticate and PUT /user's nonce ---------------------------------------------------------------------------
+
+def reauthenticate(ctx: AuthContext, enqueue: Enqueue, claims: dict[str, Any]) -> None:
+    """GET /reauthenticate: mail the signed-in user a code (`nonce`) that a later `PUT /user` may carry."""
+    user = load_user(ctx, claims)
+    if not user.get("email"):
+        raise validation_failed("Reauthentication requires the user to have an email or a phone number")
+    if user.get("email_confirmed_at") is None:
+        raise AuthError("Please verify your email first.", status=422, code=ErrorCode.EMAIL_NOT_CONFIRMED)
+    with unit_of_work(ctx.engine, auth_db.AUTH_ADMIN) as uow:
+        send_token_mail(uow, ctx.settings, enqueue, user_id=user["id"], kind="reauthentication",
+                        email=user["email"], redirect_to=ctx.settings.auth_site_url, now=utcnow())
+
+
+def use_nonce(ctx: AuthContext, claims: dict[str, Any], nonce: str) -> None:
+    """Spend the user's reauthentication code (single use); GoTrue's answers when it is not theirs or too old."""
+    user = load_user(ctx, claims)
+    with unit_of_work(ctx.engine, auth_db.AUTH_ADMIN) as uow:
+        used = mail_outbox.consume_token(uow=uow, kinds=("reauthentication",),
+                                         otp_hash=otp_hash(ctx.settings, user.get("email") or "", nonce))
+        if used is None or used["user_id"] != user["id"]:
+            raise AuthError("Nonce has expired or is invalid", status=422, code=ErrorCode.REAUTHENTICATION_NOT_VALID)
+        if used["expired"]:
+            raise otp_expired("Token has expired or is invalid")
+
+
 # --- admin: /invite and /admin/generate_link --------------------------------------------------------------------------
 
 def _invitee(uow: UnitOfWork, ctx: AuthContext, email: str, data: dict[str, Any], now: datetime) -> dict[str, Any]:

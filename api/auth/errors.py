@@ -31,6 +31,7 @@ class ErrorCode(StrEnum):
     OVER_EMAIL_SEND_RATE_LIMIT = "over_email_send_rate_limit"
     OVER_REQUEST_RATE_LIMIT = "over_request_rate_limit"
     PHONE_PROVIDER_DISABLED = "phone_provider_disabled"
+    REAUTHENTICATION_NOT_VALID = "reauthentication_not_valid"
     REFRESH_TOKEN_ALREADY_USED = "refresh_token_already_used"
     REFRESH_TOKEN_NOT_FOUND = "refresh_token_not_found"
     REQUEST_TOO_LARGE = "request_too_large"

@@ -262,3 +262,24 @@ def test_send_limits(settings, mail_server, owner_conn, anon_key):
         gotrue.close()
     finally:
         api.stop()
+
+
+def test_reauthentication_code_confirms_a_password_change(stack, anon_key, service_key):
+    email = new_email()
+    create_client(stack.url, service_key).auth.admin.create_user(
+        {"email": email, "password": PASSWORD, "email_confirm": True})
+    client = create_client(stack.url, anon_key)
+    client.auth.sign_in_with_password({"email": email, "password": PASSWORD})
+    sent = client.auth.reauthenticate()
+    assert sent.user is None and sent.session is None
+    mail = wait_for_mail(stack.mail, email)
+    assert mail["Subject"].endswith("is your verification code")
+    with pytest.raises(AuthApiError) as wrong:
+        client.auth.update_user({"password": "another password", "nonce": "000000"})
+    assert wrong.value.code == "reauthentication_not_valid"
+    client.auth.update_user({"password": "another password", "nonce": code_of(mail)})
+    with pytest.raises(AuthApiError) as spent:
+        client.auth.update_user({"password": "a third password", "nonce": code_of(mail)})
+    assert spent.value.code == "reauthentication_not_valid"
+    assert create_client(stack.url, anon_key).auth.sign_in_with_password(
+        {"email": email, "password": "another password"}).session is not None

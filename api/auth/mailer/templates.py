@@ -30,6 +30,10 @@ def action_link(settings: Settings, kind: str, token_hash: str, redirect_to: str
 
 def render(kind: str, *, link: str, otp: str, email: str) -> tuple[str, str, str]:
     """(subject, plain text, html) of one mail."""
+    if kind == "reauthentication":  # a code only: it confirms a sensitive change from inside the app
+        text = f"Confirm reauthentication\n\nTo confirm it is you, enter the code: {otp}\n"
+        return f"{otp} is your verification code", text, (
+            f"<h2>Confirm reauthentication</h2>\n<p>To confirm it is you, enter the code: {escape(otp)}</p>\n")
     subject, heading, sentence, link_text = TEMPLATES[kind]
     sentence = sentence.format(email=email)
     text = f"{heading}\n\n{sentence}\n{link}\n\nAlternatively, enter the code: {otp}\n"

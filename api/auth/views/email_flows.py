@@ -9,7 +9,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from flask import jsonify, redirect, request
 
 from api.auth import email_flows
-from api.auth.blueprint import OPEN_ENDPOINTS, auth_context, bp, limiter, request_ip
+from api.auth.blueprint import OPEN_ENDPOINTS, auth_context, bp, limiter, request_ip, user_claims
 from api.auth.bodies import _Body, parse_body
 from api.auth.errors import AuthError, ErrorCode
 from api.auth.redirects import resolve_redirect
@@ -42,6 +42,10 @@ class VerifyBody(_Body):
     email: str | None = None
     phone: str | None = None
     redirect_to: str | None = None
+
+
+class NonceBody(_Body):
+    nonce: str | None = None
 
 
 class InviteBody(_Body):
@@ -149,6 +153,14 @@ def get_verify():
 
 
 OPEN_ENDPOINTS.add(f"{bp.name}.{get_verify.__name__}")  # the link in a mail carries no apikey
+
+
+@bp.get("/reauthenticate")
+def get_reauthenticate():
+    claims = user_claims()
+    limiter().user_update(request_ip(), str(claims["sub"]))
+    email_flows.reauthenticate(auth_context(), mail_enqueue, claims)
+    return jsonify({})
 
 
 @bp.post("/invite")

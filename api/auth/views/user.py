@@ -5,10 +5,10 @@ from flask import jsonify
 
 from api.auth.blueprint import auth_context, bp, limiter, request_ip, user_claims
 from api.auth.bodies import UpdateUserBody, parse_body
-from api.auth.email_flows import change_email
+from api.auth.email_flows import change_email, use_nonce
 from api.auth.responses import user_json
 from api.auth.service import load_user, update_user
-from api.auth.views.email_flows import mail_enqueue, redirect_target
+from api.auth.views.email_flows import NonceBody, mail_enqueue, redirect_target
 
 
 @bp.get("/user")
@@ -23,6 +23,9 @@ def put_user():
     body = parse_body(UpdateUserBody)
     changes = body.model_dump(exclude_unset=True)
     ctx = auth_context()
+    nonce = parse_body(NonceBody).nonce
+    if nonce:  # the code GET /reauthenticate mailed: spent before the change it confirms
+        use_nonce(ctx, claims, nonce)
     if changes.get("email"):  # an email change: mailed for confirmation (api/auth/email_flows.py)
         changed = change_email(ctx, mail_enqueue, claims, changes.pop("email"), redirect_target())
         if not any(changes.get(key) is not None for key in ("password", "data", "phone", "app_metadata")):
