@@ -69,7 +69,7 @@ def delete_flow_state(*, uow: UnitOfWork, flow_id: str) -> None:
 
 def find_users_by_email(*, uow: UnitOfWork, email: str) -> list[dict[str, Any]]:
     """Every live, non-anonymous, non-SSO user with this email (normally at most one), locked."""
-    rows = uow.execute(f"select {USER_COLUMNS} from auth.users where lower(email) = :email "
+    rows = uow.execute(f"select {USER_COLUMNS} from auth.users where email = :email "
                        "and is_anonymous is false and deleted_at is null and is_sso_user is false "
                        "order by created_at for update", {"email": email.lower()}).all()
     return [user for user in (_user(row) for row in rows) if user is not None]

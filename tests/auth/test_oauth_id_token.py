@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from api.auth.oauth.oidc import IdTokenError, OidcCache, ProviderUnavailable, verify_id_token
 from api.auth.oauth.providers import Provider
-from tests.support.auth import PASSWORD, new_email
-from tests.support.oidc import IOS_CLIENT_ID, sha256_hex
+from tests.support.auth import PASSWORD, GoTrue, new_email
+from tests.support.oidc import IOS_CLIENT_ID, OidcProvider, sha256_hex, start_provider_api
 
 
 def grant(client, id_token, provider="google", **body):
@@ -176,7 +176,16 @@ def test_stale_discovery_and_keys_serve_when_a_refresh_fails(oidc):
         oidc.failing = False
 
 
-def test_keys_are_cached_and_refetched_for_a_new_kid(oidc):
+@pytest.fixture
+def own_oidc():
+    """A provider of the test's own: rotating keys on the module's one would race the API's key cache."""
+    provider = OidcProvider().start()
+    yield provider
+    provider.stop()
+
+
+def test_keys_are_cached_and_refetched_for_a_new_kid(own_oidc):
+    oidc = own_oidc
     cache = OidcCache(key_refetch=0)
     provider = _provider(oidc)
     verify_id_token(cache, provider, oidc.id_token(sub="a"))
@@ -210,3 +219,40 @@ def test_password_user_signing_in_with_unverified_google_keeps_password(google, 
     google.signup(email)
     grant(google, oidc.id_token(email=email, email_verified=False))
     assert google.password_grant(email, PASSWORD).status_code == 200
+
+
+def test_an_unconfirmed_account_is_taken_over_only_by_the_verified_owner(google, oidc, owner_conn):
+    """Someone registered the victim's address with their own password and never confirmed it: the victim's
+    verified Google sign-in gets the account, and the squatter's password and identities go."""
+    email = new_email()
+    squatter = google.signup(email).json()["user"]
+    owner_conn.execute("update auth.users set email_confirmed_at = null where id = %s", (squatter["id"],))
+    answer = grant(google, oidc.id_token(email=email, email_verified=True))
+    assert answer.status_code == 200, answer.text
+    user = answer.json()["user"]
+    assert user["id"] == squatter["id"] and user["email_confirmed_at"]
+    assert [identity["provider"] for identity in user["identities"]] == ["google"]
+    assert google.password_grant(email).json()["code"] == "invalid_credentials"
+
+
+@pytest.fixture(scope="module")
+def confirming_api(settings, oidc):
+    server = start_provider_api(settings, oidc, auth_mailer_autoconfirm=False)
+    yield server
+    server.stop()
+
+
+def test_with_confirmations_on_an_unverified_provider_email_gets_no_session(confirming_api, anon_key, oidc,
+                                                                            owner_conn):
+    client = GoTrue(confirming_api.url, anon_key)
+    try:
+        sub, email = uuid.uuid4().hex, new_email()
+        for _ in range(2):  # the second sign-in with the same identity is refused too
+            answer = grant(client, oidc.id_token(sub=sub, email=email, email_verified=False))
+            assert answer.status_code == 422 and answer.json()["code"] == "provider_email_needs_verification"
+        assert owner_conn.execute("select email_confirmed_at from auth.users where email = %s",
+                                  (email,)).fetchone() == (None,)
+        verified = grant(client, oidc.id_token(sub=sub, email=email, email_verified=True))
+        assert verified.status_code == 200 and verified.json()["user"]["email_confirmed_at"]
+    finally:
+        client.close()

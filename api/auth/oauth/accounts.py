@@ -132,7 +132,8 @@ def sign_in_with_provider(uow: UnitOfWork, settings: Settings, *, provider: str,
         _refuse_banned(user, now)
         auth_db.update_identity(uow=uow, identity_id=identity["id"], identity_data=data, now=now, signed_in=True)
         confirm = verified and (user.get("email") or "").lower() == (data.get("email") or "").lower()
-        return ProviderSignIn(_refresh_user(uow, user, data, now, confirm=confirm))
+        user = _refresh_user(uow, user, data, now, confirm=confirm)
+        return ProviderSignIn(user, needs_verification=user.get("email_confirmed_at") is None)
     email = (data.get("email") or "").strip().lower() or None
     if email is not None:
         auth_flow.lock_email(uow=uow, email=email)
