@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from api.auth.errors import API_VERSION, API_VERSION_HEADER, AuthError, ErrorCode
@@ -56,8 +56,17 @@ def user_claims() -> dict[str, Any]:
 
 # --- hooks -----------------------------------------------------------------------------------------------------
 
+def without_apikey(view):
+    """Mark a view a browser reaches by a plain link or redirect, without an apikey (`/authorize`, `/callback`,
+    `/verify`), as the open routes of Supabase's gateway (supabase/supabase `docker/volumes/api/kong.yml`)."""
+    view.without_apikey = True
+    return view
+
+
 @bp.before_request
 def _require_apikey() -> None:
+    if getattr(current_app.view_functions.get(request.endpoint or ""), "without_apikey", False):
+        return
     apikey, _ = credentials_from_request(request)
     try:
         resolve_caller(apikey=apikey, bearer=None, settings=services().settings)

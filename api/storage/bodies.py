@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +21,8 @@ from werkzeug.datastructures import Headers
 from werkzeug.sansio.multipart import NEED_DATA, Data, Epilogue, Field, File, MultipartDecoder
 from werkzeug.http import parse_options_header
 
+from api.http import JsonInputError, parse_json
+from api.services import services
 from db.storage.errors import ErrorCode, StorageError, invalid_request
 from db.storage.store import UploadBody
 
@@ -42,9 +43,12 @@ def _user_metadata(text: str | None, source: str) -> dict[str, Any] | None:
     if len(text) > MAX_FIELD_BYTES:
         raise StorageError(413, ErrorCode.ENTITY_TOO_LARGE, f"{source} is larger than {MAX_FIELD_BYTES} bytes")
     try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise invalid_request(f"{source} must be a JSON object") from exc
+        value = parse_json(text, max_depth=services().settings.max_json_depth)
+    except JsonInputError as exc:
+        if exc.status == 422:  # a NUL or a lone surrogate: jsonb cannot hold it; name the field under its source
+            raise JsonInputError(exc.problem, f"{source}.{exc.field}" if exc.field != "body" else source,
+                                 exc.data["fields"][0]["message"]) from exc
+        raise invalid_request(f"{source} must be a JSON object ({exc.data['fields'][0]['message']})") from exc
     if not isinstance(value, dict):
         raise invalid_request(f"{source} must be a JSON object")
     return value

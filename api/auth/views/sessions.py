@@ -8,6 +8,7 @@ from api.auth.bodies import PasswordGrantBody, RefreshGrantBody, SignUpBody, par
 from api.auth.errors import AuthError, ErrorCode, validation_failed
 from api.auth.responses import session_json, user_json
 from api.auth.service import logout, refresh_session, sign_in_with_password, sign_up
+from api.auth.views.oauth import PROVIDER_GRANTS, provider_grant
 from api.services import services
 
 
@@ -50,6 +51,8 @@ def token():
         limiter().refresh(ip)
         body = parse_body(RefreshGrantBody)
         return jsonify(session_json(refresh_session(auth_context(), refresh_token=body.refresh_token or "")))
+    if grant_type in PROVIDER_GRANTS:
+        return provider_grant(grant_type)
     raise AuthError("unsupported_grant_type", status=400, code=ErrorCode.INVALID_CREDENTIALS)
 
 
