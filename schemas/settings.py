@@ -73,16 +73,6 @@ class Settings(BaseSettings):
     auth_rate_limit_user: int = Field(30, ge=1)  # PUT /user per IP and per user per window (GoTrue's user limiter)
     auth_site_url: str = DEV_SITE_URL  # where auth redirects land by default; must be set for ENV=prod
     auth_redirect_allow_list: CommaList = []  # more redirect_to targets, as globs (GoTrue's URI_ALLOW_LIST)
-    # --- auth: Google and Apple sign-in (OpenID Connect ID tokens), identity linking ---------------------
-    auth_google_enabled: bool = False
-    auth_google_client_ids: CommaList = []  # web, iOS, Android client IDs; the first one runs the redirect flow
-    auth_google_client_secret: SecretStr | None = None  # the web client's secret, for the redirect flow
-    auth_google_discovery_url: str = "https://accounts.google.com/.well-known/openid-configuration"
-    auth_google_skip_nonce_check: bool = False  # for iOS SDKs that put a nonce the app never sees in the token
-    auth_apple_enabled: bool = False
-    auth_apple_client_ids: CommaList = []  # bundle IDs and Services IDs
-    auth_apple_discovery_url: str = "https://appleid.apple.com/.well-known/openid-configuration"
-    auth_manual_linking_enabled: bool = True  # GET /user/identities/authorize and DELETE /user/identities/{id}
     trusted_proxies: CommaList = []
 
     # --- credits and retention ---------------------------------------------------------------------------
@@ -172,6 +162,16 @@ class Settings(BaseSettings):
     storage_render_max_source_bytes: int = Field(25 * 1024 * 1024, ge=1)  # largest image /render/image/ reads
     storage_render_max_pixels: int = Field(50_000_000, ge=1)  # largest image (width x height) it decodes
     storage_render_cache_bytes: int = Field(64 * 1024 * 1024, ge=0)  # rendered images kept per API process
+    # --- auth: Google and Apple sign-in (OpenID Connect ID tokens), identity linking ---------------------
+    auth_google_enabled: bool = False
+    auth_google_client_ids: CommaList = []  # web, iOS, Android client IDs; the first one runs the redirect flow
+    auth_google_client_secret: SecretStr | None = None  # the web client's secret, for the redirect flow
+    auth_google_discovery_url: str = "https://accounts.google.com/.well-known/openid-configuration"
+    auth_google_skip_nonce_check: bool = False  # for iOS SDKs that put a nonce the app never sees in the token
+    auth_apple_enabled: bool = False
+    auth_apple_client_ids: CommaList = []  # bundle IDs and Services IDs
+    auth_apple_discovery_url: str = "https://appleid.apple.com/.well-known/openid-configuration"
+    auth_manual_linking_enabled: bool = True  # GET /user/identities/authorize and DELETE /user/identities/{id}
     # --- operator console --------------------------------------------------------------------------------
     console_enabled: bool = True
     console_external_url: str | None = None  # serve /console only on this origin (and nothing else there)
@@ -181,7 +181,7 @@ class Settings(BaseSettings):
 
     @field_validator("cors_allowed_origins", "webhook_api_keys", "trusted_proxies", "webhook_mask_url_hosts",
                      "dispatch_retry_schedule", "rest_schemas",
-                     "auth_redirect_allow_list", "auth_google_client_ids", "auth_apple_client_ids", mode="before")
+                     "auth_redirect_allow_list", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -193,15 +193,6 @@ class Settings(BaseSettings):
         if self.realtime_http_reserve >= self.api_worker_connections:
             raise SettingsError(f"REALTIME_HTTP_RESERVE ({self.realtime_http_reserve}) must be less than "
                                 f"API_WORKER_CONNECTIONS ({self.api_worker_connections}): sockets need room too")
-        return self
-
-    @model_validator(mode="after")
-    def _providers_have_audiences(self) -> Settings:
-        for name, enabled, client_ids in (("GOOGLE", self.auth_google_enabled, self.auth_google_client_ids),
-                                          ("APPLE", self.auth_apple_enabled, self.auth_apple_client_ids)):
-            if enabled and not client_ids:
-                raise SettingsError(f"AUTH_{name}_ENABLED needs AUTH_{name}_CLIENT_IDS: the client IDs its ID tokens "
-                                    f"are issued to (every token's aud must be one of them)")
         return self
 
     @property
@@ -248,6 +239,22 @@ class Settings(BaseSettings):
             if not secret.startswith("whsec_") or len(key) < 24:
                 raise SettingsError("DISPATCH_MODE=push needs DISPATCH_SIGNING_SECRET: whsec_ followed by the base64 "
                                     "of at least 24 random bytes (Standard Webhooks)")
+
+    @field_validator("auth_google_client_ids", "auth_apple_client_ids", mode="before")
+    @classmethod
+    def _split_client_ids(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _providers_have_audiences(self) -> Settings:
+        for name, enabled, client_ids in (("GOOGLE", self.auth_google_enabled, self.auth_google_client_ids),
+                                          ("APPLE", self.auth_apple_enabled, self.auth_apple_client_ids)):
+            if enabled and not client_ids:
+                raise SettingsError(f"AUTH_{name}_ENABLED needs AUTH_{name}_CLIENT_IDS: the client IDs its ID tokens "
+                                    f"are issued to (every token's aud must be one of them)")
+        return self
 
     @property
     def dispatch_retry_delays(self) -> list[float]:

@@ -102,16 +102,20 @@ def test_apple_is_the_same_path(google, apple_oidc):
                  provider="apple").json()["error_description"].startswith("Unacceptable audience")
 
 
-def test_verified_provider_email_links_to_the_existing_account(google, oidc):
+def test_verified_provider_email_links_to_the_existing_account(google, oidc, owner_conn):
     email = new_email()
     existing = google.signup(email).json()["user"]
-    answer = grant(google, oidc.id_token(email=email, email_verified=True, name="Linked"))
+    answer = grant(google, oidc.id_token(email=email, email_verified=True, name="Linked",
+                                         picture="https://img.example.test/l.png"))
     assert answer.status_code == 200, answer.text
     user = answer.json()["user"]
     assert user["id"] == existing["id"]
     assert [identity["provider"] for identity in user["identities"]] == ["email", "google"]
     assert user["app_metadata"] == {"provider": "email", "providers": ["email", "google"]}
     assert google.password_grant(email).status_code == 200  # the password still works
+    # the first Google sign-in fills the profile's empty name and picture
+    assert owner_conn.execute("select display_name, avatar_url from public.users_profile where id = %s",
+                              (existing["id"],)).fetchone() == ("Linked", "https://img.example.test/l.png")
 
 
 def test_unverified_provider_email_never_links_even_with_autoconfirm(google, oidc, owner_conn):

@@ -161,3 +161,17 @@ def test_provider_refusal_and_bad_requests(google_api, browser):
     assert unknown.status_code == 400 and unknown.json()["code"] == "validation_failed"
     apple = browser.get(f"{google_api.url}/auth/v1/authorize?provider=apple")
     assert apple.status_code == 400 and "ID-token sign-in only" in apple.json()["message"]
+
+
+def test_account_decision_errors_come_back_to_the_app(google_api, google, oidc, browser, owner_conn):
+    email = new_email()
+    google.signup(email)
+    hint = oidc.login_hint(email=email, email_verified=False)
+    to_provider = browser.get(authorize(google_api, hint=hint)).headers["Location"]
+    landed = follow(browser, to_provider)
+    assert landed.startswith(f"{SITE}/welcome?")
+    assert query(landed)["error"] == "access_denied"
+    assert query(landed)["error_code"] == "provider_email_needs_verification"
+    assert fragment(landed)["error_code"] == "provider_email_needs_verification"
+    flow_id = query(to_provider)["state"].split(".")[0]
+    assert owner_conn.execute("select count(*) from auth.flow_state where id = %s", (flow_id,)).fetchone()[0] == 0

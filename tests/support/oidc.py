@@ -47,6 +47,7 @@ class OidcProvider:
         self.keys: dict[str, Any] = {}
         self.kid = self.rotate_key()
         self.logins: dict[str, dict[str, Any]] = {}
+        self.default_login: dict[str, Any] | None = None  # who signs in when the request names no login_hint
         self.codes: dict[str, dict[str, Any]] = {}
         self.failing = False  # discovery and JWKS answer 503 while set
         self.fetches = {"discovery": 0, "jwks": 0, "token": 0}
@@ -139,7 +140,7 @@ class OidcProvider:
 
             def _authorize(self, query: dict[str, str]) -> None:
                 redirect_uri = query.get("redirect_uri", "")
-                claims = provider.logins.get(query.get("login_hint", ""))
+                claims = provider.logins.get(query.get("login_hint", ""), provider.default_login)
                 if query.get("client_id") != provider.client_ids[0] or not redirect_uri:
                     return self._json(400, {"error": "invalid_client"})
                 if claims is None:

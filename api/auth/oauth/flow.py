@@ -130,8 +130,10 @@ def callback_url(ctx: AuthContext) -> str:
 
 def authorize_url(ctx: AuthContext, *, provider_name: str | None, redirect_to: str | None, referer: str | None,
                   scopes: str | None, code_challenge: str | None, code_challenge_method: str | None,
-                  query: list[tuple[str, str]], link_to: str | None = None) -> str:
-    """Store a flow state and answer the provider's authorization URL."""
+                  query: list[tuple[str, str]], link_to: str | None = None,
+                  own_page: str | None = None) -> str:
+    """Store a flow state and answer the provider's authorization URL. `own_page` is a page of segbase's own
+    (the console's sign-in) to return to instead of a client's `redirect_to`."""
     provider = provider_for(ctx, provider_name)
     if not provider.redirect_capable:
         raise validation_failed(f"Unsupported provider: {provider.name} is enabled for ID-token sign-in only "
@@ -146,7 +148,7 @@ def authorize_url(ctx: AuthContext, *, provider_name: str | None, redirect_to: s
     passthrough = [(key, value) for key, value in query if key not in RESERVED_PARAMS]
     if len(passthrough) > MAX_PASSTHROUGH_PARAMS:
         raise validation_failed(f"too many query parameters (at most {MAX_PASSTHROUGH_PARAMS} pass to the provider)")
-    redirect = resolve_redirect(redirect_to, ctx.settings, referer=referer)
+    redirect = own_page or resolve_redirect(redirect_to, ctx.settings, referer=referer)
     try:
         endpoint = OIDC_CACHE.document(provider.discovery_url).get("authorization_endpoint")
     except ProviderUnavailable as exc:
@@ -314,34 +316,55 @@ def _challenge_matches(method: str | None, challenge: str, verifier: str) -> boo
     return hmac.compare_digest(digest, challenge)
 
 
+def _consume_auth_code(uow, *, auth_code: str, code_verifier: str, now) -> dict[str, Any] | None:
+    """The user a PKCE code was issued for, its flow state deleted (single use); None when it had expired (its
+    row deleted too: the caller commits, then refuses)."""
+    flow = auth_flow.find_flow_state_by_code(uow=uow, auth_code=auth_code)
+    if flow is None or flow["user_id"] is None or flow["auth_code_issued_at"] is None:
+        raise AuthError("invalid flow state, no valid flow state found", status=404,
+                        code=LinkErrorCode.FLOW_STATE_NOT_FOUND)
+    auth_flow.delete_flow_state(uow=uow, flow_id=str(flow["id"]))
+    if flow["created_at"] + timedelta(seconds=FLOW_STATE_SECONDS) < now:
+        return None
+    if not _challenge_matches(flow["code_challenge_method"], flow["code_challenge"] or "", code_verifier):
+        raise AuthError("code challenge does not match previously saved code verifier", status=400,
+                        code=LinkErrorCode.BAD_CODE_VERIFIER)  # rolls back: the right verifier may still come
+    user = auth_db.find_user_by_id(uow=uow, user_id=str(flow["user_id"]), for_update=True)
+    if user is None:
+        raise AuthError("invalid flow state, no valid flow state found", status=404,
+                        code=LinkErrorCode.FLOW_STATE_NOT_FOUND)
+    if user.get("banned_until") is not None and user["banned_until"] > now:
+        raise AuthError("User is banned", status=403, code=ErrorCode.USER_BANNED)
+    return {"flow": flow, "user": user}
+
+
+def _expired_code() -> AuthError:
+    return AuthError("invalid flow state, flow state has expired", status=422, code=LinkErrorCode.FLOW_STATE_EXPIRED)
+
+
 def pkce_grant(ctx: AuthContext, *, auth_code: str | None, code_verifier: str | None,
                user_agent: str | None = None, ip: str | None = None) -> ProviderSession:
     if not auth_code or not code_verifier:
         raise validation_failed("invalid request: both auth code and code verifier should be non-empty")
     now = utcnow()
-    expired = False
     with unit_of_work(ctx.engine, auth_db.AUTH_ADMIN) as uow:
-        flow = auth_flow.find_flow_state_by_code(uow=uow, auth_code=auth_code)
-        if flow is None or flow["user_id"] is None or flow["auth_code_issued_at"] is None:
-            raise AuthError("invalid flow state, no valid flow state found", status=404,
-                            code=LinkErrorCode.FLOW_STATE_NOT_FOUND)
-        if flow["created_at"] + timedelta(seconds=FLOW_STATE_SECONDS) < now:
-            auth_flow.delete_flow_state(uow=uow, flow_id=str(flow["id"]))
-            expired = True
-        else:
-            if not _challenge_matches(flow["code_challenge_method"], flow["code_challenge"] or "", code_verifier):
-                raise AuthError("code challenge does not match previously saved code verifier", status=400,
-                                code=LinkErrorCode.BAD_CODE_VERIFIER)
-            user = auth_db.find_user_by_id(uow=uow, user_id=str(flow["user_id"]), for_update=True)
-            if user is None:
-                raise AuthError("invalid flow state, no valid flow state found", status=404,
-                                code=LinkErrorCode.FLOW_STATE_NOT_FOUND)
-            if user.get("banned_until") is not None and user["banned_until"] > now:
-                raise AuthError("User is banned", status=403, code=ErrorCode.USER_BANNED)
-            user = auth_db.record_sign_in(uow=uow, user_id=user["id"], now=now) or user
+        consumed = _consume_auth_code(uow, auth_code=auth_code, code_verifier=code_verifier, now=now)
+        if consumed is not None:
+            user = auth_db.record_sign_in(uow=uow, user_id=consumed["user"]["id"], now=now) or consumed["user"]
             session = start_oauth_session(uow, ctx.settings, user, now, user_agent, ip)
-            auth_flow.delete_flow_state(uow=uow, flow_id=str(flow["id"]))
-    if expired:
-        raise AuthError("invalid flow state, flow state has expired", status=422,
-                        code=LinkErrorCode.FLOW_STATE_EXPIRED)
+    if consumed is None:
+        raise _expired_code()
+    flow = consumed["flow"]
     return ProviderSession(session, flow["provider_access_token"], flow["provider_refresh_token"])
+
+
+def redeem_auth_code(ctx: AuthContext, *, auth_code: str, code_verifier: str) -> dict[str, Any]:
+    """The user behind a PKCE code, for segbase's own pages (the console): the code is spent, no API session is
+    started."""
+    if not auth_code or not code_verifier:
+        raise validation_failed("invalid request: both auth code and code verifier should be non-empty")
+    with unit_of_work(ctx.engine, auth_db.AUTH_ADMIN) as uow:
+        consumed = _consume_auth_code(uow, auth_code=auth_code, code_verifier=code_verifier, now=utcnow())
+    if consumed is None:
+        raise _expired_code()
+    return consumed["user"]

@@ -8,7 +8,7 @@ from flask import Response, jsonify, redirect, request
 from pydantic import BaseModel, ConfigDict
 
 from api.auth.bodies import parse_body
-from api.auth.blueprint import auth_context, bp, limiter, request_ip, user_claims, without_apikey
+from api.auth.blueprint import OPEN_ENDPOINTS, auth_context, bp, limiter, request_ip, user_claims
 from api.auth.errors import AuthError, OAuthError
 from api.auth.oauth.accounts import LinkErrorCode
 from api.auth.oauth.flow import authorize_url, callback, id_token_grant, pkce_grant
@@ -88,16 +88,18 @@ def authorize_response(link_to: str | None) -> Response:
 
 
 @bp.get("/authorize")
-@without_apikey
 def get_authorize():
     limiter().sign_in_ip(request_ip())
     return authorize_response(None)
 
 
 @bp.route("/callback", methods=["GET", "POST"])
-@without_apikey
 def oauth_callback():
     # The provider may answer with a form post (response_mode=form_post) or a query.
     args = {**request.form.to_dict(), **request.args.to_dict()}
     location = callback(auth_context(), args, user_agent=request.headers.get("User-Agent"), ip=request_ip())
     return redirect(location)
+
+
+# A browser follows these without an apikey, as through Supabase's gateway (its open routes).
+OPEN_ENDPOINTS.update({"auth.get_authorize", "auth.oauth_callback"})
