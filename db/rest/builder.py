@@ -201,14 +201,18 @@ class Composer:
             expr = sql.SQL("CAST({} AS {})").format(expr, self.cast_sql(item.aggregate_cast))
         return expr
 
+    @staticmethod
+    def is_grouped(node: Node, *, hoisted: bool = False) -> bool:
+        """Whether a level aggregates (its own select, or a to-one spread's aggregates it applies)."""
+        return (not hoisted and any(item.aggregate is not None for item in node.select)) or any(
+            embed.spread and embed.to_one and any(item.aggregate is not None for item in embed.node.select)
+            for embed in node.embeds)
+
     def group_sql(self, node: Node, *, hoisted: bool = False) -> sql.Composable:
         """PostgREST's `groupF`: with an aggregate in a level's select, GROUP BY every other field it selects
         (embedded resources by their JSON value, spread fields by their lateral column). A `hoisted` level's
         aggregates are its parent's."""
-        aggregated = (not hoisted and any(item.aggregate is not None for item in node.select)) or any(
-            embed.spread and embed.to_one and any(item.aggregate is not None for item in embed.node.select)
-            for embed in node.embeds)
-        if not aggregated:
+        if not self.is_grouped(node, hoisted=hoisted):
             return sql.SQL("")
         terms: list[sql.Composable] = []
         alias = sql.Identifier(node.alias)
@@ -323,7 +327,7 @@ class Composer:
         if not count_only:
             selects = [self.select_item_sql(node, item, hoisted=hoisted) for item in node.select]
             for child in node.embeds:
-                selects.extend(self.embed_selects(child))
+                selects.extend(self.embed_selects(child, grouped=self.is_grouped(node, hoisted=hoisted)))
             if not selects and not node.embeds:
                 selects = [sql.SQL("{}.*").format(alias)]
         else:
@@ -385,7 +389,11 @@ class Composer:
             return any(mentions(c) for c in tree.children)
         return any(mentions(tree) for tree in node.filters)
 
-    def embed_selects(self, embed: Embed) -> list[sql.Composable]:
+    def embed_selects(self, embed: Embed, *, grouped: bool = False) -> list[sql.Composable]:
+        """The parent's columns for one embed. PostgREST casts embedded JSON to jsonb; segbase does only where a
+        GROUP BY needs jsonb's equality: the cast re-parses every embedded object and cost the 20-latest list
+        with `projects(name)` about a quarter of its statement time (bench/rest_embed.py). Without it an
+        embedded object keeps its select order of keys."""
         lateral = sql.Identifier(embed.lateral_alias)
         if embed.spread:
             hoisted = {item.output_name: item for item in embed.node.select if item.aggregate is not None} \
@@ -409,7 +417,8 @@ class Composer:
         if embed.empty:
             return []
         if embed.to_one:
-            return [sql.SQL("row_to_json({}.*)::jsonb AS {}").format(lateral, sql.Identifier(embed.output_name))]
+            return [sql.SQL("row_to_json({}.*){} AS {}").format(lateral, sql.SQL("::jsonb" if grouped else ""),
+                                                               sql.Identifier(embed.output_name))]
         return [sql.SQL("COALESCE({}.{}, '[]') AS {}").format(lateral, lateral, sql.Identifier(embed.output_name))]
 
     def spread_names(self, embed: Embed, *, plain_only: bool = False) -> list[str]:
@@ -439,11 +448,12 @@ class Composer:
         kind = sql.SQL("INNER" if embed.inner else "LEFT")
         if embed.to_one:
             return sql.SQL(" {} JOIN LATERAL ({}) AS {} ON TRUE").format(kind, child_sql, lateral)
-        aggregated = [sql.SQL("pg_catalog.json_agg({})::jsonb AS {}").format(lateral, lateral)]
+        cast = sql.SQL("::jsonb" if self.is_grouped(parent) else "")  # see embed_selects
+        aggregated = [sql.SQL("pg_catalog.json_agg({}){} AS {}").format(lateral, cast, lateral)]
         if embed.spread:
             for name in self.spread_names(embed):
-                aggregated.append(sql.SQL("COALESCE(pg_catalog.json_agg({}.{}), '[]')::jsonb AS {}").format(
-                    lateral, sql.Identifier(name), sql.Identifier(name)))
+                aggregated.append(sql.SQL("COALESCE(pg_catalog.json_agg({}.{}), '[]'){} AS {}").format(
+                    lateral, sql.Identifier(name), cast, sql.Identifier(name)))
         condition = sql.SQL("{}.{} IS NOT NULL").format(lateral, lateral) if embed.inner else sql.SQL("TRUE")
         return sql.SQL(" {} JOIN LATERAL (SELECT {} FROM ({}) AS {}) AS {} ON {}").format(
             kind, sql.SQL(", ").join(aggregated), child_sql, lateral, lateral, condition)
