@@ -41,7 +41,7 @@ select null::bigint, count(t), coalesce(json_agg(t), '[]')::text from (
   select r.*, case when p.id is null then null else json_build_object('name', p.name) end as projects
   from public.segmentation_results r left join public.projects p on p.id = r.project_id
   order by r.created_at desc limit 20) t""")
-UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
 def wrk(url: str, headers: dict[str, str], seconds: int) -> dict[str, float]:
@@ -54,7 +54,7 @@ def wrk(url: str, headers: dict[str, str], seconds: int) -> dict[str, float]:
         raise RuntimeError(f"wrk saw errors:\n{out}")
 
     def ms(text: str) -> float:
-        value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+        value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
         return float(value) * UNITS[unit]
     mean = ms(re.search(r"Latency\s+(\S+)", out).group(1))
     p50 = ms(re.search(r"50%\s+(\S+)", out).group(1))
