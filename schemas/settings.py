@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(64, ge=1, le=500)  # deeper JSON bodies and frames are refused (400)
     rest_max_rows: int = Field(1000, ge=1, le=100_000)  # /rest/v1 reads return at most this many rows
     rest_schemas: CommaList = ["public"]  # schemas /rest/v1 exposes; the first is the default profile
+    rest_aggregates_enabled: bool = False  # PostgREST's db-aggregates-enabled: count()/sum()/... in select
     metrics_enabled: bool = True
     metrics_token: SecretStr | None = None  # when set, /metrics needs `Authorization: Bearer <token>`; ENV=prod: required
     metrics_bind_address: str = "127.0.0.1"  # where the worker's and relay's metrics endpoints listen
