@@ -3,6 +3,7 @@ what a private channel's caller may read and write (RLS on realtime.messages), a
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
@@ -104,3 +105,37 @@ def send_messages(engine: Engine, caller: Caller, messages: list[dict[str, Any]]
                     raise BroadcastRefused(message["topic"]) from exc
                 raise
     return ids
+
+
+def recent_broadcasts(engine: Engine, topic: str, since: datetime, limit: int) -> list[Any]:
+    """Broadcast Replay: the newest `limit` private broadcasts of `topic` since `since` (and not dated more than a
+    minute ahead, as Supabase), oldest first. realtime.messages.inserted_at is a timestamp in the session's time
+    zone (its default is now()), so `since` is converted the same way."""
+    with unit_of_work(engine, Caller.service()) as uow:
+        rows = uow.execute(
+            "select id::text as id, event, payload from realtime.messages "
+            "where topic = :topic and private and extension = 'broadcast' "
+            "and inserted_at >= cast(cast(:since as timestamptz) as timestamp) "
+            "and inserted_at < localtimestamp + interval '1 minute' "
+            "order by inserted_at desc limit :limit",
+            {"topic": topic, "since": since, "limit": limit}).all()
+    return list(reversed(rows))
+
+
+def recent_changes(engine: Engine, tables: list[tuple[str, str]], since: datetime, max_age_seconds: int,
+                   limit: int) -> list[Any]:
+    """postgres_changes recovery: outbox rows of `tables` captured since `since` (at most `max_age_seconds` ago),
+    the newest `limit` of them, oldest first (sent or not: a row not yet sent arrives live too, with the same id,
+    and the join skips that copy)."""
+    if not tables:
+        return []
+    with unit_of_work(engine, Caller.service()) as uow:
+        rows = uow.execute(
+            "select id, schema_name, table_name, op, owner_id, pk, record, captured_at "
+            "from internal.realtime_outbox "
+            "where (schema_name, table_name) in (select * from unnest(cast(:schemas as text[]), cast(:names as text[]))) "
+            "and captured_at >= greatest(cast(:since as timestamptz), now() - make_interval(secs => :age)) "
+            "order by id desc limit :limit",
+            {"schemas": [schema for schema, _ in tables], "names": [name for _, name in tables], "since": since,
+             "age": max_age_seconds, "limit": limit}).all()
+    return list(reversed(rows))

@@ -101,6 +101,8 @@ def deliver(event: BroadcastEvent, registry: ChannelRegistry, process_id: str) -
     body = base64.b64decode(event.binary) if event.binary is not None else None
     frames: dict[str, str | bytes | None] = {}
     queued = 0
+    meta = (event.envelope or {}).get("meta")
+    key = ("broadcast", meta.get("id")) if isinstance(meta, dict) and meta.get("id") else None
     for channel in registry.topic_channels(event.topic, event.private):
         if event.exclude is not None and event.exclude == (process_id, channel.serial):
             continue
@@ -117,7 +119,7 @@ def deliver(event: BroadcastEvent, registry: ChannelRegistry, process_id: str) -
         if frame is None:
             continue
         try:
-            if subscriber.push(frame):
+            if channel.offer(frame, key):
                 queued += 1
         except Exception:
             log.exception("realtime broadcast to one channel failed")

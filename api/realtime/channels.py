@@ -52,6 +52,27 @@ class Channel:
     writable: frozenset[str] = frozenset({"broadcast", "presence"})
     # Unique in this process: names the sending channel in a broadcast it must not receive (self: false).
     serial: int = field(default_factory=lambda: next(_SERIALS))
+    # While a join replays (Broadcast Replay, postgres_changes recovery) live frames wait here, so replayed ones
+    # arrive first; `replayed` names what was replayed, so its live copy is not sent twice.
+    held: list[tuple[object, str | bytes]] | None = None
+    replayed: set[object] = field(default_factory=set)
+
+    def offer(self, frame: str | bytes, key: object = None) -> bool:
+        """Deliver a live frame (`key` identifies a change or database broadcast): held during a replay, skipped
+        when that message was replayed already."""
+        if self.held is not None:
+            self.held.append((key, frame))
+            return True
+        if self.replayed and key is not None and key in self.replayed:
+            return False
+        return self.subscriber.push(frame)
+
+    def release(self) -> None:
+        """End the replay: send the live frames that arrived meanwhile, minus those already replayed."""
+        held, self.held = self.held or [], None
+        for key, frame in held:
+            if key is None or key not in self.replayed:
+                self.subscriber.push(frame)
 
     @property
     def sub_topic(self) -> str:

@@ -14,7 +14,7 @@ import redis
 from simple_websocket import ConnectionClosed
 
 from api.identity import TokenError, resolve_caller
-from api.realtime import bindings, broadcast, join_config, protocol
+from api.realtime import bindings, broadcast, join_config, protocol, recovery
 from api.realtime.channels import Channel
 from api.realtime.hub import Hub
 from api.realtime.limits import (
@@ -347,10 +347,22 @@ class Connection:
                           private=options.private, broadcast_self=options.broadcast_self,
                           broadcast_ack=options.broadcast_ack, presence_enabled=options.presence_enabled,
                           presence_key=options.presence_key, readable=readable, writable=writable)
+        recovering = options.changes_since is not None and bool(subscriptions)
+        if options.replay is not None or recovering:
+            channel.held = []  # live frames wait until the replay is sent
         if not self._attach(channel):
             self.send_reply(message, "error", {"reason": TOO_MANY_FOR_USER})
             return
         subscribed = self.hub.wait_subscribed()
+        if options.replay is not None:
+            try:
+                stored = recovery.stored_broadcasts(self.hub, channel, options.replay)
+            except Exception:
+                log.exception("broadcast replay failed")
+                self._detach(channel)
+                self.send_reply(message, "error", {"reason": "UnableToReplayMessages: Realtime was unable to "
+                                                             "replay messages"})
+                return
         self.send_reply(message, "ok", bindings.join_response(subscriptions))
         if subscriptions:
             if subscribed:
@@ -364,6 +376,19 @@ class Connection:
                 log.warning("presence state unavailable (%s)", exc.__class__.__name__)
                 state = {}
             self.push(protocol.encode(self.vsn, topic, "presence_state", state, None, channel.join_ref))
+        if channel.held is not None:
+            try:
+                if options.replay is not None:
+                    recovery.send_broadcasts(channel, stored)
+                if recovering:
+                    recovery.replay_changes(self.hub, channel, options.changes_since)
+            except Exception:
+                log.exception("postgres_changes recovery failed")
+                self.send_system(topic, channel.join_ref, "error",
+                                 "UnableToRecoverChanges: the changes since `since` could not be replayed; "
+                                 "re-read the rows you show")
+            finally:
+                channel.release()
 
     def _access(self, caller: Caller, private: bool, sub_topic: str) -> tuple[frozenset[str], frozenset[str]]:
         """What the channel may read and write: everything on a public channel; on a private one what RLS on

@@ -109,13 +109,13 @@ class Hub:
         except ValidationError:
             log.error("dropping a malformed realtime message")
             return 0
-        return fanout.deliver(change, self.registry, self._visible_to)
+        return fanout.deliver(change, self.registry, self.visible_to)
 
     def publish(self, message: BaseModel) -> None:
         """Send a message to every API process (this one included) through Redis; raises when Redis is down."""
         self._redis.publish(self._bus, message.model_dump_json())
 
-    def _visible_to(self, change: ChangeEvent, callers: list[Caller]) -> set[int]:
+    def visible_to(self, change: ChangeEvent, callers: list[Caller]) -> set[int]:
         return realtime_db.visible_to(self.engine, change.schema_name, change.table, change.record or {}, callers)
 
     # --- shutdown ---------------------------------------------------------------------------------------

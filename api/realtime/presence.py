@@ -147,7 +147,7 @@ def deliver(diff: PresenceDiff, registry: ChannelRegistry) -> int:
         if frame is None:
             frame = frames[vsn] = protocol.encode(vsn, topic, "presence_diff", payload)
         try:
-            if channel.subscriber.push(frame):
+            if channel.offer(frame):
                 queued += 1
         except Exception:
             log.exception("realtime presence diff to one channel failed")
