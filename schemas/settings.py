@@ -159,6 +159,10 @@ class Settings(BaseSettings):
     realtime_max_sockets_per_user: int = Field(25, ge=1)  # per API process; counted once a channel joins as them
     realtime_joins_per_second: float = Field(10.0, gt=0)  # per socket, bursts up to the channel limit
     realtime_http_reserve: int = Field(200, ge=1)  # of API_WORKER_CONNECTIONS, never taken by sockets
+    realtime_messages_retention_hours: int = Field(72, ge=1)  # realtime.messages kept for Broadcast Replay
+    realtime_presence_ttl_seconds: int = Field(30, ge=5)  # a crashed process's presences leave after this
+    realtime_recovery_max_age_seconds: int = Field(3600, ge=1)  # postgres_changes recovery looks back at most this
+    realtime_recovery_max_changes: int = Field(500, ge=1)  # and replays at most this many changes per rejoin
 
     # --- storage (/storage/v1) ---------------------------------------------------------------------------
     storage_backend: Literal["file", "s3"] = "file"
