@@ -54,8 +54,33 @@ def _user_metadata(text: str | None, source: str) -> dict[str, Any] | None:
     return value
 
 
+class _DeclaredLengthBody:
+    """A body with a Content-Length (already checked against the route's limit by `limit_body`), read straight from
+    `wsgi.input` up to that length (PEP 3333 allows no more): werkzeug's LimitedStream would copy every chunk
+    twice more (into a bytearray, then into bytes), a third of an upload's CPU."""
+
+    def __init__(self, stream, length: int) -> None:
+        self.stream = stream
+        self.remaining = length
+
+    def read(self, size: int) -> bytes:
+        if self.remaining <= 0:
+            return b""
+        chunk = self.stream.read(min(size, self.remaining))
+        self.remaining -= len(chunk)
+        return chunk
+
+
+def body_stream(request: Request):
+    """What an upload reads its body from: `wsgi.input` itself when the length is declared, else werkzeug's stream
+    (a chunked body, bounded by `request.max_content_length` as it arrives)."""
+    if request.content_length is not None and "wsgi.input" in request.environ:
+        return _DeclaredLengthBody(request.environ["wsgi.input"], request.content_length)
+    return request.stream
+
+
 def _raw_chunks(request: Request) -> Iterator[bytes]:
-    stream = request.stream
+    stream = body_stream(request)
     received = 0
     while chunk := stream.read(READ_CHUNK_BYTES):
         received += len(chunk)
@@ -87,7 +112,7 @@ class MultipartUpload:
         boundary = parse_options_header(request.headers.get("Content-Type", ""))[1].get("boundary")
         if not boundary:
             raise invalid_request("multipart/form-data without a boundary")
-        self.stream = request.stream
+        self.stream = body_stream(request)
         # No decoder limits: they count file bytes too; fields are bounded below, the file by the route's limit.
         self.decoder = MultipartDecoder(boundary.encode("latin-1"))
         self.fields: dict[str, str] = {}
