@@ -12,6 +12,7 @@ from api.auth.responses import session_json, user_json
 from api.auth.service import logout, refresh_session, sign_in_with_password, sign_up
 from api.auth.views.email_flows import mail_enqueue, redirect_target
 from api.services import services
+from api.auth.views.oauth import PROVIDER_GRANTS, provider_grant
 
 
 @bp.post("/signup")
@@ -57,6 +58,8 @@ def token():
         limiter().refresh(ip)
         body = parse_body(RefreshGrantBody)
         return jsonify(session_json(refresh_session(auth_context(), refresh_token=body.refresh_token or "")))
+    if grant_type in PROVIDER_GRANTS:
+        return provider_grant(grant_type)
     raise AuthError("unsupported_grant_type", status=400, code=ErrorCode.INVALID_CREDENTIALS)
 
 
