@@ -126,3 +126,17 @@ def test_a_failed_send_is_recorded_without_the_address_and_retried_later(no_work
     _, _, sent_at, body, attempts, last_error, failed_at, later = outbox_row(owner_conn, email)
     assert sent_at is None and failed_at is None and attempts == 1 and later and body
     assert last_error == "ConnectionRefusedError" and email not in last_error
+
+
+def test_status_says_where_to_read_the_mails(settings):
+    from segbase.status import render_pretty, supabase_values  # the CLI layer, only for this check
+
+    status = {"db_url": "postgresql://…", "redis_url": "redis://…", "anon_key": "a", "service_role_key": "s",
+              "webhook_api_key": "w"}
+    values = supabase_values(settings, status)
+    assert values["INBUCKET_URL"] == f"http://127.0.0.1:{settings.mail_catcher_port}"
+    assert values["INBUCKET_URL"] in render_pretty(settings, status, values, True)
+    real_server = settings.model_copy(update={"smtp_host": "smtp.example.com", "smtp_port": 587})
+    values = supabase_values(real_server, status)
+    assert "INBUCKET_URL" not in values
+    assert "sent through SMTP smtp.example.com:587" in render_pretty(real_server, status, values, True)
