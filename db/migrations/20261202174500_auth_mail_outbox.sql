@@ -8,8 +8,7 @@ grant usage on schema internal to supabase_auth_admin;
 create table if not exists internal.auth_email_tokens (
   id uuid primary key default gen_random_uuid(),
   user_id uuid not null references auth.users (id) on delete cascade,
-  kind text not null check (kind in ('signup', 'invite', 'magiclink', 'recovery', 'email_change',
-                                     'reauthentication')),
+  kind text not null check (kind in ('signup', 'invite', 'magiclink', 'recovery', 'email_change')),
   link_hash text not null unique,  -- HMAC of the link's token_hash
   otp_hash text not null,          -- HMAC of the address and the 6-digit code
   email text not null,             -- where it was sent (the new address for an email change)
