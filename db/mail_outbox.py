@@ -86,15 +86,17 @@ def delete_old(*, uow: UnitOfWork, older_than_hours: int) -> int:
 # --- one-time tokens --------------------------------------------------------------------------------------------
 
 def issue_token(*, uow: UnitOfWork, user_id: str, kind: str, link_hash: str, otp_hash: str, email: str,
-                redirect_to: str | None, expires_at: datetime) -> None:
+                redirect_to: str | None, expires_at: datetime, code_challenge: str | None = None,
+                code_challenge_method: str | None = None) -> None:
     """Store a token's hashes; the user's previous token of this kind stops working (one live token per kind)."""
     uow.execute("delete from internal.auth_email_tokens where user_id = cast(:user_id as uuid) and kind = :kind",
                 {"user_id": user_id, "kind": kind})
     uow.execute("insert into internal.auth_email_tokens (user_id, kind, link_hash, otp_hash, email, redirect_to, "
-                "expires_at) values (cast(:user_id as uuid), :kind, :link_hash, :otp_hash, :email, :redirect_to, "
-                ":expires_at)",
+                "expires_at, code_challenge, code_challenge_method) values (cast(:user_id as uuid), :kind, "
+                ":link_hash, :otp_hash, :email, :redirect_to, :expires_at, :challenge, :method)",
                 {"user_id": user_id, "kind": kind, "link_hash": link_hash, "otp_hash": otp_hash, "email": email,
-                 "redirect_to": redirect_to, "expires_at": expires_at})
+                 "redirect_to": redirect_to, "expires_at": expires_at, "challenge": code_challenge,
+                 "method": code_challenge_method})
 
 
 def consume_token(*, uow: UnitOfWork, kinds: tuple[str, ...], link_hash: str | None = None,
@@ -105,7 +107,8 @@ def consume_token(*, uow: UnitOfWork, kinds: tuple[str, ...], link_hash: str | N
     row = uow.execute(
         f"delete from internal.auth_email_tokens where id = (select id from internal.auth_email_tokens "
         f"where {column} = :hash and kind = any(:kinds) order by created_at desc limit 1 for update) "
-        "returning user_id, kind, email, redirect_to, expires_at <= now() as expired",
+        "returning user_id, kind, email, redirect_to, code_challenge, code_challenge_method, "
+        "expires_at <= now() as expired",
         {"hash": link_hash if link_hash is not None else otp_hash, "kinds": list(kinds)}).first()
     if row is None:
         return None

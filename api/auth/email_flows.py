@@ -8,7 +8,9 @@ mailed has been through `api.auth.redirects.resolve_redirect` by the view.
 """
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +18,7 @@ from api.auth.admin import email_exists, signup_disabled
 from api.auth.errors import AuthError, ErrorCode, validation_failed
 from api.auth.mailer import IssuedLink, issue_link, send_token_mail
 from api.auth.mailer.tokens import link_hash, otp_hash
+from api.auth.oauth.flow import FLOW_STATE_KEEP_SECONDS
 from api.auth.passwords import Lane
 from api.auth.service import (
     AuthContext,
@@ -28,10 +31,21 @@ from api.auth.service import (
     utcnow,
 )
 from db import auth as auth_db
+from db import auth_flow
 from db import auth_admin, mail_outbox
 from db.uow import UnitOfWork, unit_of_work
 
 Enqueue = Callable[[str], None]
+Pkce = tuple[str, str] | None  # (code_challenge, code_challenge_method) a PKCE client sent, or None
+
+
+@dataclass
+class Verified:
+    """What /verify gives: a session (implicit flow), or a PKCE `auth_code` for the redirect (the session comes
+    from `grant_type=pkce`), and the redirect stored with the token."""
+    session: IssuedSession | None
+    redirect_to: str | None
+    auth_code: str | None = None
 
 # The token kinds each `/verify` type accepts (GoTrue keeps signup+invite in one column and magiclink+recovery in
 # another, so either name of a pair verifies the other; `email` is the typed code of either).
@@ -71,18 +85,19 @@ def _new_user(uow: UnitOfWork, ctx: AuthContext, email: str, data: dict[str, Any
 
 # --- sign-up confirmation -----------------------------------------------------------------------------------------
 
-def confirmation_mailer(ctx: AuthContext, enqueue: Enqueue, redirect_to: str) -> Callable[[UnitOfWork, dict], None]:
+def confirmation_mailer(ctx: AuthContext, enqueue: Enqueue, redirect_to: str,
+                        pkce: Pkce = None) -> Callable[[UnitOfWork, dict], None]:
     """What `service.sign_up` calls, inside its transaction, for a user who must confirm their address."""
     def send(uow: UnitOfWork, user: dict[str, Any]) -> None:
         send_token_mail(uow, ctx.settings, enqueue, user_id=user["id"], kind="signup", email=user["email"],
-                        redirect_to=redirect_to, now=utcnow())
+                        redirect_to=redirect_to, now=utcnow(), pkce=pkce)
     return send
 
 
 # --- /otp, /recover, /resend ----------------------------------------------------------------------------------------
 
 def send_magic_link(ctx: AuthContext, enqueue: Enqueue, *, email: str, create_user: bool, data: dict[str, Any],
-                    redirect_to: str) -> None:
+                    redirect_to: str, pkce: Pkce = None) -> None:
     """POST /otp with an email: a magic link (and code) to a confirmed user; a new or unconfirmed user gets the
     sign-up confirmation instead, unless AUTH_MAILER_AUTOCONFIRM confirms them at once (GoTrue's MagicLink)."""
     settings = ctx.settings
@@ -98,15 +113,15 @@ def send_magic_link(ctx: AuthContext, enqueue: Enqueue, *, email: str, create_us
             user = _new_user(uow, ctx, email, data, now, confirmed=settings.auth_mailer_autoconfirm)
         if user.get("email_confirmed_at") is None:
             send_token_mail(uow, settings, enqueue, user_id=user["id"], kind="signup", email=email,
-                            redirect_to=redirect_to, now=now)
+                            redirect_to=redirect_to, now=now, pkce=pkce)
             _mark(uow, user, now, confirmation_sent_at=now)
         else:
             send_token_mail(uow, settings, enqueue, user_id=user["id"], kind="magiclink", email=email,
-                            redirect_to=redirect_to, now=now)
+                            redirect_to=redirect_to, now=now, pkce=pkce)
             _mark(uow, user, now, recovery_sent_at=now)
 
 
-def send_recovery(ctx: AuthContext, enqueue: Enqueue, *, email: str, redirect_to: str) -> None:
+def send_recovery(ctx: AuthContext, enqueue: Enqueue, *, email: str, redirect_to: str, pkce: Pkce = None) -> None:
     """POST /recover: a recovery link to a known address; an unknown one gets the same 200 and no mail."""
     email = normalize_email(email)
     now = utcnow()
@@ -115,11 +130,12 @@ def send_recovery(ctx: AuthContext, enqueue: Enqueue, *, email: str, redirect_to
         if user is None:
             return
         send_token_mail(uow, ctx.settings, enqueue, user_id=user["id"], kind="recovery", email=email,
-                        redirect_to=redirect_to, now=now)
+                        redirect_to=redirect_to, now=now, pkce=pkce)
         _mark(uow, user, now, recovery_sent_at=now)
 
 
-def resend(ctx: AuthContext, enqueue: Enqueue, *, kind: str | None, email: str | None, redirect_to: str) -> None:
+def resend(ctx: AuthContext, enqueue: Enqueue, *, kind: str | None, email: str | None, redirect_to: str,
+           pkce: Pkce = None) -> None:
     """POST /resend: the sign-up confirmation of an unconfirmed user, or the pending email change's mail."""
     if kind not in RESEND_TYPES:
         raise validation_failed("Missing one of these types: signup, email_change, sms, phone_change")
@@ -135,23 +151,24 @@ def resend(ctx: AuthContext, enqueue: Enqueue, *, kind: str | None, email: str |
             if user.get("email_confirmed_at") is not None:
                 return
             send_token_mail(uow, ctx.settings, enqueue, user_id=user["id"], kind="signup", email=email,
-                            redirect_to=redirect_to, now=now)
+                            redirect_to=redirect_to, now=now, pkce=pkce)
             _mark(uow, user, now, confirmation_sent_at=now)
         else:
             if not user.get("email_change"):
                 return
             send_token_mail(uow, ctx.settings, enqueue, user_id=user["id"], kind="email_change",
-                            email=user["email_change"], redirect_to=redirect_to, now=now)
+                            email=user["email_change"], redirect_to=redirect_to, now=now, pkce=pkce)
             _mark(uow, user, now, email_change_sent_at=now)
 
 
 # --- /verify --------------------------------------------------------------------------------------------------------
 
 def verify(ctx: AuthContext, *, kind: str | None, token_hash: str | None = None, email: str | None = None,
-           token: str | None = None, user_agent: str | None = None,
-           ip: str | None = None) -> tuple[IssuedSession, str | None]:
+           token: str | None = None, user_agent: str | None = None, ip: str | None = None,
+           from_link: bool = False) -> Verified:
     """Use a mailed token (its link's `token_hash`, or the address and the typed code) once and sign the user in.
-    Returns the session and the redirect stored with the token."""
+    A link (`from_link`) whose request came with a PKCE challenge gives an `auth_code` for `grant_type=pkce`
+    instead of a session (GoTrue's PKCE flow)."""
     if not kind:
         raise validation_failed("Verify requires a verification type")
     if kind not in VERIFY_KINDS:
@@ -185,14 +202,24 @@ def verify(ctx: AuthContext, *, kind: str | None, token_hash: str | None = None,
         elif user.get("email_confirmed_at") is None:
             user = _mark(uow, user, now, email_confirmed_at=now)
             auth_admin.set_email_identity(uow=uow, user_id=user["id"], email=user["email"], verified=True, now=now)
+        if from_link and used["code_challenge"]:
+            flow_id = auth_flow.insert_flow_state(
+                uow=uow, provider="email", referrer=used["redirect_to"] or settings.auth_site_url,
+                code_challenge=used["code_challenge"], code_challenge_method=used["code_challenge_method"],
+                linking_target_id=None, now=now, keep_seconds=FLOW_STATE_KEEP_SECONDS)
+            auth_code = str(uuid.uuid4())
+            auth_flow.claim_flow_state(uow=uow, flow_id=flow_id, auth_code=auth_code, now=now)
+            auth_flow.issue_auth_code(uow=uow, flow_id=flow_id, user_id=user["id"], provider_access_token=None,
+                                      provider_refresh_token=None, now=now)
+            return Verified(None, used["redirect_to"], auth_code)
         user = auth_db.record_sign_in(uow=uow, user_id=user["id"], now=now) or user
-        return _start_session(uow, settings, user, now, user_agent, ip), used["redirect_to"]
+        return Verified(_start_session(uow, settings, user, now, user_agent, ip), used["redirect_to"])
 
 
 # --- PUT /user email change -------------------------------------------------------------------------------------------
 
 def change_email(ctx: AuthContext, enqueue: Enqueue, claims: dict[str, Any], new_email: str,
-                 redirect_to: str) -> dict[str, Any]:
+                 redirect_to: str, pkce: Pkce = None) -> dict[str, Any]:
     """With AUTH_MAILER_AUTOCONFIRM the address changes at once (as GoTrue); otherwise it waits in `email_change`
     (the user's `new_email`) until the link mailed to the new address is followed."""
     settings = ctx.settings
@@ -212,7 +239,7 @@ def change_email(ctx: AuthContext, enqueue: Enqueue, claims: dict[str, Any], new
             auth_admin.set_email_identity(uow=uow, user_id=user["id"], email=new_email, verified=True, now=now)
             return updated
         send_token_mail(uow, settings, enqueue, user_id=user["id"], kind="email_change", email=new_email,
-                        redirect_to=redirect_to, now=now)
+                        redirect_to=redirect_to, now=now, pkce=pkce)
         return _mark(uow, user, now, email_change=new_email, email_change_sent_at=now)
 
 

@@ -71,6 +71,7 @@ def follow(link: str) -> httpx.Response:
 
 
 def test_sign_up_confirmation_with_supabase_py(stack, anon_key, owner_conn):
+    """Through the implicit flow's fragment too: see the raw-wire sign-up below."""
     email = new_email()
     client = create_client(stack.url, anon_key)
     signed_up = client.auth.sign_up({"email": email, "password": PASSWORD,
@@ -87,15 +88,15 @@ def test_sign_up_confirmation_with_supabase_py(stack, anon_key, owner_conn):
     assert link.startswith(f"{stack.url}/auth/v1/verify?") and params["type"] == "signup"
     assert params["redirect_to"] == f"{APP}/welcome"
 
-    landed = follow(link)
-    assert landed.status_code == 303 and landed.headers["location"].startswith(f"{APP}/welcome#")
-    session = fragment(landed.headers["location"])
-    assert session["type"] == "signup" and session["token_type"] == "bearer" and session["refresh_token"]
-    assert client.auth.get_user(session["access_token"]).user.email_confirmed_at is not None
+    landed = follow(link)  # supabase-py's default flow is PKCE: the link ends in `?code=`
+    assert landed.status_code == 303 and landed.headers["location"].startswith(f"{APP}/welcome?code=")
+    code = parse_qs(urlsplit(landed.headers["location"]).query)["code"][0]
+    session = client.auth.exchange_code_for_session({"auth_code": code}).session
+    assert session.user.email_confirmed_at is not None and session.refresh_token
     assert create_client(stack.url, anon_key).auth.sign_in_with_password(
         {"email": email, "password": PASSWORD}).session is not None
 
-    again = fragment(follow(link).headers["location"])  # single use
+    again = fragment(follow(link).headers["location"])  # single use: an error in the fragment
     assert again["error"] == "access_denied" and again["error_code"] == "otp_expired"
 
     row = owner_conn.execute("select message_id, body_text, body_html, sent_at, attempts from internal.mail_outbox "
@@ -162,7 +163,9 @@ def test_resend_and_email_change(stack, anon_key, service_key):
     assert_gotrue_error(gotrue.post("/resend", {"type": "sms", "email": email}), 400, "validation_failed")
     # the first mail's token was replaced by the second's
     client = create_client(stack.url, anon_key)
-    session = client.auth.verify_otp({"email": email, "token": code_of(second), "type": "signup"}).session
+    implicit = fragment(follow(link_of(second)).headers["location"])  # no challenge sent: implicit flow
+    assert implicit["type"] == "signup" and implicit["token_type"] == "bearer" and implicit["refresh_token"]
+    session = client.auth.sign_in_with_password({"email": email, "password": PASSWORD}).session
 
     changed_to = new_email()
     updated = client.auth.update_user({"email": changed_to})
@@ -173,7 +176,7 @@ def test_resend_and_email_change(stack, anon_key, service_key):
     resent = wait_for_mail(stack.mail, changed_to, count=2)
     assert_gotrue_error(gotrue.post("/verify", {"type": "email_change", "token_hash":
                                                 link_params(link_of(change))["token"]}), 403, "otp_expired")
-    landed = follow(link_of(resent))
+    landed = follow(link_of(resent))  # the raw /resend sent no PKCE challenge: implicit flow
     assert landed.status_code == 303 and fragment(landed.headers["location"])["type"] == "email_change"
     assert client.auth.get_user(session.access_token).user.email == changed_to
     assert create_client(stack.url, anon_key).auth.sign_in_with_password(
@@ -283,3 +286,33 @@ def test_reauthentication_code_confirms_a_password_change(stack, anon_key, servi
     assert spent.value.code == "reauthentication_not_valid"
     assert create_client(stack.url, anon_key).auth.sign_in_with_password(
         {"email": email, "password": "another password"}).session is not None
+
+
+def test_pkce_magic_link_and_recovery_with_supabase_py(stack, anon_key, service_key):
+    """A PKCE client's link redirects with `?code=`; the client trades it (with its verifier) for the session."""
+    from supabase import ClientOptions  # only this test builds a PKCE client
+
+    email = new_email()
+    create_client(stack.url, service_key).auth.admin.create_user(
+        {"email": email, "password": PASSWORD, "email_confirm": True})
+    client = create_client(stack.url, anon_key, options=ClientOptions(flow_type="pkce"))
+    client.auth.sign_in_with_otp({"email": email, "options": {"email_redirect_to": f"{APP}/cb",
+                                                              "should_create_user": False}})
+    landed = follow(link_of(wait_for_mail(stack.mail, email)))
+    location = urlsplit(landed.headers["location"])
+    assert landed.status_code == 303 and f"{location.scheme}://{location.netloc}{location.path}" == f"{APP}/cb"
+    assert location.fragment == ""  # no token in the URL
+    code = parse_qs(location.query)["code"][0]
+    session = client.auth.exchange_code_for_session({"auth_code": code}).session
+    assert session is not None and session.user.email == email
+    raw = GoTrue(stack.url, anon_key)
+    assert_gotrue_error(raw.post("/token?grant_type=pkce", {"auth_code": code, "code_verifier": "v" * 43}), 404,
+                        "flow_state_not_found")  # single use
+
+    client.auth.reset_password_for_email(email, {"redirect_to": f"{APP}/reset"})
+    landed = follow(link_of(wait_for_mail(stack.mail, email, count=2)))
+    code = parse_qs(urlsplit(landed.headers["location"]).query)["code"][0]
+    assert client.auth.exchange_code_for_session({"auth_code": code}).session.user.email == email
+    assert_gotrue_error(raw.post("/otp", {"email": email, "code_challenge": "short", "code_challenge_method": "s256"}),
+                        400, "validation_failed")
+    raw.close()

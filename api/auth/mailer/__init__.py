@@ -29,12 +29,14 @@ class IssuedLink:
 
 
 def issue_link(uow: UnitOfWork, settings: Settings, *, user_id: str, kind: str, email: str, redirect_to: str,
-               now) -> IssuedLink:
-    """Store a new token of `kind` for the user (replacing the previous one) and return its link; no mail."""
+               now, pkce: tuple[str, str] | None = None) -> IssuedLink:
+    """Store a new token of `kind` for the user (replacing the previous one) and return its link; no mail.
+    `pkce` (code challenge, method) makes the link end in a `?code=` redirect."""
     token = new_token(settings, email)
     mail_outbox.issue_token(uow=uow, user_id=user_id, kind=kind, link_hash=token.link_hash, otp_hash=token.otp_hash,
                             email=email, redirect_to=redirect_to,
-                            expires_at=now + timedelta(seconds=settings.auth_mailer_otp_expiry_seconds))
+                            expires_at=now + timedelta(seconds=settings.auth_mailer_otp_expiry_seconds),
+                            code_challenge=pkce[0] if pkce else None, code_challenge_method=pkce[1] if pkce else None)
     return IssuedLink(token, action_link(settings, kind, token.token_hash, redirect_to), redirect_to, kind)
 
 
@@ -50,10 +52,11 @@ def check_send_limits(uow: UnitOfWork, settings: Settings, email: str) -> None:
 
 
 def send_token_mail(uow: UnitOfWork, settings: Settings, enqueue: Callable[[str], None], *, user_id: str, kind: str,
-                    email: str, redirect_to: str, now) -> IssuedLink:
+                    email: str, redirect_to: str, now, pkce: tuple[str, str] | None = None) -> IssuedLink:
     """Check the limits, store a token of `kind` and its mail in `uow`; queue the send once `uow` commits."""
     check_send_limits(uow, settings, email)
-    issued = issue_link(uow, settings, user_id=user_id, kind=kind, email=email, redirect_to=redirect_to, now=now)
+    issued = issue_link(uow, settings, user_id=user_id, kind=kind, email=email, redirect_to=redirect_to, now=now,
+                        pkce=pkce)
     subject, text, html = render(kind, link=issued.link, otp=issued.token.otp, email=email)
     domain = urlsplit(settings.public_url).hostname or "segbase.localhost"
     mail_id = mail_outbox.insert_mail(uow=uow, message_id=make_msgid(domain=domain), kind=kind, recipient=email,

@@ -44,6 +44,11 @@ class VerifyBody(_Body):
     redirect_to: str | None = None
 
 
+class PkceBody(_Body):
+    code_challenge: str | None = None
+    code_challenge_method: str | None = None
+
+
 class NonceBody(_Body):
     nonce: str | None = None
 
@@ -75,6 +80,25 @@ def redirect_target(requested: str | None = None) -> str:
                             referer=request.headers.get("Referer"))
 
 
+def pkce_params() -> email_flows.Pkce:
+    """The request's PKCE challenge (auth-js and supabase-py send one with `flowType: 'pkce'`), checked as GoTrue's
+    `validatePKCEParams`; None for the implicit flow."""
+    body = parse_body(PkceBody)
+    if not body.code_challenge and not body.code_challenge_method:
+        return None
+    if not body.code_challenge or not body.code_challenge_method:
+        raise AuthError("PKCE flow requires code_challenge_method and code_challenge", status=400,
+                        code=ErrorCode.VALIDATION_FAILED)
+    method = body.code_challenge_method.lower()
+    if method not in ("s256", "plain"):
+        raise AuthError(f"code challenge method not supported: {body.code_challenge_method}", status=400,
+                        code=ErrorCode.VALIDATION_FAILED)
+    if not 43 <= len(body.code_challenge) <= 128:
+        raise AuthError("code challenge has to be between 43 and 128 characters", status=400,
+                        code=ErrorCode.VALIDATION_FAILED)
+    return body.code_challenge, method
+
+
 @bp.post("/otp")
 def post_otp():
     ip = request_ip()
@@ -87,7 +111,7 @@ def post_otp():
     limiter().sign_in_email(body.email)
     email_flows.send_magic_link(auth_context(), mail_enqueue, email=body.email,
                                 create_user=body.create_user is not False, data=body.data or {},
-                                redirect_to=redirect_target())
+                                redirect_to=redirect_target(), pkce=pkce_params())
     return jsonify({})
 
 
@@ -99,7 +123,8 @@ def post_recover():
     if not body.email:
         raise AuthError("Password recovery requires an email", status=400, code=ErrorCode.VALIDATION_FAILED)
     limiter().sign_in_email(body.email)
-    email_flows.send_recovery(auth_context(), mail_enqueue, email=body.email, redirect_to=redirect_target())
+    email_flows.send_recovery(auth_context(), mail_enqueue, email=body.email, redirect_to=redirect_target(),
+                              pkce=pkce_params())
     return jsonify({})
 
 
@@ -109,7 +134,8 @@ def post_resend():
     body = parse_body(EmailBody)
     if body.email:
         limiter().sign_in_email(body.email)
-    email_flows.resend(auth_context(), mail_enqueue, kind=body.type, email=body.email, redirect_to=redirect_target())
+    email_flows.resend(auth_context(), mail_enqueue, kind=body.type, email=body.email, redirect_to=redirect_target(),
+                       pkce=pkce_params())
     return jsonify({})
 
 
@@ -119,10 +145,10 @@ def post_verify():
     body = parse_body(VerifyBody)
     if body.phone:
         raise AuthError("Phone logins are disabled", status=400, code=ErrorCode.PHONE_PROVIDER_DISABLED)
-    session, _ = email_flows.verify(auth_context(), kind=body.type, token_hash=body.token_hash, email=body.email,
-                                    token=body.token, user_agent=request.headers.get("User-Agent"),
-                                    ip=request_ip())
-    return jsonify(session_json(session))
+    verified = email_flows.verify(auth_context(), kind=body.type, token_hash=body.token_hash, email=body.email,
+                                  token=body.token, user_agent=request.headers.get("User-Agent"), ip=request_ip())
+    assert verified.session is not None  # only a link (GET) gives a PKCE code
+    return jsonify(session_json(verified.session))
 
 
 def _with_fragment(url: str, values: dict[str, Any]) -> str:
@@ -138,14 +164,20 @@ def get_verify():
     fallback = redirect_target()
     try:
         limiter().sign_in_ip(request_ip())
-        session, stored = email_flows.verify(auth_context(), kind=request.args.get("type"),
-                                             token_hash=request.args.get("token") or None,
-                                             user_agent=request.headers.get("User-Agent"), ip=request_ip())
+        verified = email_flows.verify(auth_context(), kind=request.args.get("type"),
+                                      token_hash=request.args.get("token") or None, from_link=True,
+                                      user_agent=request.headers.get("User-Agent"), ip=request_ip())
     except AuthError as exc:
         return redirect(_with_fragment(fallback, {
             "error": OAUTH_ERRORS.get(exc.status, "server_error"), "error_code": exc.code,
             "error_description": exc.message, "sb": ""}), 303)
-    target = resolve_redirect(stored, settings) if stored else fallback
+    target = resolve_redirect(verified.redirect_to, settings) if verified.redirect_to else fallback
+    if verified.auth_code is not None:  # PKCE: the client trades the code (and its verifier) for the session
+        parts = urlsplit(target)
+        query = "&".join(filter(None, [parts.query, urlencode({"code": verified.auth_code})]))
+        return redirect(urlunsplit(parts._replace(query=query)), 303)
+    session = verified.session
+    assert session is not None
     return redirect(_with_fragment(target, {
         "access_token": session.access.token, "expires_at": session.access.expires_at,
         "expires_in": session.access.expires_in, "refresh_token": session.refresh_token, "token_type": "bearer",

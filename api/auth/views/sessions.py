@@ -10,7 +10,7 @@ from api.auth.email_flows import confirmation_mailer
 from api.auth.errors import AuthError, ErrorCode, validation_failed
 from api.auth.responses import session_json, user_json
 from api.auth.service import logout, refresh_session, sign_in_with_password, sign_up
-from api.auth.views.email_flows import mail_enqueue, redirect_target
+from api.auth.views.email_flows import mail_enqueue, pkce_params, redirect_target
 from api.services import services
 from api.auth.views.oauth import PROVIDER_GRANTS, provider_grant
 
@@ -33,7 +33,7 @@ def signup():
     ctx = auth_context()
     user, session = sign_up(ctx, email=body.email, password=body.password, data=body.data or {},
                             user_agent=request.headers.get("User-Agent"), ip=ip,
-                            confirm=confirmation_mailer(ctx, mail_enqueue, redirect_target()))
+                            confirm=confirmation_mailer(ctx, mail_enqueue, redirect_target(), pkce_params()))
     return jsonify(session_json(session) if session is not None else user_json(user))
 
 

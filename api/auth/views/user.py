@@ -8,7 +8,7 @@ from api.auth.bodies import UpdateUserBody, parse_body
 from api.auth.email_flows import change_email, use_nonce
 from api.auth.responses import user_json
 from api.auth.service import load_user, update_user
-from api.auth.views.email_flows import NonceBody, mail_enqueue, redirect_target
+from api.auth.views.email_flows import NonceBody, mail_enqueue, pkce_params, redirect_target
 
 
 @bp.get("/user")
@@ -27,7 +27,7 @@ def put_user():
     if nonce:  # the code GET /reauthenticate mailed: spent before the change it confirms
         use_nonce(ctx, claims, nonce)
     if changes.get("email"):  # an email change: mailed for confirmation (api/auth/email_flows.py)
-        changed = change_email(ctx, mail_enqueue, claims, changes.pop("email"), redirect_target())
+        changed = change_email(ctx, mail_enqueue, claims, changes.pop("email"), redirect_target(), pkce_params())
         if not any(changes.get(key) is not None for key in ("password", "data", "phone", "app_metadata")):
             return jsonify(user_json(changed))
     return jsonify(user_json(update_user(ctx, claims, changes)))
