@@ -140,3 +140,13 @@ def test_embedded_list_is_one_statement(library) -> None:
 def test_malformed_embeds_are_pgrst100(library, select) -> None:
     response = get(library, "books", select=select)
     assert response.status_code == 400 and response.json()["code"] == "PGRST100"
+
+
+def test_constraint_hints_left_joins_and_computed_fields_over_rpc(library) -> None:
+    by_constraint = ok(get(library, "books", select="id,authors!books_editor_id_fkey(name)", id="eq.1"))
+    assert by_constraint == [{"id": 1, "authors": {"name": "Octavia"}}]
+    left = ok(get(library, "authors", select="name,books!author_id!left(id)", id="eq.4"))
+    assert left == [{"name": "Nobody", "books": []}]
+    called = httpx.get(f"{library.rest_url}/rpc/books_of", params={"author": "2", "select": "id,shout"},
+                       headers=library.headers(), timeout=20)
+    assert called.status_code == 200 and called.json() == [{"id": 3, "shout": "KINDRED"}]
