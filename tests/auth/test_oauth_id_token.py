@@ -3,6 +3,8 @@ discovery document and keys, GoTrue's errors, and the account decision (new user
 verified email only)."""
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 import uuid
 
@@ -260,3 +262,19 @@ def test_with_confirmations_on_an_unverified_provider_email_gets_no_session(conf
         assert verified.status_code == 200 and verified.json()["user"]["email_confirmed_at"]
     finally:
         client.close()
+
+
+def test_skip_nonce_check_and_at_hash(oidc):
+    cache = OidcCache()
+    token = oidc.id_token(sub="n", nonce=sha256_hex("hidden by the iOS SDK"))
+    with pytest.raises(IdTokenError):
+        verify_id_token(cache, _provider(oidc), token)
+    lenient = Provider(name="google", client_ids=oidc.client_ids, discovery_url=oidc.discovery_url,
+                       skip_nonce_check=True)
+    assert verify_id_token(cache, lenient, token)["sub"] == "n"
+    # at_hash binds the ID token to the access token sent with it
+    at_hash = base64.urlsafe_b64encode(hashlib.sha256(b"ya29.right").digest()[:16]).rstrip(b"=").decode()
+    bound = oidc.id_token(sub="h", at_hash=at_hash)
+    assert verify_id_token(cache, _provider(oidc), bound, access_token="ya29.right")["sub"] == "h"
+    with pytest.raises(IdTokenError):
+        verify_id_token(cache, _provider(oidc), bound, access_token="ya29.wrong")
