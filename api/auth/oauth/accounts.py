@@ -47,6 +47,7 @@ class LinkErrorCode(StrEnum):
     MANUAL_LINKING_DISABLED = "manual_linking_disabled"
     PROVIDER_DISABLED = "provider_disabled"
     PROVIDER_EMAIL_NEEDS_VERIFICATION = "provider_email_needs_verification"
+    SIGNUP_DISABLED = "signup_disabled"
     SINGLE_IDENTITY_NOT_DELETABLE = "single_identity_not_deletable"
     UNEXPECTED_FAILURE = "unexpected_failure"
 

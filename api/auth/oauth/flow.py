@@ -184,7 +184,8 @@ def error_redirect(target: str, error: str, code: str, description: str) -> str:
 
 
 def _oauth_error_name(exc: AuthError) -> str:
-    if exc.code in (ErrorCode.USER_BANNED, LinkErrorCode.PROVIDER_EMAIL_NEEDS_VERIFICATION, "signup_disabled"):
+    if exc.code in (ErrorCode.USER_BANNED, LinkErrorCode.PROVIDER_EMAIL_NEEDS_VERIFICATION,
+                    LinkErrorCode.SIGNUP_DISABLED):
         return "access_denied"
     return {400: "invalid_request", 401: "unauthorized_client", 403: "access_denied",
             503: "temporarily_unavailable"}.get(exc.status, "server_error")
