@@ -258,6 +258,9 @@ def test_with_confirmations_on_an_unverified_provider_email_gets_no_session(conf
             assert answer.status_code == 422 and answer.json()["code"] == "provider_email_needs_verification"
         assert owner_conn.execute("select email_confirmed_at from auth.users where email = %s",
                                   (email,)).fetchone() == (None,)
+        # the new user was mailed the sign-up confirmation (once: the second sign-in created nothing)
+        assert owner_conn.execute("select kind from internal.mail_outbox where recipient = %s",
+                                  (email,)).fetchall() == [("signup",)]
         verified = grant(client, oidc.id_token(sub=sub, email=email, email_verified=True))
         assert verified.status_code == 200 and verified.json()["user"]["email_confirmed_at"]
     finally:
@@ -278,3 +281,27 @@ def test_skip_nonce_check_and_at_hash(oidc):
     assert verify_id_token(cache, _provider(oidc), bound, access_token="ya29.right")["sub"] == "h"
     with pytest.raises(IdTokenError):
         verify_id_token(cache, _provider(oidc), bound, access_token="ya29.wrong")
+
+
+@pytest.fixture(scope="module")
+def closed_api(settings, oidc):
+    server = start_provider_api(settings, oidc, auth_disable_signup=True)
+    yield server
+    server.stop()
+
+
+def test_disabled_signups_refuse_new_provider_users_but_link_existing_ones(closed_api, anon_key, oidc, owner_conn):
+    client = GoTrue(closed_api.url, anon_key)
+    try:
+        email = new_email()
+        refused = grant(client, oidc.id_token(email=email))
+        assert refused.status_code == 422 and refused.json()["code"] == "signup_disabled"
+        assert owner_conn.execute("select count(*) from auth.users where email = %s", (email,)).fetchone()[0] == 0
+        existing = new_email()
+        owner_conn.execute("insert into auth.users (id, aud, role, email, email_confirmed_at, raw_app_meta_data, "
+                           "raw_user_meta_data, created_at, updated_at) values (gen_random_uuid(), 'authenticated', "
+                           "'authenticated', %s, now(), '{}', '{}', now(), now())", (existing,))
+        linked = grant(client, oidc.id_token(email=existing, email_verified=True))
+        assert linked.status_code == 200 and linked.json()["user"]["email"] == existing
+    finally:
+        client.close()
