@@ -117,8 +117,8 @@ def sign_in_with_provider(uow: UnitOfWork, settings: Settings, *, provider: str,
         assert user is not None  # identities cascade with their user
         _refuse_banned(user, now)
         auth_db.update_identity(uow=uow, identity_id=identity["id"], identity_data=data, now=now, signed_in=True)
-        confirm = verified and (user.get("email") or "").lower() == (data.get("email") or "").lower()
-        user = _refresh_user(uow, user, data, now, confirm=confirm)
+        same_email = (user.get("email") or "").lower() == (data.get("email") or "").lower()
+        user = _refresh_user(uow, user, data, now, confirm=verified and same_email)
         return ProviderSignIn(user, needs_verification=user.get("email_confirmed_at") is None)
     email = (data.get("email") or "").strip().lower() or None
     if email is not None:
