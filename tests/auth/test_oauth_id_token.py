@@ -7,7 +7,9 @@ import base64
 import hashlib
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -305,3 +307,16 @@ def test_disabled_signups_refuse_new_provider_users_but_link_existing_ones(close
         assert linked.status_code == 200 and linked.json()["user"]["email"] == existing
     finally:
         client.close()
+
+
+def test_concurrent_first_sign_ins_with_one_google_account_make_one_user(google, oidc, owner_conn):
+    sub, email = uuid.uuid4().hex, new_email()
+    tokens = [oidc.id_token(sub=sub, email=email) for _ in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda token: httpx.post(f"{google.url}/token?grant_type=id_token",
+                                                         json={"provider": "google", "id_token": token},
+                                                         headers=google.headers(), timeout=30), tokens))
+    assert [answer.status_code for answer in answers] == [200] * 6
+    assert len({answer.json()["user"]["id"] for answer in answers}) == 1
+    assert owner_conn.execute("select count(*) from auth.identities where provider = 'google' and provider_id = %s",
+                              (sub,)).fetchone()[0] == 1

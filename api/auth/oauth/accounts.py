@@ -98,6 +98,7 @@ def sign_in_with_provider(uow: UnitOfWork, settings: Settings, *, provider: str,
     confirmation in it (api/auth/email_flows.py::confirmation_mailer)."""
     data = identity_data_from_claims(claims)
     sub = data["sub"]
+    auth_flow.lock_identity(uow=uow, provider=provider, provider_id=sub)
     identity = auth_flow.find_identity_for_update(uow=uow, provider=provider, provider_id=sub)
     if link_to is not None:
         if identity is not None:
