@@ -66,6 +66,9 @@ def wrk(url: str, headers: dict[str, str], seconds: int) -> dict[str, float]:
 def direct(settings, user_id: str, statements: dict[str, tuple[sql.Composable, dict]], requests: int) -> dict:
     samples: dict[str, list[float]] = {name: [] for name in statements}
     with psycopg.connect(authenticator_libpq_url(settings)) as conn:
+        # rendered once: this compares what PostgreSQL does; composing psycopg.sql objects is the API's cost,
+        # which the HTTP comparison includes
+        statements = {name: (sql.SQL(query.as_string(conn)), params) for name, (query, params) in statements.items()}
         for i in range(-50, requests):  # the first 50 rounds warm caches and are not counted
             for name, (query, params) in statements.items():
                 t0 = time.perf_counter()

@@ -75,6 +75,13 @@ def find_users_by_email(*, uow: UnitOfWork, email: str) -> list[dict[str, Any]]:
     return [user for user in (_user(row) for row in rows) if user is not None]
 
 
+def lock_identity(*, uow: UnitOfWork, provider: str, provider_id: str) -> None:
+    """Two first sign-ins with one provider account run one after the other: the second finds the identity the
+    first created instead of failing on the unique (provider_id, provider)."""
+    uow.execute("select pg_advisory_xact_lock(hashtextextended('segbase.auth.identity:' || :key, 0))",
+                {"key": f"{provider}:{provider_id}"})
+
+
 def lock_email(*, uow: UnitOfWork, email: str) -> None:
     """The lock db.auth.insert_user takes: sign-ups and provider sign-ups with one email run one at a time."""
     uow.execute("select pg_advisory_xact_lock(hashtextextended('segbase.auth.email:' || :email, 0))",

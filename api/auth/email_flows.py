@@ -18,7 +18,6 @@ from api.auth.admin import email_exists, signup_disabled
 from api.auth.errors import AuthError, ErrorCode, validation_failed
 from api.auth.mailer import IssuedLink, issue_link, send_token_mail
 from api.auth.mailer.tokens import link_hash, otp_hash
-from api.auth.oauth.flow import FLOW_STATE_KEEP_SECONDS
 from api.auth.passwords import Lane
 from api.auth.service import (
     AuthContext,
@@ -58,6 +57,9 @@ VERIFY_KINDS: dict[str, tuple[str, ...]] = {
     "email": ("signup", "invite", "magiclink", "recovery"),
 }
 RESEND_TYPES = ("signup", "email_change")
+# How long a flow-state row made for a PKCE email link may linger before a later flow sweeps it (the sweep in
+# db.auth_flow.insert_flow_state; its code itself lives 300 s, api/auth/oauth/flow.py's FLOW_STATE_SECONDS).
+FLOW_STATE_KEEP_SECONDS = 24 * 3600
 GENERATE_LINK_TYPES = ("signup", "invite", "magiclink", "recovery", "email_change_current", "email_change_new")
 
 

@@ -3,9 +3,13 @@ discovery document and keys, GoTrue's errors, and the account decision (new user
 verified email only)."""
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -256,7 +260,63 @@ def test_with_confirmations_on_an_unverified_provider_email_gets_no_session(conf
             assert answer.status_code == 422 and answer.json()["code"] == "provider_email_needs_verification"
         assert owner_conn.execute("select email_confirmed_at from auth.users where email = %s",
                                   (email,)).fetchone() == (None,)
+        # the new user was mailed the sign-up confirmation (once: the second sign-in created nothing)
+        assert owner_conn.execute("select kind from internal.mail_outbox where recipient = %s",
+                                  (email,)).fetchall() == [("signup",)]
         verified = grant(client, oidc.id_token(sub=sub, email=email, email_verified=True))
         assert verified.status_code == 200 and verified.json()["user"]["email_confirmed_at"]
     finally:
         client.close()
+
+
+def test_skip_nonce_check_and_at_hash(oidc):
+    cache = OidcCache()
+    token = oidc.id_token(sub="n", nonce=sha256_hex("hidden by the iOS SDK"))
+    with pytest.raises(IdTokenError):
+        verify_id_token(cache, _provider(oidc), token)
+    lenient = Provider(name="google", client_ids=oidc.client_ids, discovery_url=oidc.discovery_url,
+                       skip_nonce_check=True)
+    assert verify_id_token(cache, lenient, token)["sub"] == "n"
+    # at_hash binds the ID token to the access token sent with it
+    at_hash = base64.urlsafe_b64encode(hashlib.sha256(b"ya29.right").digest()[:16]).rstrip(b"=").decode()
+    bound = oidc.id_token(sub="h", at_hash=at_hash)
+    assert verify_id_token(cache, _provider(oidc), bound, access_token="ya29.right")["sub"] == "h"
+    with pytest.raises(IdTokenError):
+        verify_id_token(cache, _provider(oidc), bound, access_token="ya29.wrong")
+
+
+@pytest.fixture(scope="module")
+def closed_api(settings, oidc):
+    server = start_provider_api(settings, oidc, auth_disable_signup=True)
+    yield server
+    server.stop()
+
+
+def test_disabled_signups_refuse_new_provider_users_but_link_existing_ones(closed_api, anon_key, oidc, owner_conn):
+    client = GoTrue(closed_api.url, anon_key)
+    try:
+        email = new_email()
+        refused = grant(client, oidc.id_token(email=email))
+        assert refused.status_code == 422 and refused.json()["code"] == "signup_disabled"
+        assert owner_conn.execute("select count(*) from auth.users where email = %s", (email,)).fetchone()[0] == 0
+        existing = new_email()
+        owner_conn.execute("insert into auth.users (id, aud, role, email, email_confirmed_at, raw_app_meta_data, "
+                           "raw_user_meta_data, created_at, updated_at) values (gen_random_uuid(), 'authenticated', "
+                           "'authenticated', %s, now(), '{}', '{}', now(), now())", (existing,))
+        linked = grant(client, oidc.id_token(email=existing, email_verified=True))
+        assert linked.status_code == 200 and linked.json()["user"]["email"] == existing
+    finally:
+        client.close()
+
+
+def test_concurrent_first_sign_ins_with_one_google_account_make_one_user(google, oidc, owner_conn):
+    sub, email = uuid.uuid4().hex, new_email()
+    tokens = [oidc.id_token(sub=sub, email=email) for _ in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda token: httpx.post(f"{google.url}/token?grant_type=id_token",
+                                                         json={"provider": "google", "id_token": token},
+                                                         headers=google.headers(), timeout=30), tokens))
+    assert [answer.status_code for answer in answers] == [200] * 6
+    assert len({answer.json()["user"]["id"] for answer in answers}) == 1
+    assert owner_conn.execute("select count(*) from auth.identities where provider = 'google' and provider_id = %s",
+                              (sub,)).fetchone()[0] == 1

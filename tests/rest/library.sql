@@ -72,6 +72,8 @@ alter table extra.notes enable row level security;
 create policy read_all on extra.notes for select using (true);
 grant usage on schema extra to anon, authenticated, service_role;
 grant select on extra.notes to anon, authenticated;
+grant insert on extra.notes to anon, authenticated;
+create policy add_notes on extra.notes for insert with check (true);
 
 insert into public.authors values
   (1, 'Ursula', null, '1929-10-21'), (2, 'Octavia', 1, '1947-06-22'), (3, 'Iain', 1, '1954-02-16'), (4, 'Nobody', null, null);

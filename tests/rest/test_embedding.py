@@ -9,6 +9,7 @@ import pytest
 from db.rest.builder import read_query
 from db.rest.catalog import load_catalog
 from db.urls import libpq_url
+from tests.support.processes import wait_for
 
 
 def get(library, path: str, *, service: bool = False, headers: dict | None = None, **params) -> httpx.Response:
@@ -140,3 +141,29 @@ def test_embedded_list_is_one_statement(library) -> None:
 def test_malformed_embeds_are_pgrst100(library, select) -> None:
     response = get(library, "books", select=select)
     assert response.status_code == 400 and response.json()["code"] == "PGRST100"
+
+
+def test_constraint_hints_left_joins_and_computed_fields_over_rpc(library) -> None:
+    by_constraint = ok(get(library, "books", select="id,authors!books_editor_id_fkey(name)", id="eq.1"))
+    assert by_constraint == [{"id": 1, "authors": {"name": "Octavia"}}]
+    left = ok(get(library, "authors", select="name,books!author_id!left(id)", id="eq.4"))
+    assert left == [{"name": "Nobody", "books": []}]
+    called = httpx.get(f"{library.rest_url}/rpc/books_of", params={"author": "2", "select": "id,shout"},
+                       headers=library.headers(), timeout=20)
+    assert called.status_code == 200 and called.json() == [{"id": 3, "shout": "KINDRED"}]
+
+
+def test_a_new_foreign_key_is_embeddable_after_the_schema_reload(library) -> None:
+    with psycopg.connect(libpq_url(library.settings.database_url), autocommit=True) as conn:
+        conn.execute("create table public.reviews (id int primary key, book_id int references public.books (id), "
+                     "stars int)")
+        conn.execute("alter table public.reviews enable row level security")
+        conn.execute("create policy read_all on public.reviews for select using (true)")
+        conn.execute("grant select on public.reviews to anon")
+        conn.execute("insert into public.reviews values (1, 3, 5)")
+        conn.execute("notify pgrst, 'reload schema'")
+
+    def embedded():
+        response = get(library, "books", select="id,reviews(stars)", id="eq.3")
+        return response.json() if response.status_code == 200 else None
+    assert wait_for(embedded, timeout=20, message="reviews embeddable") == [{"id": 3, "reviews": [{"stars": 5}]}]

@@ -95,6 +95,11 @@ def test_profiles_choose_an_exposed_schema(library) -> None:
     assert get(library, "notes").status_code == 404  # not in the default schema
     refused = get(library, "notes", headers={"Accept-Profile": "internal"})
     assert refused.status_code == 406 and refused.json()["code"] == "PGRST106"
+    written = post(library, "notes", {"id": 2, "body": "written with Content-Profile"},
+                   headers={"Content-Profile": "extra", "Prefer": "return=representation,tx=rollback"})
+    assert written.status_code == 201 and written.json() == [{"id": 2, "body": "written with Content-Profile"}]
+    assert written.headers["Content-Profile"] == "extra"
+    assert post(library, "notes", {"id": 3}).status_code == 404  # the default schema has no notes
 
 
 def test_explain_plans_are_off(library) -> None:

@@ -12,17 +12,19 @@ GoTrue's decision (supabase/auth `internal/models/linking.go::DetermineAccountLi
    is on, which lets whoever controls a provider account with an unverified address take over the account that
    owns it). Otherwise 422 `provider_email_needs_verification`. An unconfirmed account that gets linked loses its
    other identities and its password first (the pre-account-takeover defence GoTrue applies), then is confirmed.
-4. No account has the email: a new user, confirmed when the provider verified the email or autoconfirm is on;
-   an unconfirmed new user gets no session (422 `provider_email_needs_verification`), as in GoTrue.
+4. No account has the email: a new user (unless AUTH_DISABLE_SIGNUP: 422 `signup_disabled`), confirmed when the
+   provider verified the email or autoconfirm is on; an unconfirmed new user is mailed the sign-up confirmation
+   and gets no session (422 `provider_email_needs_verification`), as in GoTrue.
 """
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
+from api.auth.admin import signup_disabled
 from api.auth.errors import AuthError, ErrorCode
 from api.auth.refresh_tokens import new_refresh_token
 from api.auth.service import IssuedSession, is_banned
@@ -31,24 +33,6 @@ from db import auth as auth_db
 from db import auth_flow
 from db.uow import UnitOfWork
 from schemas.settings import Settings
-
-
-class LinkErrorCode(StrEnum):
-    """GoTrue's codes for identity and provider errors (supabase/auth `internal/api/apierrors/errorcode.go`)."""
-
-    BAD_CODE_VERIFIER = "bad_code_verifier"
-    BAD_OAUTH_CALLBACK = "bad_oauth_callback"
-    BAD_OAUTH_STATE = "bad_oauth_state"
-    FLOW_STATE_ALREADY_USED = "flow_state_already_used"
-    FLOW_STATE_EXPIRED = "flow_state_expired"
-    FLOW_STATE_NOT_FOUND = "flow_state_not_found"
-    IDENTITY_ALREADY_EXISTS = "identity_already_exists"
-    IDENTITY_NOT_FOUND = "identity_not_found"
-    MANUAL_LINKING_DISABLED = "manual_linking_disabled"
-    PROVIDER_DISABLED = "provider_disabled"
-    PROVIDER_EMAIL_NEEDS_VERIFICATION = "provider_email_needs_verification"
-    SINGLE_IDENTITY_NOT_DELETABLE = "single_identity_not_deletable"
-    UNEXPECTED_FAILURE = "unexpected_failure"
 
 
 @dataclass
@@ -108,16 +92,19 @@ def _refuse_banned(user: dict[str, Any], now: datetime) -> None:
 
 
 def sign_in_with_provider(uow: UnitOfWork, settings: Settings, *, provider: str, claims: dict[str, Any],
-                          now: datetime, link_to: str | None = None) -> ProviderSignIn:
-    """The account decision above, in the caller's transaction."""
+                          now: datetime, link_to: str | None = None,
+                          confirm: Callable[[UnitOfWork, dict[str, Any]], None] | None = None) -> ProviderSignIn:
+    """The account decision above, in the caller's transaction; `confirm` mails a new unconfirmed user the sign-up
+    confirmation in it (api/auth/email_flows.py::confirmation_mailer)."""
     data = identity_data_from_claims(claims)
     sub = data["sub"]
+    auth_flow.lock_identity(uow=uow, provider=provider, provider_id=sub)
     identity = auth_flow.find_identity_for_update(uow=uow, provider=provider, provider_id=sub)
     if link_to is not None:
         if identity is not None:
             other = identity["user_id"] != link_to
             raise AuthError("Identity is already linked to another user" if other else "Identity is already linked",
-                            status=422, code=LinkErrorCode.IDENTITY_ALREADY_EXISTS)
+                            status=422, code=ErrorCode.IDENTITY_ALREADY_EXISTS)
         user = auth_db.find_user_by_id(uow=uow, user_id=link_to, for_update=True)
         if user is None:
             raise AuthError("User from sub claim in JWT does not exist", status=403, code=ErrorCode.USER_NOT_FOUND)
@@ -131,8 +118,8 @@ def sign_in_with_provider(uow: UnitOfWork, settings: Settings, *, provider: str,
         assert user is not None  # identities cascade with their user
         _refuse_banned(user, now)
         auth_db.update_identity(uow=uow, identity_id=identity["id"], identity_data=data, now=now, signed_in=True)
-        confirm = verified and (user.get("email") or "").lower() == (data.get("email") or "").lower()
-        user = _refresh_user(uow, user, data, now, confirm=confirm)
+        same_email = (user.get("email") or "").lower() == (data.get("email") or "").lower()
+        user = _refresh_user(uow, user, data, now, confirm=verified and same_email)
         return ProviderSignIn(user, needs_verification=user.get("email_confirmed_at") is None)
     email = (data.get("email") or "").strip().lower() or None
     if email is not None:
@@ -142,7 +129,7 @@ def sign_in_with_provider(uow: UnitOfWork, settings: Settings, *, provider: str,
             if not verified:
                 raise AuthError(f"Unverified email with {provider}: an account with this email exists, and it is "
                                 f"linked only once {provider} reports the email as verified",
-                                status=422, code=LinkErrorCode.PROVIDER_EMAIL_NEEDS_VERIFICATION)
+                                status=422, code=ErrorCode.PROVIDER_EMAIL_NEEDS_VERIFICATION)
             user = owners[0]
             _refuse_banned(user, now)
             unconfirmed = user.get("email_confirmed_at") is None
@@ -151,18 +138,22 @@ def sign_in_with_provider(uow: UnitOfWork, settings: Settings, *, provider: str,
             auth_db.insert_identity(uow=uow, user_id=user["id"], provider=provider, provider_id=sub,
                                     identity_data=data, now=now)
             return ProviderSignIn(_refresh_user(uow, user, data, now, confirm=True, clear_password=unconfirmed))
+    if settings.auth_disable_signup:
+        raise signup_disabled()
     confirmed = verified or settings.auth_mailer_autoconfirm
     user = auth_flow.insert_provider_user(uow=uow, email=email, confirmed=confirmed, provider=provider,
                                           user_metadata=data, now=now)
     auth_db.insert_identity(uow=uow, user_id=user["id"], provider=provider, provider_id=sub, identity_data=data,
                             now=now)
     user = _refresh_user(uow, user, data, now, signed_in=confirmed)
+    if not confirmed and email is not None and confirm is not None:
+        confirm(uow, user)
     return ProviderSignIn(user, needs_verification=not confirmed)
 
 
 def needs_verification_error(provider: str) -> AuthError:
     return AuthError(f"Unverified email with {provider}: confirm the email address before signing in",
-                     status=422, code=LinkErrorCode.PROVIDER_EMAIL_NEEDS_VERIFICATION)
+                     status=422, code=ErrorCode.PROVIDER_EMAIL_NEEDS_VERIFICATION)
 
 
 def start_oauth_session(uow: UnitOfWork, settings: Settings, user: dict[str, Any], now: datetime,
@@ -184,10 +175,10 @@ def unlink_identity(uow: UnitOfWork, *, user: dict[str, Any], identity_id: str, 
         raise AuthError("identity_id must be an UUID", status=404, code=ErrorCode.VALIDATION_FAILED) from None
     identities = auth_flow.user_identities(uow=uow, user_id=user["id"])
     if not any(identity["id"] == identity_id for identity in identities):
-        raise AuthError("Identity doesn't exist", status=422, code=LinkErrorCode.IDENTITY_NOT_FOUND)
+        raise AuthError("Identity doesn't exist", status=422, code=ErrorCode.IDENTITY_NOT_FOUND)
     if len(identities) <= 1:
         raise AuthError("User must have at least 1 identity after unlinking", status=422,
-                        code=LinkErrorCode.SINGLE_IDENTITY_NOT_DELETABLE)
+                        code=ErrorCode.SINGLE_IDENTITY_NOT_DELETABLE)
     auth_db.delete_identity(uow=uow, user_id=user["id"], identity_id=identity_id)
     remaining = [identity for identity in identities if identity["id"] != identity_id]
     auth_flow.set_app_metadata(uow=uow, user_id=user["id"], now=now,

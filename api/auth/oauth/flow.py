@@ -22,8 +22,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
+from api.auth.email_flows import Enqueue, confirmation_mailer
 from api.auth.errors import AuthError, ErrorCode, OAuthError, validation_failed
-from api.auth.oauth.accounts import LinkErrorCode, needs_verification_error, sign_in_with_provider, start_oauth_session
+from api.auth.oauth.accounts import needs_verification_error, sign_in_with_provider, start_oauth_session
 from api.auth.oauth.oidc import IdTokenError, IdTokenErrorName, OidcCache, ProviderUnavailable, verify_id_token
 from api.auth.oauth.providers import DEFAULT_SCOPES, KNOWN_PROVIDERS, Provider, configured_providers
 from api.auth.redirects import resolve_redirect
@@ -69,21 +70,27 @@ def provider_for(ctx: AuthContext, name: str | None) -> Provider:
     if name and name in providers:
         return providers[name]
     if name in KNOWN_PROVIDERS:
-        raise AuthError(f"Provider {name} is not enabled", status=400, code=LinkErrorCode.PROVIDER_DISABLED)
+        raise AuthError(f"Provider {name} is not enabled", status=400, code=ErrorCode.PROVIDER_DISABLED)
     raise validation_failed(f"Unsupported provider: provider {name or '(none)'} could not be found")
 
 
 def _unavailable(provider: Provider, exc: Exception) -> AuthError:
     log.warning("oidc_provider_unavailable", extra={"provider": provider.name, "error": str(exc)})
     return AuthError(f"The {provider.name} sign-in service could not be reached; try again", status=503,
-                     code=LinkErrorCode.UNEXPECTED_FAILURE)
+                     code=ErrorCode.UNEXPECTED_FAILURE)
 
 
 # --- ID-token grant --------------------------------------------------------------------------------------------
 
+def _confirmer(ctx: AuthContext, enqueue: Enqueue | None, redirect_to: str):
+    return None if enqueue is None else confirmation_mailer(ctx, enqueue, redirect_to)
+
+
 def id_token_grant(ctx: AuthContext, *, provider_name: str | None, id_token: str | None, nonce: str | None,
                    access_token: str | None, link_to: str | None = None, user_agent: str | None = None,
-                   ip: str | None = None) -> IssuedSession:
+                   ip: str | None = None, enqueue: Enqueue | None = None,
+                   redirect_to: str | None = None) -> IssuedSession:
+    """`enqueue` sends a committed mail (the confirmation a new, unverified user gets, with `redirect_to`)."""
     if not id_token:
         raise OAuthError("id_token required", status=400, code=IdTokenErrorName.INVALID_REQUEST)
     if not provider_name:
@@ -99,7 +106,8 @@ def id_token_grant(ctx: AuthContext, *, provider_name: str | None, id_token: str
     now = utcnow()
     with unit_of_work(ctx.engine, auth_db.AUTH_ADMIN) as uow:
         outcome = sign_in_with_provider(uow, ctx.settings, provider=provider.name, claims=claims, now=now,
-                                        link_to=link_to)
+                                        link_to=link_to,
+                                        confirm=_confirmer(ctx, enqueue, redirect_to or ctx.settings.auth_site_url))
         session = None if outcome.needs_verification else start_oauth_session(uow, ctx.settings, outcome.user, now,
                                                                                user_agent, ip)
     if session is None:
@@ -184,32 +192,34 @@ def error_redirect(target: str, error: str, code: str, description: str) -> str:
 
 
 def _oauth_error_name(exc: AuthError) -> str:
-    if exc.code in (ErrorCode.USER_BANNED, LinkErrorCode.PROVIDER_EMAIL_NEEDS_VERIFICATION, "signup_disabled"):
+    if exc.code in (ErrorCode.USER_BANNED, ErrorCode.PROVIDER_EMAIL_NEEDS_VERIFICATION,
+                    ErrorCode.SIGNUP_DISABLED):
         return "access_denied"
     return {400: "invalid_request", 401: "unauthorized_client", 403: "access_denied",
             503: "temporarily_unavailable"}.get(exc.status, "server_error")
 
 
-def callback(ctx: AuthContext, args: dict[str, str], *, user_agent: str | None, ip: str | None) -> str:
+def callback(ctx: AuthContext, args: dict[str, str], *, user_agent: str | None, ip: str | None,
+             enqueue: Enqueue | None = None) -> str:
     """The provider sent the browser back: answer where to send it next (always a redirect)."""
     settings = ctx.settings
     site = settings.auth_site_url
     state = args.get("state") or ""
     if not state:
-        return error_redirect(site, "invalid_request", LinkErrorCode.BAD_OAUTH_CALLBACK, "OAuth state parameter missing")
+        return error_redirect(site, "invalid_request", ErrorCode.BAD_OAUTH_CALLBACK, "OAuth state parameter missing")
     flow_id = unsign_state(ctx, state)
     if flow_id is None:
-        return error_redirect(site, "invalid_request", LinkErrorCode.BAD_OAUTH_STATE, "OAuth state parameter is invalid")
+        return error_redirect(site, "invalid_request", ErrorCode.BAD_OAUTH_STATE, "OAuth state parameter is invalid")
     now = utcnow()
     with unit_of_work(ctx.engine, auth_db.AUTH_ADMIN) as uow:
         flow = auth_flow.find_flow_state(uow=uow, flow_id=flow_id, for_update=True)
         problem = None
         if flow is None:
-            problem = (LinkErrorCode.BAD_OAUTH_STATE, "OAuth state not found or expired")
+            problem = (ErrorCode.BAD_OAUTH_STATE, "OAuth state not found or expired")
         elif flow["auth_code"] is not None:
-            problem = (LinkErrorCode.FLOW_STATE_ALREADY_USED, "State has already been used")
+            problem = (ErrorCode.FLOW_STATE_ALREADY_USED, "State has already been used")
         elif flow["created_at"] + timedelta(seconds=FLOW_STATE_SECONDS) < now:
-            problem = (LinkErrorCode.BAD_OAUTH_STATE, "OAuth state has expired")
+            problem = (ErrorCode.BAD_OAUTH_STATE, "OAuth state has expired")
         else:
             flow = {**flow, "auth_code": str(uuid.uuid4())}
             auth_flow.claim_flow_state(uow=uow, flow_id=flow_id, auth_code=flow["auth_code"], now=now)
@@ -218,7 +228,7 @@ def callback(ctx: AuthContext, args: dict[str, str], *, user_agent: str | None, 
     assert flow is not None
     target = flow["referrer"] or site
     try:
-        return _finish_callback(ctx, flow, args, user_agent=user_agent, ip=ip)
+        return _finish_callback(ctx, flow, args, user_agent=user_agent, ip=ip, enqueue=enqueue)
     except AuthError as exc:
         with unit_of_work(ctx.engine, auth_db.AUTH_ADMIN) as uow:
             auth_flow.delete_flow_state(uow=uow, flow_id=flow_id)
@@ -226,7 +236,7 @@ def callback(ctx: AuthContext, args: dict[str, str], *, user_agent: str | None, 
 
 
 def _finish_callback(ctx: AuthContext, flow: dict[str, Any], args: dict[str, str], *, user_agent: str | None,
-                     ip: str | None) -> str:
+                     ip: str | None, enqueue: Enqueue | None) -> str:
     flow_id = str(flow["id"])
     target = flow["referrer"] or ctx.settings.auth_site_url
     if args.get("error"):  # the provider's own refusal (the user cancelled): passed on as it came
@@ -235,7 +245,7 @@ def _finish_callback(ctx: AuthContext, flow: dict[str, Any], args: dict[str, str
         description = args.get("error_description") or args["error"]
         return error_redirect(target, args["error"][:100], "provider_error", description[:500])
     if not args.get("code"):
-        raise AuthError("OAuth code missing", status=400, code=LinkErrorCode.BAD_OAUTH_CALLBACK)
+        raise AuthError("OAuth code missing", status=400, code=ErrorCode.BAD_OAUTH_CALLBACK)
     provider = provider_for(ctx, flow["provider_type"])
     tokens = _exchange_code(ctx, provider, args["code"])
     try:
@@ -243,7 +253,7 @@ def _finish_callback(ctx: AuthContext, flow: dict[str, Any], args: dict[str, str
                                  access_token=tokens.get("access_token"), check_nonce=False)
     except IdTokenError as exc:
         raise AuthError(f"Error validating the {provider.name} ID token: {exc.message}", status=400,
-                        code=LinkErrorCode.BAD_OAUTH_CALLBACK) from exc
+                        code=ErrorCode.BAD_OAUTH_CALLBACK) from exc
     except ProviderUnavailable as exc:
         raise _unavailable(provider, exc) from exc
     now = utcnow()
@@ -251,7 +261,7 @@ def _finish_callback(ctx: AuthContext, flow: dict[str, Any], args: dict[str, str
     pkce = flow["code_challenge"] is not None
     with unit_of_work(ctx.engine, auth_db.AUTH_ADMIN) as uow:
         outcome = sign_in_with_provider(uow, ctx.settings, provider=provider.name, claims=claims, now=now,
-                                        link_to=link_to)
+                                        link_to=link_to, confirm=_confirmer(ctx, enqueue, target))
         if outcome.needs_verification:
             auth_flow.delete_flow_state(uow=uow, flow_id=flow_id)
             session = None
@@ -303,7 +313,7 @@ def _exchange_code(ctx: AuthContext, provider: Provider, code: str) -> dict[str,
     if not isinstance(tokens, dict) or not isinstance(tokens.get("id_token"), str):
         log.info("oauth_code_exchange_refused", extra={"provider": provider.name, "status": response.status_code})
         raise AuthError(f"Error exchanging the code with {provider.name}", status=400,
-                        code=LinkErrorCode.BAD_OAUTH_CALLBACK)
+                        code=ErrorCode.BAD_OAUTH_CALLBACK)
     return tokens
 
 
@@ -322,24 +332,24 @@ def _consume_auth_code(uow, *, auth_code: str, code_verifier: str, now) -> dict[
     flow = auth_flow.find_flow_state_by_code(uow=uow, auth_code=auth_code)
     if flow is None or flow["user_id"] is None or flow["auth_code_issued_at"] is None:
         raise AuthError("invalid flow state, no valid flow state found", status=404,
-                        code=LinkErrorCode.FLOW_STATE_NOT_FOUND)
+                        code=ErrorCode.FLOW_STATE_NOT_FOUND)
     auth_flow.delete_flow_state(uow=uow, flow_id=str(flow["id"]))
     if flow["created_at"] + timedelta(seconds=FLOW_STATE_SECONDS) < now:
         return None
     if not _challenge_matches(flow["code_challenge_method"], flow["code_challenge"] or "", code_verifier):
         raise AuthError("code challenge does not match previously saved code verifier", status=400,
-                        code=LinkErrorCode.BAD_CODE_VERIFIER)  # rolls back: the right verifier may still come
+                        code=ErrorCode.BAD_CODE_VERIFIER)  # rolls back: the right verifier may still come
     user = auth_db.find_user_by_id(uow=uow, user_id=str(flow["user_id"]), for_update=True)
     if user is None:
         raise AuthError("invalid flow state, no valid flow state found", status=404,
-                        code=LinkErrorCode.FLOW_STATE_NOT_FOUND)
+                        code=ErrorCode.FLOW_STATE_NOT_FOUND)
     if user.get("banned_until") is not None and user["banned_until"] > now:
         raise AuthError("User is banned", status=403, code=ErrorCode.USER_BANNED)
     return {"flow": flow, "user": user}
 
 
 def _expired_code() -> AuthError:
-    return AuthError("invalid flow state, flow state has expired", status=422, code=LinkErrorCode.FLOW_STATE_EXPIRED)
+    return AuthError("invalid flow state, flow state has expired", status=422, code=ErrorCode.FLOW_STATE_EXPIRED)
 
 
 def pkce_grant(ctx: AuthContext, *, auth_code: str | None, code_verifier: str | None,

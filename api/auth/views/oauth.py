@@ -9,12 +9,12 @@ from pydantic import BaseModel, ConfigDict
 
 from api.auth.bodies import parse_body
 from api.auth.blueprint import OPEN_ENDPOINTS, auth_context, bp, limiter, request_ip, user_claims
-from api.auth.errors import AuthError, OAuthError
-from api.auth.oauth.accounts import LinkErrorCode
+from api.auth.errors import AuthError, ErrorCode, OAuthError
 from api.auth.oauth.flow import authorize_url, callback, id_token_grant, pkce_grant
 from api.auth.oauth.oidc import IdTokenErrorName
 from api.auth.responses import session_json
 from api.auth.service import load_user
+from api.auth.views.email_flows import mail_enqueue, redirect_target
 from api.identity import credentials_from_request
 
 PROVIDER_GRANTS = ("id_token", "pkce")
@@ -39,7 +39,7 @@ class PkceGrantBody(BaseModel):
 
 def manual_linking_enabled() -> None:
     if not auth_context().settings.auth_manual_linking_enabled:
-        raise AuthError("Manual linking is disabled", status=404, code=LinkErrorCode.MANUAL_LINKING_DISABLED)
+        raise AuthError("Manual linking is disabled", status=404, code=ErrorCode.MANUAL_LINKING_DISABLED)
 
 
 def linking_user() -> dict[str, Any]:
@@ -71,7 +71,8 @@ def provider_grant(grant_type: str) -> Response:
         manual_linking_enabled()
         link_to = linking_user()["id"]
     session = id_token_grant(auth_context(), provider_name=body.provider, id_token=body.id_token, nonce=body.nonce,
-                             access_token=body.access_token, link_to=link_to, user_agent=user_agent, ip=ip)
+                             access_token=body.access_token, link_to=link_to, user_agent=user_agent, ip=ip,
+                             enqueue=mail_enqueue, redirect_to=redirect_target())
     return jsonify(session_json(session))
 
 
@@ -97,7 +98,8 @@ def get_authorize():
 def oauth_callback():
     # The provider may answer with a form post (response_mode=form_post) or a query.
     args = {**request.form.to_dict(), **request.args.to_dict()}
-    location = callback(auth_context(), args, user_agent=request.headers.get("User-Agent"), ip=request_ip())
+    location = callback(auth_context(), args, user_agent=request.headers.get("User-Agent"), ip=request_ip(),
+                        enqueue=mail_enqueue)
     return redirect(location)
 
 

@@ -11,8 +11,8 @@ from api.auth.errors import AuthError, ErrorCode, validation_failed
 from api.auth.responses import session_json, user_json
 from api.auth.service import logout, refresh_session, sign_in_with_password, sign_up
 from api.auth.views.email_flows import mail_enqueue, pkce_params, redirect_target
-from api.services import services
 from api.auth.views.oauth import PROVIDER_GRANTS, provider_grant
+from api.services import services
 
 
 @bp.post("/signup")
