@@ -10,7 +10,7 @@ make bench                                      # everything below, one stack, w
 .venv/bin/python -m bench.run --only pipeline   # any subset: pipeline,e2e,fanout,auth,dispatch,rls
 .venv/bin/python -m bench.run --quick --output /tmp/b.md   # the smoke test's tiny run (figures meaningless)
 .venv/bin/python -m bench.pipeline --events 20000 --concurrency 32
-.venv/bin/python -m bench.e2e_latency --rates 50,200,500 --seconds 10
+.venv/bin/python -m bench.e2e_latency --rates 200,500,1000 --seconds 10
 .venv/bin/python -m bench.fanout --users 1000 --per-user 5 --rate 1000 --seconds 10 --clients 4
 .venv/bin/python -m bench.rls --users 10000 --per-user 100 --queries 2000
 .venv/bin/python -m bench.auth --requests 400 --concurrency 20
@@ -29,12 +29,15 @@ that belongs to a known layer ("PostgreSQL round trips" = CPU inside psycopg: en
 
 
 METHOD = """\
+- **Sender.** Every HTTP request of the pipeline and end-to-end rows is sent by Debian's `wrk` (C, one thread)
+  with bench/wrk_bodies.lua: each of N distinct JSON bodies is POSTed exactly once (X-API-Key, no signature),
+  either closed loop on the stated number of connections or open loop at a fixed rate (request n is due at
+  start + n / rate; a connection still waiting for an answer sends late and the lateness counts, as wrk2 does).
+  Its CPU per request is in the raw numbers (`wrk_cpu_ms_per_request`).
 - **Pipeline.** `done` events for users × 100 pending results (bulk-created as the owner with every trigger on,
-  so each result carries its reservation), POSTed to `/functions/v1/process-webhook` by an asyncio httpx client
-  with the stated number of connections (X-API-Key, no signature), after a warm-up of 4 × concurrency events.
-  accepted/s = 2xx answers ÷ posting wall time (a POST that hit a transport error — a keep-alive connection the
-  server had closed — is sent again, as a webhook sender would: 200 duplicate if the first got in; counted as
-  `transport_retries`); applied/s = events ÷ time from the first POST until the last
+  so each result carries its reservation), POSTed to `/functions/v1/process-webhook` by wrk on the stated number
+  of connections, after a warm-up of 4 × concurrency events. accepted/s = 2xx answers ÷ wrk's wall time;
+  applied/s = events ÷ time from the first POST until the last
   inbox row is final (polled every 0.5 s). Reference: `pgbench -M extended -f bench/event_tx.sql` on the same
   database as `authenticator`, clients = worker processes × concurrency (2 × 2 = 4), the server's
   `synchronous_commit` (the workers do not change it). `attempt=0` runs the one transaction the worker commits to
@@ -43,18 +46,21 @@ METHOD = """\
   committed `internal.begin_webhook_attempt`, i.e. all the SQL the worker runs per event. The event id comes
   from a one-row index read in `bench.event_queue`, outside the transactions (what the Celery message carries).
   CPU per event: utime + stime from /proc for each process group (PostgreSQL backends found by
-  application_name in pg_stat_activity after the warm-up) over the measured run ÷ events.
-  Row 1b isolates the worker stage, which is what pgbench models: the workers are stopped, the stated number of
-  events is POSTed (stored, their Celery messages waiting in Redis), then the same 2 × 2 workers start with
-  `INBOX_BATCH_SIZE` = 1 (batching off) or the default; applied/s = events ÷ (the last `finished_at` − the first
-  `last_attempt_at` in the inbox). "Attempts per event" = inbox `attempts` ÷ events (> 1: an event's own message arrived while the
-  batch that claimed it was still applying it — it then waits on the row lock and finds it final — or a retry). A batched event's own Celery message still arrives; it finds the event final
-  in one short transaction and counts no attempt.
+  application_name in pg_stat_activity after the warm-up) over the measured run ÷ events; wrk's from its rusage.
+- **Acceptance vs the bare endpoint (row 1a).** With the workers stopped, the same wrk command (same connections,
+  the same number of distinct bodies) runs against bench/accept_reference.py — gunicorn + gevent, one worker
+  process, Flask, `json.loads`, one autocommit psycopg INSERT into `bench.accept_inbox` (a copy of the inbox
+  table with its unique key and indexes), one Redis LPUSH, 202 — then against process-webhook, then the
+  reference again; the ratio is process-webhook's accepted/s ÷ the mean of the two reference runs.
+- **Worker stage (row 1b).** The events accepted in row 1a (their Celery messages waiting in Redis) are drained
+  by the same 2 × 2 workers started with `INBOX_BATCH_SIZE` = 1 (batching off) or the default; applied/s = events
+  ÷ (the last `finished_at` − the first `last_attempt_at` in the inbox). "Attempts per event" = inbox `attempts` ÷
+  events (> 1: an event was claimed again after a failed batch, or a retry).
 - **End-to-end.** 10 users, one socket each (raw `websockets` client, vsn 1.0.0, an UPDATE binding filtered by
-  `user_id`), open-loop POSTs at the offered rate for the stated seconds; latency = the POST leaving → the `done`
-  UPDATE frame received (at most 100 POSTs in flight: when the API falls behind, POSTs wait in the sender, and
-  the row also gives the latency from each POST's scheduled time). Sustained = every POST answered 202, every UPDATE delivered, send-schedule lag p99
-  < 100 ms and delivery ≥ 95 % of the offered rate. The backlog is drained between rates.
+  `user_id`), wrk POSTing in open loop at the offered rate for the stated seconds (connections = rate ÷ 5, 4 to
+  200); latency = each POST's due time → the `done` UPDATE frame received (the raw numbers also give it from the
+  moment the POST left). Sustained = every POST answered 2xx, every UPDATE delivered, POSTs leaving within 100 ms
+  of their due time at p99 and delivery ≥ 95 % of the offered rate. The backlog is drained between rates.
 - **Fan-out.** Users with live sessions and minted access tokens, `per_user` sockets each spread over several
   client processes (asyncio + websockets), each joined to its user's results (`user_id=eq.<uid>`). The owner
   commits plain UPDATEs of `text_prompt` = the wall time before the commit, 50 transactions/s of rate/50 rows;
@@ -146,12 +152,22 @@ def summary_rows(results: dict) -> list[list[str]]:
         ref = p["pgbench"]
         rows.append(["1. Pipeline throughput", f"{p['events']:,} webhooks at concurrency {p['concurrency']}: "
                      f"accepted {_fmt(p['accepted_per_s'])}/s, applied {_fmt(p['applied_per_s'])}/s "
-                     f"(all committed after {_fmt(p['applied_wall_s'])} s; {p.get('transport_retries', 0)} POSTs retried)",
+                     f"(all committed after {_fmt(p['applied_wall_s'])} s; sender: wrk)",
                      f"pgbench event_tx.sql, {ref['clients']} clients: {_fmt(ref['tps'])} tps "
                      f"(with the worker's attempt commit too: {_fmt(p['pgbench_with_attempt_tx']['tps'])} tps)",
                      f"**{p['ratio_applied_vs_pgbench']:.2f}×** "
                      f"({p['ratio_applied_vs_pgbench_with_attempt_tx']:.2f}× vs two-commit reference)",
                      "≥ 0.5×", _goal(p["ratio_applied_vs_pgbench"] >= 0.5)])
+        for drained in p.get("backlog", []):
+            acc = drained.get("accept")
+            if acc:
+                rows.append([f"1a. Acceptance alone (workers stopped), before INBOX_BATCH_SIZE={drained['batch_size']}",
+                             f"process-webhook: {drained['events']:,} events at {p['concurrency']} connections, "
+                             f"{_fmt(acc['segbase']['accepted_per_s'])}/s (answer p99 "
+                             f"{_fmt(acc['segbase'].get('latency', {}).get('p99_ms', 0))} ms)",
+                             f"bare accept endpoint, same wrk command: {_fmt(acc['reference_before']['accepted_per_s'])}/s "
+                             f"before, {_fmt(acc['reference_after']['accepted_per_s'])}/s after",
+                             f"**{acc['ratio']:.2f}×**", "≥ 0.8×", _goal(acc["ratio"] >= 0.8)])
         for drained in p.get("backlog", []):
             batching = "off" if drained["batch_size"] == 1 else f"{drained['batch_size']}"
             rows.append([f"1b. Worker stage from a backlog, INBOX_BATCH_SIZE={drained['batch_size']}",
@@ -168,10 +184,10 @@ def summary_rows(results: dict) -> list[list[str]]:
                          f"p50 {_fmt(r['p50_ms'])} ms, p95 {_fmt(r['p95_ms'])} ms, p99 {_fmt(r['p99_ms'])} ms; "
                          f"{r['delivered']}/{r['events']} delivered at {_fmt(r['delivered_per_s'])}/s; "
                          f"sustained: {'yes' if r['sustained'] else 'no'}"
-                         + (f" (POSTs queued in the sender up to {_fmt(r['send_lag_p99_ms'])} ms, p99; from the "
-                            f"scheduled send: p99 {_fmt(r['from_schedule']['p99_ms'])} ms)"
-                            if "from_schedule" in r and not r["sustained"] else ""),
-                         "offered rate (open loop)",
+                         + (f" (POSTs left up to {_fmt(r['send_lag_p99_ms'])} ms after their due time, p99; "
+                            f"from leaving: p99 {_fmt(r['from_send']['p99_ms'])} ms)"
+                            if "from_send" in r and not r["sustained"] else ""),
+                         "offered rate (open loop, wrk)",
                          f"{r['delivered_per_s'] / r['offered_per_s']:.2f}× of offered",
                          "p99 ≤ 100 ms" if r["offered_per_s"] == 200 else "—",
                          _goal(r["p99_ms"] <= 100 and r["sustained"]) if r["offered_per_s"] == 200 else "—"])
@@ -296,7 +312,7 @@ def render(report: dict) -> str:
         f"- PostgreSQL {report['versions']['postgresql']} (synchronous_commit={report['versions']['synchronous_commit']}, "
         f"fsync={report['versions']['fsync']}, shared_buffers={report['versions']['shared_buffers']}, "
         f"max_connections={report['versions']['max_connections']}), Redis {report['versions']['redis']}, "
-        f"{m['pgbench']}, py-spy {m['py-spy']}",
+        f"{m['pgbench']}, {m.get('wrk', 'wrk ?')}, py-spy {m['py-spy']}",
         "- Packages: " + ", ".join(f"{k} {v}" for k, v in m["packages"].items()),
         "- Stack (bench/stack.py): a fresh database migrated with db.migrate, `segbase api` (gunicorn + gevent), "
         "`segbase relay`, 2 × `segbase worker`, its own INSTANCE_ID and Redis DB 2; all load on loopback. "

@@ -24,13 +24,14 @@ from pathlib import Path
 from bench import auth, dispatch, e2e_latency, fanout, pipeline, rls, storage
 from bench.common import py_spy_path
 from bench.report import render
+from bench.sender import wrk_version
 from bench.stack import BENCH_REALTIME_LIMITS, Stack, raise_fd_limit
 from tests.support.processes import ROOT
 
 FULL = {
     "pipeline": {"events": 20_000, "concurrency": 32, "reference_events": 4000, "profile_seconds": 15,
                  "backlog_events": 5000},
-    "e2e": {"rates": (50, 200, 500), "seconds": 6, "profile_seconds": 5},
+    "e2e": {"rates": (200, 500, 1000), "seconds": 6, "profile_seconds": 5},
     "fanout": {"users": 1000, "per_user": 5, "rate": 1000, "seconds": 10, "clients": 4, "profile_seconds": 8},
     "rls": {"users": 10_000, "per_user": 100, "queries": 2000, "profile_seconds": 8},
     "auth": {"requests": 400, "concurrency": 20, "users": 40, "hashes": 60, "verify_calls": 5000,
@@ -74,6 +75,7 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem / 1024 / 1024, 1),
             "kernel": platform.release(), "python": platform.python_version(),
             "pgbench": _version([pipeline.pgbench_path(), "--version"]),
+            "wrk": wrk_version(),
             "py-spy": _version([py_spy_path(), "--version"]) if py_spy_path() else "not installed",
             "load_average_at_start": os.getloadavg(), "packages": packages}
 
