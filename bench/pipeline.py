@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import redis
 
 from bench.accept_reference import start_accept_reference
-from bench.common import CpuMeter, Sampler
+from bench.common import CpuMeter, Sampler, cpu_seconds
 from bench.sender import Sent, Wrk
 from bench.stack import WEBHOOK_KEY, Stack, descendants, pretty
 from schemas.webhook import WebhookEvent
@@ -188,9 +188,19 @@ def accept_and_drain(stack: Stack, *, events: int, concurrency: int, batch_size:
         warm = max(concurrency * 4, 8)
         send(reference_url + "/accept", unknown_result_bodies(warm), concurrency)
         send(stack.url + WEBHOOK_PATH, unknown_result_bodies(warm), concurrency)
-        before = sent_summary(send(reference_url + "/accept", unknown_result_bodies(events), concurrency))
-        ours = sent_summary(send(stack.url + WEBHOOK_PATH, [done_body(r) for r in result_ids], concurrency))
-        after = sent_summary(send(reference_url + "/accept", unknown_result_bodies(events), concurrency))
+        api_pids = [stack.api.pid, *descendants(stack.api.pid)]
+        reference_pids = [reference.pid, *descendants(reference.pid)]
+
+        def measured(url: str, pids: list[int], bodies: list[dict]) -> dict:
+            """One wrk run, with the server's own CPU per request (its process tree, not its database)."""
+            cpu = cpu_seconds(pids)
+            summary = sent_summary(send(url, bodies, concurrency))
+            summary["server_cpu_ms_per_request"] = round(1000 * (cpu_seconds(pids) - cpu) / len(bodies), 2)
+            return summary
+
+        before = measured(reference_url + "/accept", reference_pids, unknown_result_bodies(events))
+        ours = measured(stack.url + WEBHOOK_PATH, api_pids, [done_body(r) for r in result_ids])
+        after = measured(reference_url + "/accept", reference_pids, unknown_result_bodies(events))
     finally:
         reference.terminate()
         reference.wait(timeout=30)

@@ -89,21 +89,20 @@ METHOD = """\
 """
 
 PIPELINE_ADVICE = """\
-Where the pipeline's cost sits, by construction (workers/tasks.py, api/functions/process_webhook.py): per event
-the API runs one HTTP request through Flask, one PostgreSQL transaction (inbox insert + commit) and one Celery
-publish to Redis; the worker receives one Celery message, commits the attempt (`begin_webhook_batch`, which on
-a first delivery also claims up to `INBOX_BATCH_SIZE − 1` queued events) and applies the batch in one
-transaction (`apply_webhook_events`), then acknowledges; the relay publishes the result's UPDATE. pgbench pays
-only the SQL, in C. Two consequences, both measured above. (1) Row 1 is bounded by acceptance, not by the
-workers: applied/s equals accepted/s, so a backlog never forms and batches stay small; at the pgbench
-reference's ~1,000 tps, 0.5× leaves 2 cores × 1/465 s ≈ 4.3 ms of CPU per event for everything, while the
-HTTP load generator alone uses more than that and the API about as much again (the CPU line above) — the goal
-is out of reach for any HTTP-per-event design on this 2-core machine while the sender shares it. (2) Row 1b
-isolates the workers: batching raises their drain rate (one apply transaction per batch), but each event's own
-Celery message is still received, checked in one short transaction and acknowledged, which is now the worker's
-main cost. What would move it further: deliver the inbox ids in fewer messages (e.g. the API publishing a
-deduplicated "drain" nudge instead of one message per event, with the sweeper as today's safety net) — a change
-of the delivery contract in docs/PIPELINE.md, so it is left as a recorded follow-up rather than done here."""
+Where the pipeline's cost sits, by construction (api/functions/process_webhook.py, api/functions/inbox_writer.py,
+workers/tasks.py): per event the API runs one HTTP request through gunicorn and Flask (API key, body parsed and
+validated with pydantic, `mask_url` checked against the URL policy, one JSON log line and the request metrics);
+the inbox rows of concurrent requests share one INSERT and one COMMIT (group commit), and their ids one Celery
+message, published after the requests were answered; a worker receives that message, commits the attempt for the
+group (`begin_webhook_batch`, which also claims up to `INBOX_BATCH_SIZE` queued events) and applies it in one
+transaction (`apply_webhook_events`), then acknowledges; the relay publishes each result's UPDATE. pgbench pays
+only the SQL, in C, one event per transaction. With wrk as the sender, the load generator costs a few hundredths
+of a millisecond per request (the CPU line above), so the machine's two cores go to segbase — and to the other
+tenants of the machine, whose share is the gap between segbase's CPU per event and the machine time per event.
+Row 1a compares acceptance alone with the bare endpoint: both servers are one CPU-bound gevent process, so the
+ratio of accepted/s is close to the inverse ratio of server CPU per request shown in the row; the API profile
+above says where process-webhook's extra CPU goes (Flask's request hooks and the request log line, pydantic
+validation and the URL policy, the writer's and publisher's loops), none of which the bare endpoint does."""
 
 
 def _pipeline_findings(p: dict) -> str:
@@ -164,9 +163,12 @@ def summary_rows(results: dict) -> list[list[str]]:
                 rows.append([f"1a. Acceptance alone (workers stopped), before INBOX_BATCH_SIZE={drained['batch_size']}",
                              f"process-webhook: {drained['events']:,} events at {p['concurrency']} connections, "
                              f"{_fmt(acc['segbase']['accepted_per_s'])}/s (answer p99 "
-                             f"{_fmt(acc['segbase'].get('latency', {}).get('p99_ms', 0))} ms)",
+                             f"{_fmt(acc['segbase'].get('latency', {}).get('p99_ms', 0))} ms; API process CPU "
+                             f"{_fmt(acc['segbase'].get('server_cpu_ms_per_request', 0))} ms/request)",
                              f"bare accept endpoint, same wrk command: {_fmt(acc['reference_before']['accepted_per_s'])}/s "
-                             f"before, {_fmt(acc['reference_after']['accepted_per_s'])}/s after",
+                             f"before, {_fmt(acc['reference_after']['accepted_per_s'])}/s after (server CPU "
+                             f"{_fmt(acc['reference_before'].get('server_cpu_ms_per_request', 0))}, "
+                             f"{_fmt(acc['reference_after'].get('server_cpu_ms_per_request', 0))} ms/request)",
                              f"**{acc['ratio']:.2f}×**", "≥ 0.8×", _goal(acc["ratio"] >= 0.8)])
         for drained in p.get("backlog", []):
             batching = "off" if drained["batch_size"] == 1 else f"{drained['batch_size']}"
@@ -295,6 +297,35 @@ def _strip_profiles(value: Any) -> Any:
     return value
 
 
+SCALING_PNG = "benchmarks-scaling.png"  # beside the report; bench/run.py draws it (bench.scaling.plot)
+
+
+def _scaling(sc: dict) -> list[str]:
+    rows = [[str(c["api_processes"]), f"{c['worker_processes']} × {c['worker_concurrency']}",
+             _fmt(c["accepted_per_s"]), _fmt(c["applied_per_s"]), _fmt(c["segbase_cpu_ms_per_event"]),
+             _fmt(c["cpu_ms_per_event"].get("load generator (wrk)", 0)), ", ".join(f"{x:.1f}" for x in c["load_average"])]
+            for c in sc["configurations"]]
+    loads = [[f"{_fmt(r['offered_per_s'])}/s (open loop)" if r["offered_per_s"] else "as fast as it goes (closed loop)",
+              _fmt(r["applied_per_s"]), _fmt(r["segbase_cpu_ms_per_event"]),
+              ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["cpu_ms_per_event"].items(), key=lambda kv: -kv[1])[:4]),
+              ", ".join(f"{x:.1f}" for x in r["load_average"])]
+             for r in sc["cpu_by_load"]]
+    return ["## Scaling", "",
+            f"{sc['events']:,} done events per configuration, wrk closed loop on {sc['connections']} connections, "
+            "each configuration on a stack of its own (bench/scaling.py). CPU per event: every segbase process and "
+            "its PostgreSQL backends (utime + stime from /proc) ÷ events; the sender's own CPU beside it. The load "
+            "average is the machine's (1, 5, 15 min) when the configuration finished: the 2 cores are shared.", "",
+            _table(["API processes", "worker processes × concurrency", "accepted/s", "applied/s",
+                    "segbase CPU ms/event", "wrk CPU ms/event", "load average"], rows), "",
+            "CPU per event as the offered load grows (the second row of the table above):", "",
+            _table(["offered", "applied/s", "segbase CPU ms/event", "largest shares (ms/event)", "load average"],
+                   loads), "",
+            "Below a few dozen events/s the fixed cost of the idle stack (pollers, heartbeats, the relay's and the "
+            "sweeper's loops) dominates each event's share; under load the group commit and the workers' batches "
+            "spread one transaction and one message over many events, so CPU per event falls.", "",
+            f"![Applied events/s by worker and API processes; CPU per event by load]({SCALING_PNG})", ""]
+
+
 def render(report: dict) -> str:
     results = report["results"]
     m = report["machine"]
@@ -325,6 +356,10 @@ def render(report: dict) -> str:
         "",
         _table(["Benchmark", "segbase", "Reference (same run)", "Ratio", "Goal", ""], summary_rows(results)),
         "",
+    ]
+    if results.get("scaling"):
+        parts += _scaling(results["scaling"])
+    parts += [
         "## What dominates each path (py-spy)",
         "",
         STRUCTURE,

@@ -67,7 +67,7 @@ def run(stack: Stack | None = None, *, events: int = 3000, connections: int = 32
                 result = one_load(own, events=events, connections=connections)
                 configurations.append({"api_processes": apis, "worker_processes": count,
                                        "worker_concurrency": own.worker_concurrency, **result})
-                if apis == 1 and count == 2:
+                if apis == api_processes[0] and count == workers[min(1, len(workers) - 1)]:
                     for rate in rates:
                         cpu_by_load.append(one_load(own, events=max(int(rate * 8), 20),
                                                     connections=max(4, min(200, rate // 5)), rate=rate))
@@ -102,7 +102,7 @@ def plot(result: dict, path: Path) -> None:
     for r in loads:
         right.annotate(f"{r['offered_per_s']:g}/s" if r["offered_per_s"] else "max", (r["applied_per_s"],
                        r["segbase_cpu_ms_per_event"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    right.set_xlabel("applied events/s (1 API, 2 workers)")
+    right.set_xlabel("applied events/s (the second configuration of the left panel)")
     right.set_ylabel("segbase CPU ms per event")
     right.set_ylim(bottom=0)
     right.set_title("CPU per event as load grows")

@@ -83,3 +83,15 @@ def test_storage_moves_the_file_and_measures_cp_beside_it(report) -> None:
     result = report["results"]["storage"]
     assert result["upload_mb_per_s"] > 0 and result["download_mb_per_s"] > 0 and result["cp_mb_per_s"] > 0
     assert "7. Storage upload" in render(report)
+
+
+def test_scaling_applies_every_event_in_each_configuration_and_plots(report, tmp_path) -> None:
+    from bench.scaling import plot  # here: the plot needs matplotlib, which only this test draws with
+
+    result = report["results"]["scaling"]
+    for row in (*result["configurations"], *result["cpu_by_load"]):
+        assert row["accepted"] == row["events"] and row["applied_per_s"] > 0, row
+        assert row["segbase_cpu_ms_per_event"] > 0
+    assert "## Scaling" in render(report)
+    plot(result, tmp_path / "scaling.png")
+    assert (tmp_path / "scaling.png").read_bytes().startswith(b"\x89PNG")
