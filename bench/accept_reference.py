@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import httpx
 import psycopg
@@ -72,9 +73,12 @@ def start_accept_reference(database_url: str, redis_url: str, list_key: str) -> 
     port = free_port()
     env = {"ACCEPT_DATABASE_URL": database_url, "ACCEPT_REDIS_URL": redis_url, "ACCEPT_LIST": list_key,
            "PATH": "/usr/bin:/bin"}
+    # Its output goes to a file, shown only if it fails to start: at SIGTERM, psycopg_pool's finaliser complains
+    # under gevent (it joins its own greenlet) with a traceback per pooled connection, which means nothing here.
+    log = tempfile.TemporaryFile("w+")
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "--worker-connections",
                              "10000", "--keep-alive", "5", "-b", f"127.0.0.1:{port}", "--log-level", "warning",
-                             "bench.accept_reference:app"], cwd=ROOT, env=env)
+                             "bench.accept_reference:app"], cwd=ROOT, env=env, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:
@@ -84,8 +88,14 @@ def start_accept_reference(database_url: str, redis_url: str, list_key: str) -> 
             return False
 
     try:
-        wait_for(healthy, 30, message="accept reference server")
+        wait_for(lambda: healthy() or proc.poll() is not None, 30, message="accept reference server")
+        if proc.poll() is not None:
+            raise RuntimeError("accept reference server exited")
     except BaseException:
         proc.terminate()
+        log.seek(0)
+        print(log.read()[-4000:], file=sys.stderr)
         raise
+    finally:
+        log.close()  # the child keeps its own descriptor
     return proc, url

@@ -122,6 +122,27 @@ def _pipeline_findings(p: dict) -> str:
             f"no API, broker or Python per event.")
 
 
+def _e2e_findings(e: dict, p: dict) -> str:
+    """Why a rate is or is not sustained, from the pipeline run's measured CPU per event and machine share."""
+    cpu = p.get("cpu_ms_per_event") or {}
+    system = sum(v for k, v in cpu.items() if not k.startswith(("load generator", "bench process")))
+    if not system:
+        return ""
+    share = system / p["cpu_ms_per_event_whole_machine"] if p.get("cpu_ms_per_event_whole_machine") else 0
+    lines = []
+    for r in e["rates"]:
+        need = r["offered_per_s"] * system / 1000
+        outcome = "sustained" if r["sustained"] else f"delivered {_fmt(r['delivered_per_s'])}/s"
+        lines.append(f"{r['offered_per_s']}/s needs ≈ {need:.2f} cores of segbase CPU ({outcome})")
+    return (f"Capacity behind these rates: the pipeline run measured {system:.2f} ms of segbase CPU per event (all its "
+            f"processes and their PostgreSQL backends), and segbase used {100 * share:.0f} % of the machine's two cores "
+            f"over that run's wall time (its CPU ÷ 2 cores × wall; the rest went to the other tenants of the machine, "
+            f"whose load average is in the header). So "
+            + "; ".join(lines) + f"; at the ≈ {2 * share:.2f} cores it obtained, the pipeline's ceiling in this run "
+            f"was ≈ {_fmt(2 * share * 1000 / system)} events/s — a rate above it is not sustained, and its latency "
+            f"is the queue growing in the sender (open loop: counted from each POST's due time).")
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
@@ -380,6 +401,15 @@ def render(report: dict) -> str:
         parts += [f"### {title}", "", _profiles(profiles), ""]
         if name == "pipeline":
             parts += [_pipeline_findings(res), "", PIPELINE_ADVICE, ""]
+        if name == "e2e" and results.get("pipeline"):
+            parts += [_e2e_findings(res, results["pipeline"]), ""]
+    parts += ["## Closing note", "",
+              f"The figures table again, from `{report.get('command', 'make bench')}` (load average "
+              f"{', '.join(f'{x:.2f}' for x in m['load_average_at_start'])} at the start"
+              + (f", {', '.join(f'{x:.2f}' for x in report['load_average_at_end'])} at the end"
+                 if report.get("load_average_at_end") else "") + "); the commands follow.", "",
+              _table(["Benchmark", "segbase", "Reference (same run)", "Ratio", "Goal", ""], summary_rows(results)),
+              ""]
     parts += ["## Method and choices", "", METHOD, "",
               "## Commands", "", "```", COMMANDS.rstrip(), "```", "",
               "## Sizes used", "", "```json", json.dumps(report["sizes"], indent=1, default=str), "```", "",

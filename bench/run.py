@@ -102,6 +102,7 @@ def run_all(only: tuple[str, ...], sizes: dict) -> dict:
     finally:
         stack.stop()
     report["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    report["load_average_at_end"] = os.getloadavg()
     return report
 
 
