@@ -7,7 +7,7 @@ PYTEST_WORKERS ?= 2
 CHROMIUM := /usr/bin/chromium
 BENCH_REPORT ?= bench/results/BENCHMARKS.md
 
-.PHONY: help run test bench bench-docs console-screenshots clean node browser compose-tool
+.PHONY: help run test bench bench-docs console-screenshots clean node browser compose-tool wrk
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -33,6 +33,13 @@ browser: ## Debian's chromium for the browser tests (console, storage), driven b
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
 	else echo "make: $(CHROMIUM) is missing: the browser tests will fail; install it with: sudo apt-get install chromium"; fi
 
+wrk: ## Debian's wrk, the HTTP load generator of the benchmarks (and of their smoke test)
+	@if command -v wrk >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing wrk (apt) for the benchmarks"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; \
+	else echo "make: wrk is missing: the benchmarks and their smoke test will fail; install it with: sudo apt-get install wrk"; fi
+
 compose-tool: ## Debian's docker-compose, whose `config` validates docker-compose.yml (no engine needed)
 	@if command -v docker-compose >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -53,14 +60,14 @@ run: $(STAMP) .env ## create .venv, write a dev .env, migrate and run api + work
 	@echo "make: the segbase command is $(BIN)/segbase (or run '. $(BIN)/activate' to put it on your PATH)"
 	$(BIN)/segbase run
 
-test: $(STAMP) node browser compose-tool ## the whole suite against real PostgreSQL, Redis, processes, clients and a browser
+test: $(STAMP) node browser compose-tool wrk ## the whole suite against real PostgreSQL, Redis, processes, clients and a browser
 	$(BIN)/python -m segbase.preflight --for-tests
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -p no:cacheprovider $(PYTEST_ARGS)
 
-bench: $(STAMP) node ## run the benchmarks; the report goes to bench/results/BENCHMARKS.md (untracked)
+bench: $(STAMP) node wrk ## run the benchmarks; the report goes to bench/results/BENCHMARKS.md (untracked)
 	$(BIN)/python -m bench.run --output $(BENCH_REPORT)
 
-bench-docs: $(STAMP) node ## run the benchmarks and update docs/BENCHMARKS.md
+bench-docs: $(STAMP) node wrk ## run the benchmarks and update docs/BENCHMARKS.md
 	$(BIN)/python -m bench.run --output docs/BENCHMARKS.md
 
 console-screenshots: $(STAMP) node browser ## regenerate docs/console/*.png from a throw-away stack

@@ -1,14 +1,18 @@
-"""Pipeline throughput: N webhooks POSTed to /functions/v1/process-webhook at a stated concurrency; accepted/s (2xx
-answers) and applied/s (until every event is committed by the workers), next to pgbench running
-bench/event_tx.sql — the worker's own SQL for one event — with as many clients as worker concurrency, in the same
-run on the same database. While the pipeline drains, py-spy samples the worker and API processes.
+"""Pipeline throughput: N webhooks POSTed to /functions/v1/process-webhook by wrk (bench/sender.py) on a stated
+number of connections; accepted/s (2xx answers) and applied/s (until every event is committed by the workers), next
+to pgbench running bench/event_tx.sql — the worker's own SQL for one event — with as many clients as worker
+concurrency, in the same run on the same database. While the pipeline drains, py-spy samples the worker and API
+processes.
+
+Acceptance alone (the workers stopped): the same wrk command against the bare accept endpoint
+(bench/accept_reference.py), then process-webhook, then the bare endpoint again; the ratio is process-webhook's
+accepted/s ÷ the mean of the two reference runs. The workers then drain that backlog (the worker stage alone).
 
     .venv/bin/python -m bench.pipeline [--events 20000] [--concurrency 32]
 """
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
 import shutil
@@ -19,12 +23,17 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
+import redis
 
-from bench.common import CpuMeter, Sampler, latency_summary
+from bench.accept_reference import start_accept_reference
+from bench.common import CpuMeter, Sampler, cpu_seconds
+from bench.sender import Sent, Wrk
 from bench.stack import WEBHOOK_KEY, Stack, descendants, pretty
 from schemas.webhook import WebhookEvent
 
+# What counts as the path's own work in a profile: the view and the inbox writer's loops; the worker's tasks.
+API_WORK = ("process_webhook (", "_write_forever (api/functions", "_publish_forever (")
+WORKER_WORK = ("apply_webhook_event (", "apply_webhook_events (")
 EVENT_TX = Path(__file__).with_name("event_tx.sql")
 MASK_URL = "https://cdn.example/mask.png"
 
@@ -96,7 +105,7 @@ def process_groups(stack: Stack) -> dict[str, list[int]]:
             "select pid, coalesce(nullif(application_name, ''), usename::text) from pg_stat_activity "
             "where datname = current_database() and pid <> pg_backend_pid()").fetchall())
     mains = [w.pid for w in stack.worker_processes]
-    groups = {"load generator (bench process: httpx client, progress poll)": [os.getpid()],
+    groups = {"bench process (progress poll)": [os.getpid()],
               "api": [stack.api.pid, *descendants(stack.api.pid)],
               "celery worker main processes (consumer)": mains,
               "celery pool processes (tasks)": [p for p in stack.celery_pids() if p not in mains]}
@@ -135,58 +144,68 @@ class Progress:
             while not self.stop.is_set():
                 self.final = conn.execute("select count(*) from internal.webhook_inbox i join run_results r "
                                           "on r.id = i.result_id where i.state <> 'received'").fetchone()[0]
-                self.series.append((time.perf_counter(), self.final))
+                self.series.append((time.monotonic(), self.final))
                 if self.final >= len(self.result_ids):
                     return
                 time.sleep(0.5)
 
 
-async def post_event(client: httpx.AsyncClient, body: dict, retried: list[str]) -> httpx.Response:
-    """POST one event; on a transport error (a keep-alive connection the server closed, a reset) send it again,
-    as a webhook sender does — the repeat is idempotent (stored once; answered 200 duplicate if the first got in)."""
-    for attempt in range(5):
-        try:
-            return await client.post("/functions/v1/process-webhook", json=body)
-        except httpx.TransportError as exc:
-            retried.append(type(exc).__name__)
-            if attempt == 4:
-                raise
-            await asyncio.sleep(0.1 * (attempt + 1))
-    raise AssertionError("unreachable")
+WEBHOOK_PATH = "/functions/v1/process-webhook"
 
 
-async def post_all(url: str, bodies: list[dict], concurrency: int) -> dict:
-    """POST every body with `concurrency` connections; returns status counts, latencies and wall time."""
-    statuses: dict[int, int] = {}
-    latencies: list[float] = []
-    retried: list[str] = []
-    queue = iter(bodies)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60,
-                                 headers={"X-API-Key": WEBHOOK_KEY}) as client:
-        async def sender() -> None:
-            for body in queue:
-                t0 = time.perf_counter()
-                response = await post_event(client, body, retried)
-                latencies.append(time.perf_counter() - t0)
-                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(sender() for _ in range(concurrency)))
-    return {"statuses": statuses, "latency": latency_summary(latencies), "started": started,
-            "ended": time.perf_counter(), "transport_retries": len(retried)}
+def send(url: str, bodies: list[dict], connections: int, rate: float = 0) -> Sent:
+    """POST every body once with wrk (closed loop on `connections` connections, or open loop at `rate`/s)."""
+    return Wrk(url, bodies, connections=connections, rate=rate, headers={"X-API-Key": WEBHOOK_KEY}).run()
 
 
-def drain_backlog(stack: Stack, *, events: int, concurrency: int, batch_size: int) -> dict:
-    """The worker stage alone, as pgbench measures it: `events` done events accepted while no worker runs (their
-    Celery messages wait in Redis), then the stack's workers started with INBOX_BATCH_SIZE=`batch_size`.
+def sent_summary(sent: Sent) -> dict:
+    return {"command": sent.command, "events": len(sent.sent_at), "statuses": sent.statuses,
+            "accepted": sent.accepted, "wall_s": round(sent.wall_s, 2), "latency": sent.latency,
+            "accepted_per_s": round(sent.accepted / sent.wall_s, 1) if sent.wall_s > 0 else 0.0,
+            "wrk_cpu_ms_per_request": round(1000 * sent.cpu_s / max(len(sent.sent_at), 1), 3)}
+
+
+def unknown_result_bodies(count: int) -> list[dict]:
+    """Bodies for results that do not exist: accepted like any other (the API does not look results up), rejected
+    by the worker; used to warm a server's pools and for the reference, which stores into a table of its own."""
+    return [done_body(str(uuid.uuid4())) for _ in range(count)]
+
+
+def accept_and_drain(stack: Stack, *, events: int, concurrency: int, batch_size: int) -> dict:
+    """Acceptance alone, then the worker stage alone, as pgbench measures it.
+
+    With no worker running: `events` distinct bodies POSTed to the bare accept reference, the same number to
+    process-webhook (their Celery messages wait in Redis), and to the reference again — each by the same wrk
+    command. Then the stack's workers start with INBOX_BATCH_SIZE=`batch_size` and drain the backlog:
     applied/s = events ÷ (last finished_at − first attempt), both read from the inbox rows."""
     stack.stop_workers()
     users = stack.bulk_users(max(1, events // 100), credits=10_000, tokens=False)
     result_ids = [r for ids in stack.pending_results(users, 100).values() for r in ids][:events]
     stack.wait_outbox_drained()
-    posted = asyncio.run(post_all(stack.url, [done_body(r) for r in result_ids], concurrency))
+    list_key = stack.settings.redis_key("bench", "accept", uuid.uuid4().hex[:6])
+    reference, reference_url = start_accept_reference(stack.owner_url, stack.settings.redis_url, list_key)
+    try:
+        warm = max(concurrency * 4, 8)
+        send(reference_url + "/accept", unknown_result_bodies(warm), concurrency)
+        send(stack.url + WEBHOOK_PATH, unknown_result_bodies(warm), concurrency)
+        api_pids = [stack.api.pid, *descendants(stack.api.pid)]
+        reference_pids = [reference.pid, *descendants(reference.pid)]
+
+        def measured(url: str, pids: list[int], bodies: list[dict]) -> dict:
+            """One wrk run, with the server's own CPU per request (its process tree, not its database)."""
+            cpu = cpu_seconds(pids)
+            summary = sent_summary(send(url, bodies, concurrency))
+            summary["server_cpu_ms_per_request"] = round(1000 * (cpu_seconds(pids) - cpu) / len(bodies), 2)
+            return summary
+
+        before = measured(reference_url + "/accept", reference_pids, unknown_result_bodies(events))
+        ours = measured(stack.url + WEBHOOK_PATH, api_pids, [done_body(r) for r in result_ids])
+        after = measured(reference_url + "/accept", reference_pids, unknown_result_bodies(events))
+    finally:
+        reference.terminate()
+        reference.wait(timeout=30)
+        redis.Redis.from_url(stack.settings.redis_url).delete(list_key)
+    reference_rate = (before["accepted_per_s"] + after["accepted_per_s"]) / 2
     stack.start_workers(extra_env={"INBOX_BATCH_SIZE": str(batch_size)})
     Progress(stack, result_ids).start().thread.join(timeout=900)
     with stack.owner() as conn:
@@ -195,8 +214,12 @@ def drain_backlog(stack: Stack, *, events: int, concurrency: int, batch_size: in
             "from internal.webhook_inbox where result_id = any(%s::uuid[])", (result_ids,)).fetchone()
         states = dict(conn.execute("select state, count(*) from internal.webhook_inbox "
                                    "where result_id = any(%s::uuid[]) group by 1", (result_ids,)).fetchall())
+    stack.wait_inbox_drained()  # the warm-up's unknown results too, before the next measurement
     span = float(span or 0)
-    return {"batch_size": batch_size, "events": len(result_ids), "accepted": posted["statuses"].get(202, 0) + posted["statuses"].get(200, 0),
+    return {"batch_size": batch_size, "events": len(result_ids), "accepted": ours["accepted"],
+            "accept": {"segbase": ours, "reference_before": before, "reference_after": after,
+                       "reference_per_s": round(reference_rate, 1),
+                       "ratio": round(ours["accepted_per_s"] / reference_rate, 3) if reference_rate else 0.0},
             "inbox_states": states, "attempts_per_event": round(int(attempts) / len(result_ids), 2),
             "drain_s": round(span, 2),
             "applied_per_s": round(len(result_ids) / span, 1) if span > 0 else 0.0}
@@ -215,7 +238,7 @@ def run(stack: Stack, *, events: int = 20_000, concurrency: int = 32, reference_
     # Warm-up: fills the API's and workers' connection pools (their backends are then counted by the CPU meter).
     warm_users = stack.bulk_users(1, credits=10_000, tokens=False)
     warm = [r for ids in stack.pending_results(warm_users, max(concurrency * 4, 8)).values() for r in ids]
-    asyncio.run(post_all(stack.url, [done_body(r) for r in warm], concurrency))
+    send(stack.url + WEBHOOK_PATH, [done_body(r) for r in warm], concurrency)
     stack.wait_inbox_drained()
 
     users = stack.bulk_users(max(1, events // 100), credits=10_000, tokens=False)
@@ -229,7 +252,7 @@ def run(stack: Stack, *, events: int = 20_000, concurrency: int = 32, reference_
     bodies = [done_body(r) for r in result_ids]
 
     meter = CpuMeter(process_groups(stack)).start()
-    wall0 = time.perf_counter()
+    wall0 = time.monotonic()
     progress = Progress(stack, result_ids).start()
     samplers: list[tuple[str, Sampler]] = []
     if profile_seconds:
@@ -237,12 +260,14 @@ def run(stack: Stack, *, events: int = 20_000, concurrency: int = 32, reference_
             [(f"worker {w.name}", Sampler(w.pid, profile_seconds)) for w in stack.worker_processes]
             + [("api", Sampler(stack.api.pid, profile_seconds))]))
         delay.start()
-    posted = asyncio.run(post_all(stack.url, bodies, concurrency))
+    sender = Wrk(stack.url + WEBHOOK_PATH, bodies, connections=concurrency,
+                 headers={"X-API-Key": WEBHOOK_KEY}).start()
+    posted = sender.wait()
     progress.thread.join(timeout=1800)
     progress.stop.set()
     finished = next((t for t, n in progress.series if n >= len(result_ids)), None)
     meter.stop()
-    wall = time.perf_counter() - wall0
+    wall = time.monotonic() - wall0
     if profile_seconds:
         delay.join()
 
@@ -254,18 +279,20 @@ def run(stack: Stack, *, events: int = 20_000, concurrency: int = 32, reference_
         credits_after = conn.execute("select sum(credits) from public.users_profile where id = any(%s::uuid[])",
                                      ([u.id for u in users],)).fetchone()[0]
 
-    accepted = posted["statuses"].get(202, 0) + posted["statuses"].get(200, 0)  # 200 = a retried POST got in
-    post_wall = posted["ended"] - posted["started"]
-    applied_wall = (finished - posted["started"]) if finished else None
+    accepted = posted.accepted
+    post_wall = posted.wall_s
+    applied_wall = (finished - posted.start) if finished else None
     applied_per_s = round(len(result_ids) / applied_wall, 1) if applied_wall else 0.0
     # The drain after the last POST: what the workers do once they no longer share the CPU with the API.
-    tail = [(t, n) for t, n in progress.series if t >= posted["ended"]]
+    tail = [(t, n) for t, n in progress.series if t >= posted.finished]
     drain_rate = None
     if finished and len(tail) >= 2 and tail[-1][0] > tail[0][0]:
         drain_rate = round((tail[-1][1] - tail[0][1]) / (tail[-1][0] - tail[0][0]), 1)
+    cpu = meter.per_event_ms(len(result_ids))
+    cpu["load generator (wrk)"] = round(1000 * posted.cpu_s / len(result_ids), 2)
     # The worker stage from a backlog, without and with batching (the default batch size last, so the stack is
     # left as it started for the benchmarks that follow).
-    backlog = [drain_backlog(stack, events=backlog_events, concurrency=concurrency, batch_size=size)
+    backlog = [accept_and_drain(stack, events=backlog_events, concurrency=concurrency, batch_size=size)
                for size in (1, stack.settings.inbox_batch_size)] if backlog_events else []
     for drained in backlog:
         drained["ratio_vs_pgbench"] = round(drained["applied_per_s"] / reference["tps"], 3)
@@ -273,19 +300,17 @@ def run(stack: Stack, *, events: int = 20_000, concurrency: int = 32, reference_
         "backlog": backlog,
         "events": len(result_ids), "users": len(users), "concurrency": concurrency,
         "worker_processes": len(stack.worker_processes), "worker_concurrency": stack.worker_concurrency,
-        "statuses": posted["statuses"], "transport_retries": posted["transport_retries"],
-        "post_latency": posted["latency"],
+        "sender": posted.command, "statuses": posted.statuses, "post_latency": posted.latency,
         "accepted_per_s": round(accepted / post_wall, 1),
         "applied_per_s": applied_per_s, "applied_wall_s": round(applied_wall, 1) if applied_wall else None,
         "drain_rate_after_posting_per_s": drain_rate,
         "inbox_states": states, "charges": charges, "credits_spent": credits_before - credits_after,
-        "cpu_ms_per_event": meter.per_event_ms(len(result_ids)),
+        "cpu_ms_per_event": cpu,
         "cpu_ms_per_event_whole_machine": round(1000 * wall * (os.cpu_count() or 1) / len(result_ids), 2),
         "pgbench": reference, "pgbench_with_attempt_tx": reference_two_tx,
         "ratio_applied_vs_pgbench": round(applied_per_s / reference["tps"], 3),
         "ratio_applied_vs_pgbench_with_attempt_tx": round(applied_per_s / reference_two_tx["tps"], 3),
-        "profiles": {name: sampler.summary(("apply_webhook_event (",) if name != "api" else ("process_webhook (",))
-                     for name, sampler in samplers},
+        "profiles": {name: sampler.summary(API_WORK if name == "api" else WORKER_WORK) for name, sampler in samplers},
     }
 
 

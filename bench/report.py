@@ -10,7 +10,7 @@ make bench                                      # everything below, one stack, w
 .venv/bin/python -m bench.run --only pipeline   # any subset: pipeline,e2e,fanout,auth,dispatch,rls
 .venv/bin/python -m bench.run --quick --output /tmp/b.md   # the smoke test's tiny run (figures meaningless)
 .venv/bin/python -m bench.pipeline --events 20000 --concurrency 32
-.venv/bin/python -m bench.e2e_latency --rates 50,200,500 --seconds 10
+.venv/bin/python -m bench.e2e_latency --rates 200,500,1000 --seconds 10
 .venv/bin/python -m bench.fanout --users 1000 --per-user 5 --rate 1000 --seconds 10 --clients 4
 .venv/bin/python -m bench.rls --users 10000 --per-user 100 --queries 2000
 .venv/bin/python -m bench.auth --requests 400 --concurrency 20
@@ -29,12 +29,15 @@ that belongs to a known layer ("PostgreSQL round trips" = CPU inside psycopg: en
 
 
 METHOD = """\
+- **Sender.** Every HTTP request of the pipeline and end-to-end rows is sent by Debian's `wrk` (C, one thread)
+  with bench/wrk_bodies.lua: each of N distinct JSON bodies is POSTed exactly once (X-API-Key, no signature),
+  either closed loop on the stated number of connections or open loop at a fixed rate (request n is due at
+  start + n / rate; a connection still waiting for an answer sends late and the lateness counts, as wrk2 does).
+  Its CPU per request is in the raw numbers (`wrk_cpu_ms_per_request`).
 - **Pipeline.** `done` events for users × 100 pending results (bulk-created as the owner with every trigger on,
-  so each result carries its reservation), POSTed to `/functions/v1/process-webhook` by an asyncio httpx client
-  with the stated number of connections (X-API-Key, no signature), after a warm-up of 4 × concurrency events.
-  accepted/s = 2xx answers ÷ posting wall time (a POST that hit a transport error — a keep-alive connection the
-  server had closed — is sent again, as a webhook sender would: 200 duplicate if the first got in; counted as
-  `transport_retries`); applied/s = events ÷ time from the first POST until the last
+  so each result carries its reservation), POSTed to `/functions/v1/process-webhook` by wrk on the stated number
+  of connections, after a warm-up of 4 × concurrency events. accepted/s = 2xx answers ÷ wrk's wall time;
+  applied/s = events ÷ time from the first POST until the last
   inbox row is final (polled every 0.5 s). Reference: `pgbench -M extended -f bench/event_tx.sql` on the same
   database as `authenticator`, clients = worker processes × concurrency (2 × 2 = 4), the server's
   `synchronous_commit` (the workers do not change it). `attempt=0` runs the one transaction the worker commits to
@@ -43,18 +46,21 @@ METHOD = """\
   committed `internal.begin_webhook_attempt`, i.e. all the SQL the worker runs per event. The event id comes
   from a one-row index read in `bench.event_queue`, outside the transactions (what the Celery message carries).
   CPU per event: utime + stime from /proc for each process group (PostgreSQL backends found by
-  application_name in pg_stat_activity after the warm-up) over the measured run ÷ events.
-  Row 1b isolates the worker stage, which is what pgbench models: the workers are stopped, the stated number of
-  events is POSTed (stored, their Celery messages waiting in Redis), then the same 2 × 2 workers start with
-  `INBOX_BATCH_SIZE` = 1 (batching off) or the default; applied/s = events ÷ (the last `finished_at` − the first
-  `last_attempt_at` in the inbox). "Attempts per event" = inbox `attempts` ÷ events (> 1: an event's own message arrived while the
-  batch that claimed it was still applying it — it then waits on the row lock and finds it final — or a retry). A batched event's own Celery message still arrives; it finds the event final
-  in one short transaction and counts no attempt.
+  application_name in pg_stat_activity after the warm-up) over the measured run ÷ events; wrk's from its rusage.
+- **Acceptance vs the bare endpoint (row 1a).** With the workers stopped, the same wrk command (same connections,
+  the same number of distinct bodies) runs against bench/accept_reference.py — gunicorn + gevent, one worker
+  process, Flask, `json.loads`, one autocommit psycopg INSERT into `bench.accept_inbox` (a copy of the inbox
+  table with its unique key and indexes), one Redis LPUSH, 202 — then against process-webhook, then the
+  reference again; the ratio is process-webhook's accepted/s ÷ the mean of the two reference runs.
+- **Worker stage (row 1b).** The events accepted in row 1a (their Celery messages waiting in Redis) are drained
+  by the same 2 × 2 workers started with `INBOX_BATCH_SIZE` = 1 (batching off) or the default; applied/s = events
+  ÷ (the last `finished_at` − the first `last_attempt_at` in the inbox). "Attempts per event" = inbox `attempts` ÷
+  events (> 1: an event was claimed again after a failed batch, or a retry).
 - **End-to-end.** 10 users, one socket each (raw `websockets` client, vsn 1.0.0, an UPDATE binding filtered by
-  `user_id`), open-loop POSTs at the offered rate for the stated seconds; latency = the POST leaving → the `done`
-  UPDATE frame received (at most 100 POSTs in flight: when the API falls behind, POSTs wait in the sender, and
-  the row also gives the latency from each POST's scheduled time). Sustained = every POST answered 202, every UPDATE delivered, send-schedule lag p99
-  < 100 ms and delivery ≥ 95 % of the offered rate. The backlog is drained between rates.
+  `user_id`), wrk POSTing in open loop at the offered rate for the stated seconds (connections = rate ÷ 5, 4 to
+  200); latency = each POST's due time → the `done` UPDATE frame received (the raw numbers also give it from the
+  moment the POST left). Sustained = every POST answered 2xx, every UPDATE delivered, POSTs leaving within 100 ms
+  of their due time at p99 and delivery ≥ 95 % of the offered rate. The backlog is drained between rates.
 - **Fan-out.** Users with live sessions and minted access tokens, `per_user` sockets each spread over several
   client processes (asyncio + websockets), each joined to its user's results (`user_id=eq.<uid>`). The owner
   commits plain UPDATEs of `text_prompt` = the wall time before the commit, 50 transactions/s of rate/50 rows;
@@ -83,21 +89,20 @@ METHOD = """\
 """
 
 PIPELINE_ADVICE = """\
-Where the pipeline's cost sits, by construction (workers/tasks.py, api/functions/process_webhook.py): per event
-the API runs one HTTP request through Flask, one PostgreSQL transaction (inbox insert + commit) and one Celery
-publish to Redis; the worker receives one Celery message, commits the attempt (`begin_webhook_batch`, which on
-a first delivery also claims up to `INBOX_BATCH_SIZE − 1` queued events) and applies the batch in one
-transaction (`apply_webhook_events`), then acknowledges; the relay publishes the result's UPDATE. pgbench pays
-only the SQL, in C. Two consequences, both measured above. (1) Row 1 is bounded by acceptance, not by the
-workers: applied/s equals accepted/s, so a backlog never forms and batches stay small; at the pgbench
-reference's ~1,000 tps, 0.5× leaves 2 cores × 1/465 s ≈ 4.3 ms of CPU per event for everything, while the
-HTTP load generator alone uses more than that and the API about as much again (the CPU line above) — the goal
-is out of reach for any HTTP-per-event design on this 2-core machine while the sender shares it. (2) Row 1b
-isolates the workers: batching raises their drain rate (one apply transaction per batch), but each event's own
-Celery message is still received, checked in one short transaction and acknowledged, which is now the worker's
-main cost. What would move it further: deliver the inbox ids in fewer messages (e.g. the API publishing a
-deduplicated "drain" nudge instead of one message per event, with the sweeper as today's safety net) — a change
-of the delivery contract in docs/PIPELINE.md, so it is left as a recorded follow-up rather than done here."""
+Where the pipeline's cost sits, by construction (api/functions/process_webhook.py, api/functions/inbox_writer.py,
+workers/tasks.py): per event the API runs one HTTP request through gunicorn and Flask (API key, body parsed and
+validated with pydantic, `mask_url` checked against the URL policy, one JSON log line and the request metrics);
+the inbox rows of concurrent requests share one INSERT and one COMMIT (group commit), and their ids one Celery
+message, published after the requests were answered; a worker receives that message, commits the attempt for the
+group (`begin_webhook_batch`, which also claims up to `INBOX_BATCH_SIZE` queued events) and applies it in one
+transaction (`apply_webhook_events`), then acknowledges; the relay publishes each result's UPDATE. pgbench pays
+only the SQL, in C, one event per transaction. With wrk as the sender, the load generator costs a few hundredths
+of a millisecond per request (the CPU line above), so the machine's two cores go to segbase — and to the other
+tenants of the machine, whose share is the gap between segbase's CPU per event and the machine time per event.
+Row 1a compares acceptance alone with the bare endpoint: both servers are one CPU-bound gevent process, so the
+ratio of accepted/s is close to the inverse ratio of server CPU per request shown in the row; the API profile
+above says where process-webhook's extra CPU goes (Flask's request hooks and the request log line, pydantic
+validation and the URL policy, the writer's and publisher's loops), none of which the bare endpoint does."""
 
 
 def _pipeline_findings(p: dict) -> str:
@@ -115,6 +120,27 @@ def _pipeline_findings(p: dict) -> str:
             f"going to other tenants of the machine. At {system:.1f} ms per event, two cores could accept and apply "
             f"at most ≈ {ceiling:,.0f} events/s even with the machine to themselves; the pgbench reference needs "
             f"no API, broker or Python per event.")
+
+
+def _e2e_findings(e: dict, p: dict) -> str:
+    """Why a rate is or is not sustained, from the pipeline run's measured CPU per event and machine share."""
+    cpu = p.get("cpu_ms_per_event") or {}
+    system = sum(v for k, v in cpu.items() if not k.startswith(("load generator", "bench process")))
+    if not system:
+        return ""
+    share = system / p["cpu_ms_per_event_whole_machine"] if p.get("cpu_ms_per_event_whole_machine") else 0
+    lines = []
+    for r in e["rates"]:
+        need = r["offered_per_s"] * system / 1000
+        outcome = "sustained" if r["sustained"] else f"delivered {_fmt(r['delivered_per_s'])}/s"
+        lines.append(f"{r['offered_per_s']}/s needs ≈ {need:.2f} cores of segbase CPU ({outcome})")
+    return (f"Capacity behind these rates: the pipeline run measured {system:.2f} ms of segbase CPU per event (all its "
+            f"processes and their PostgreSQL backends), and segbase used {100 * share:.0f} % of the machine's two cores "
+            f"over that run's wall time (its CPU ÷ 2 cores × wall; the rest went to the other tenants of the machine, "
+            f"whose load average is in the header). So "
+            + "; ".join(lines) + f"; at the ≈ {2 * share:.2f} cores it obtained, the pipeline's ceiling in this run "
+            f"was ≈ {_fmt(2 * share * 1000 / system)} events/s — a rate above it is not sustained, and its latency "
+            f"is the queue growing in the sender (open loop: counted from each POST's due time).")
 
 
 def _fmt(value: Any) -> str:
@@ -146,12 +172,25 @@ def summary_rows(results: dict) -> list[list[str]]:
         ref = p["pgbench"]
         rows.append(["1. Pipeline throughput", f"{p['events']:,} webhooks at concurrency {p['concurrency']}: "
                      f"accepted {_fmt(p['accepted_per_s'])}/s, applied {_fmt(p['applied_per_s'])}/s "
-                     f"(all committed after {_fmt(p['applied_wall_s'])} s; {p.get('transport_retries', 0)} POSTs retried)",
+                     f"(all committed after {_fmt(p['applied_wall_s'])} s; sender: wrk)",
                      f"pgbench event_tx.sql, {ref['clients']} clients: {_fmt(ref['tps'])} tps "
                      f"(with the worker's attempt commit too: {_fmt(p['pgbench_with_attempt_tx']['tps'])} tps)",
                      f"**{p['ratio_applied_vs_pgbench']:.2f}×** "
                      f"({p['ratio_applied_vs_pgbench_with_attempt_tx']:.2f}× vs two-commit reference)",
                      "≥ 0.5×", _goal(p["ratio_applied_vs_pgbench"] >= 0.5)])
+        for drained in p.get("backlog", []):
+            acc = drained.get("accept")
+            if acc:
+                rows.append([f"1a. Acceptance alone (workers stopped), before INBOX_BATCH_SIZE={drained['batch_size']}",
+                             f"process-webhook: {drained['events']:,} events at {p['concurrency']} connections, "
+                             f"{_fmt(acc['segbase']['accepted_per_s'])}/s (answer p99 "
+                             f"{_fmt(acc['segbase'].get('latency', {}).get('p99_ms', 0))} ms; API process CPU "
+                             f"{_fmt(acc['segbase'].get('server_cpu_ms_per_request', 0))} ms/request)",
+                             f"bare accept endpoint, same wrk command: {_fmt(acc['reference_before']['accepted_per_s'])}/s "
+                             f"before, {_fmt(acc['reference_after']['accepted_per_s'])}/s after (server CPU "
+                             f"{_fmt(acc['reference_before'].get('server_cpu_ms_per_request', 0))}, "
+                             f"{_fmt(acc['reference_after'].get('server_cpu_ms_per_request', 0))} ms/request)",
+                             f"**{acc['ratio']:.2f}×**", "≥ 0.8×", _goal(acc["ratio"] >= 0.8)])
         for drained in p.get("backlog", []):
             batching = "off" if drained["batch_size"] == 1 else f"{drained['batch_size']}"
             rows.append([f"1b. Worker stage from a backlog, INBOX_BATCH_SIZE={drained['batch_size']}",
@@ -168,10 +207,10 @@ def summary_rows(results: dict) -> list[list[str]]:
                          f"p50 {_fmt(r['p50_ms'])} ms, p95 {_fmt(r['p95_ms'])} ms, p99 {_fmt(r['p99_ms'])} ms; "
                          f"{r['delivered']}/{r['events']} delivered at {_fmt(r['delivered_per_s'])}/s; "
                          f"sustained: {'yes' if r['sustained'] else 'no'}"
-                         + (f" (POSTs queued in the sender up to {_fmt(r['send_lag_p99_ms'])} ms, p99; from the "
-                            f"scheduled send: p99 {_fmt(r['from_schedule']['p99_ms'])} ms)"
-                            if "from_schedule" in r and not r["sustained"] else ""),
-                         "offered rate (open loop)",
+                         + (f" (POSTs left up to {_fmt(r['send_lag_p99_ms'])} ms after their due time, p99; "
+                            f"from leaving: p99 {_fmt(r['from_send']['p99_ms'])} ms)"
+                            if "from_send" in r and not r["sustained"] else ""),
+                         "offered rate (open loop, wrk)",
                          f"{r['delivered_per_s'] / r['offered_per_s']:.2f}× of offered",
                          "p99 ≤ 100 ms" if r["offered_per_s"] == 200 else "—",
                          _goal(r["p99_ms"] <= 100 and r["sustained"]) if r["offered_per_s"] == 200 else "—"])
@@ -284,6 +323,35 @@ def _strip_profiles(value: Any) -> Any:
     return value
 
 
+SCALING_PNG = "benchmarks-scaling.png"  # beside the report; bench/run.py draws it (bench.scaling.plot)
+
+
+def _scaling(sc: dict) -> list[str]:
+    rows = [[str(c["api_processes"]), f"{c['worker_processes']} × {c['worker_concurrency']}",
+             _fmt(c["accepted_per_s"]), _fmt(c["applied_per_s"]), _fmt(c["segbase_cpu_ms_per_event"]),
+             _fmt(c["cpu_ms_per_event"].get("load generator (wrk)", 0)), ", ".join(f"{x:.1f}" for x in c["load_average"])]
+            for c in sc["configurations"]]
+    loads = [[f"{_fmt(r['offered_per_s'])}/s (open loop)" if r["offered_per_s"] else "as fast as it goes (closed loop)",
+              _fmt(r["applied_per_s"]), _fmt(r["segbase_cpu_ms_per_event"]),
+              ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["cpu_ms_per_event"].items(), key=lambda kv: -kv[1])[:4]),
+              ", ".join(f"{x:.1f}" for x in r["load_average"])]
+             for r in sc["cpu_by_load"]]
+    return ["## Scaling", "",
+            f"{sc['events']:,} done events per configuration, wrk closed loop on {sc['connections']} connections, "
+            "each configuration on a stack of its own (bench/scaling.py). CPU per event: every segbase process and "
+            "its PostgreSQL backends (utime + stime from /proc) ÷ events; the sender's own CPU beside it. The load "
+            "average is the machine's (1, 5, 15 min) when the configuration finished: the 2 cores are shared.", "",
+            _table(["API processes", "worker processes × concurrency", "accepted/s", "applied/s",
+                    "segbase CPU ms/event", "wrk CPU ms/event", "load average"], rows), "",
+            "CPU per event as the offered load grows (the second row of the table above):", "",
+            _table(["offered", "applied/s", "segbase CPU ms/event", "largest shares (ms/event)", "load average"],
+                   loads), "",
+            "Below a few dozen events/s the fixed cost of the idle stack (pollers, heartbeats, the relay's and the "
+            "sweeper's loops) dominates each event's share; under load the group commit and the workers' batches "
+            "spread one transaction and one message over many events, so CPU per event falls.", "",
+            f"![Applied events/s by worker and API processes; CPU per event by load]({SCALING_PNG})", ""]
+
+
 def render(report: dict) -> str:
     results = report["results"]
     m = report["machine"]
@@ -301,7 +369,7 @@ def render(report: dict) -> str:
         f"- PostgreSQL {report['versions']['postgresql']} (synchronous_commit={report['versions']['synchronous_commit']}, "
         f"fsync={report['versions']['fsync']}, shared_buffers={report['versions']['shared_buffers']}, "
         f"max_connections={report['versions']['max_connections']}), Redis {report['versions']['redis']}, "
-        f"{m['pgbench']}, py-spy {m['py-spy']}",
+        f"{m['pgbench']}, {m.get('wrk', 'wrk ?')}, py-spy {m['py-spy']}",
         "- Packages: " + ", ".join(f"{k} {v}" for k, v in m["packages"].items()),
         "- Stack (bench/stack.py): a fresh database migrated with db.migrate, `segbase api` (gunicorn + gevent), "
         "`segbase relay`, 2 × `segbase worker`, its own INSTANCE_ID and Redis DB 2; all load on loopback. "
@@ -314,6 +382,10 @@ def render(report: dict) -> str:
         "",
         _table(["Benchmark", "segbase", "Reference (same run)", "Ratio", "Goal", ""], summary_rows(results)),
         "",
+    ]
+    if results.get("scaling"):
+        parts += _scaling(results["scaling"])
+    parts += [
         "## What dominates each path (py-spy)",
         "",
         STRUCTURE,
@@ -334,6 +406,15 @@ def render(report: dict) -> str:
         parts += [f"### {title}", "", _profiles(profiles), ""]
         if name == "pipeline":
             parts += [_pipeline_findings(res), "", PIPELINE_ADVICE, ""]
+        if name == "e2e" and results.get("pipeline"):
+            parts += [_e2e_findings(res, results["pipeline"]), ""]
+    parts += ["## Closing note", "",
+              f"The figures table again, from `{report.get('command', 'make bench')}` (load average "
+              f"{', '.join(f'{x:.2f}' for x in m['load_average_at_start'])} at the start"
+              + (f", {', '.join(f'{x:.2f}' for x in report['load_average_at_end'])} at the end"
+                 if report.get("load_average_at_end") else "") + "); the commands follow.", "",
+              _table(["Benchmark", "segbase", "Reference (same run)", "Ratio", "Goal", ""], summary_rows(results)),
+              ""]
     parts += ["## Method and choices", "", METHOD, "",
               "## Commands", "", "```", COMMANDS.rstrip(), "```", "",
               "## Sizes used", "", "```json", json.dumps(report["sizes"], indent=1, default=str), "```", "",

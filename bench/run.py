@@ -2,7 +2,7 @@
 report (date, machine, versions, settings, commands, raw numbers, ratios, profiles) to bench/results/BENCHMARKS.md,
 which git ignores; `make bench-docs` (`--output docs/BENCHMARKS.md`) updates the tracked report on purpose.
 
-    .venv/bin/python -m bench.run [--quick] [--only pipeline,e2e,fanout,rls,auth,dispatch] [--output docs/BENCHMARKS.md]
+    .venv/bin/python -m bench.run [--quick] [--only pipeline,e2e,fanout,rls,auth,dispatch,storage,scaling] [--output docs/BENCHMARKS.md]
                                   [--json results.json]
 
 `--quick` is a tiny run of everything (the smoke test's sizes); its figures mean nothing.
@@ -21,22 +21,25 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import auth, dispatch, e2e_latency, fanout, pipeline, rls, storage
+from bench import auth, dispatch, e2e_latency, fanout, pipeline, rls, scaling, storage
 from bench.common import py_spy_path
-from bench.report import render
+from bench.report import SCALING_PNG, render
+from bench.sender import wrk_version
 from bench.stack import BENCH_REALTIME_LIMITS, Stack, raise_fd_limit
 from tests.support.processes import ROOT
 
 FULL = {
     "pipeline": {"events": 20_000, "concurrency": 32, "reference_events": 4000, "profile_seconds": 15,
                  "backlog_events": 5000},
-    "e2e": {"rates": (50, 200, 500), "seconds": 6, "profile_seconds": 5},
+    "e2e": {"rates": (200, 500, 1000), "seconds": 6, "profile_seconds": 5},
     "fanout": {"users": 1000, "per_user": 5, "rate": 1000, "seconds": 10, "clients": 4, "profile_seconds": 8},
     "rls": {"users": 10_000, "per_user": 100, "queries": 2000, "profile_seconds": 8},
     "auth": {"requests": 400, "concurrency": 20, "users": 40, "hashes": 60, "verify_calls": 5000,
              "profile_seconds": 8},
     "dispatch": {"rate": 100, "seconds": 20, "claim_jobs": 4000, "claim_workers": 4, "claim_batches": (1, 10)},
     "storage": {"size_mb": 100, "repeats": 3},
+    "scaling": {"events": 3000, "connections": 32, "workers": (1, 2, 4), "api_processes": (1, 2),
+                "rates": (50, 100, 200)},
 }
 QUICK = {
     "pipeline": {"events": 60, "concurrency": 4, "reference_events": 8, "profile_seconds": 0,
@@ -47,13 +50,14 @@ QUICK = {
     "auth": {"requests": 4, "concurrency": 2, "users": 2, "hashes": 2, "verify_calls": 10, "profile_seconds": 0},
     "dispatch": {"rate": 20, "seconds": 1, "claim_jobs": 40, "claim_workers": 4, "claim_batches": (1, 10)},
     "storage": {"size_mb": 2, "repeats": 1},
+    "scaling": {"events": 40, "connections": 4, "workers": (2,), "api_processes": (1,), "rates": (20,)},
 }
 RUNNERS = {"pipeline": pipeline.run, "e2e": e2e_latency.run, "fanout": fanout.run, "rls": rls.run,
-           "auth": auth.run, "dispatch": dispatch.run, "storage": storage.run}
+           "auth": auth.run, "dispatch": dispatch.run, "storage": storage.run, "scaling": scaling.run}
 PARTIAL = Path("/tmp/segbase-bench-partial.json")
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "BENCHMARKS.md"  # untracked (.gitignore): a run never dirties docs/
 # rls last: its 1M rows would weigh on the others; dispatch runs on stacks of its own
-ORDER = ("pipeline", "e2e", "fanout", "auth", "dispatch", "storage", "rls")
+ORDER = ("pipeline", "e2e", "fanout", "auth", "dispatch", "storage", "scaling", "rls")
 
 
 def _version(command: list[str]) -> str:
@@ -74,6 +78,7 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem / 1024 / 1024, 1),
             "kernel": platform.release(), "python": platform.python_version(),
             "pgbench": _version([pipeline.pgbench_path(), "--version"]),
+            "wrk": wrk_version(),
             "py-spy": _version([py_spy_path(), "--version"]) if py_spy_path() else "not installed",
             "load_average_at_start": os.getloadavg(), "packages": packages}
 
@@ -97,6 +102,7 @@ def run_all(only: tuple[str, ...], sizes: dict) -> dict:
     finally:
         stack.stop()
     report["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    report["load_average_at_end"] = os.getloadavg()
     return report
 
 
@@ -120,7 +126,10 @@ def main() -> None:
     parser.add_argument("--render", default="", help="render a saved report (--json, or the partial file) only")
     args = parser.parse_args()
     if args.render:  # re-render a saved report (e.g. after a change to bench/report.py), no new measurement
-        Path(args.output).write_text(render(json.loads(Path(args.render).read_text())))
+        saved = json.loads(Path(args.render).read_text())
+        Path(args.output).write_text(render(saved))
+        if "scaling" in saved.get("results", {}):
+            scaling.plot(saved["results"]["scaling"], Path(args.output).parent / SCALING_PNG)
         print(f"bench: wrote {args.output} from {args.render}")
         return
     only = tuple(n.strip() for n in args.only.split(",") if n.strip())
@@ -136,6 +145,9 @@ def main() -> None:
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(render(report))
     print(f"bench: wrote {args.output}")
+    if "scaling" in report["results"]:
+        scaling.plot(report["results"]["scaling"], Path(args.output).parent / SCALING_PNG)
+        print(f"bench: wrote {Path(args.output).parent / SCALING_PNG}")
 
 
 if __name__ == "__main__":

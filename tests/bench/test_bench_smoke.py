@@ -18,7 +18,7 @@ def report():
 
 def test_pipeline_applies_every_event_once_and_pgbench_runs_the_worker_sql(report) -> None:
     result = report["results"]["pipeline"]
-    assert sum(result["statuses"].get(code, 0) for code in (200, 202)) == result["events"]  # 200 = a retry
+    assert result["statuses"] == {202: result["events"]} and result["sender"].startswith("wrk ")
     assert result["inbox_states"] == {"applied": result["events"]}
     assert result["charges"] == result["events"] == result["credits_spent"]
     assert result["pgbench"]["failed"] == 0 and result["pgbench"]["tps"] > 0
@@ -29,12 +29,18 @@ def test_pipeline_applies_every_event_once_and_pgbench_runs_the_worker_sql(repor
     for drained in result["backlog"]:
         assert drained["accepted"] == drained["events"] and drained["inbox_states"] == {"applied": drained["events"]}
         assert drained["applied_per_s"] > 0
+        # Acceptance alone, next to the bare endpoint driven by the same wrk command: every request answered 202.
+        accept = drained["accept"]
+        for run in (accept["segbase"], accept["reference_before"], accept["reference_after"]):
+            assert run["statuses"] == {202: run["events"]} and run["command"].startswith("wrk ")
+        assert accept["ratio"] > 0
 
 
 def test_end_to_end_delivers_every_update(report) -> None:
     for rate in report["results"]["e2e"]["rates"]:
         assert rate["delivered"] == rate["events"], rate
-        assert rate["p99_ms"] > 0
+        assert rate["statuses"] == {202: rate["events"]} and rate["sender"].startswith("wrk ")
+        assert rate["p99_ms"] > 0 and rate["from_send"]["p99_ms"] > 0
 
 
 def test_fanout_delivers_to_every_socket_and_the_bare_reference_echoes(report) -> None:
@@ -78,3 +84,15 @@ def test_storage_moves_the_file_and_measures_cp_beside_it(report) -> None:
     assert result["upload_mb_per_s"] > 0 and result["download_mb_per_s"] > 0 and result["cp_mb_per_s"] > 0
     assert result["durable_copy_mb_per_s"] > 0 and set(result["api_cpu_s_per_100_mb"]) == {"upload", "download"}
     assert "7. Storage upload" in render(report)
+
+
+def test_scaling_applies_every_event_in_each_configuration_and_plots(report, tmp_path) -> None:
+    from bench.scaling import plot  # here: the plot needs matplotlib, which only this test draws with
+
+    result = report["results"]["scaling"]
+    for row in (*result["configurations"], *result["cpu_by_load"]):
+        assert row["accepted"] == row["events"] and row["applied_per_s"] > 0, row
+        assert row["segbase_cpu_ms_per_event"] > 0
+    assert "## Scaling" in render(report)
+    plot(result, tmp_path / "scaling.png")
+    assert (tmp_path / "scaling.png").read_bytes().startswith(b"\x89PNG")
