@@ -139,3 +139,17 @@ def recent_changes(engine: Engine, tables: list[tuple[str, str]], since: datetim
             {"schemas": [schema for schema, _ in tables], "names": [name for _, name in tables], "since": since,
              "age": max_age_seconds, "limit": limit}).all()
     return list(reversed(rows))
+
+
+def visible_rows(engine: Engine, schema: str, table: str, pks: list[dict[str, Any]], caller: Caller) -> set[int]:
+    """Positions in `pks` of the rows `caller`'s RLS lets it SELECT: one round trip for all of them
+    (postgres_changes recovery)."""
+    if not pks:
+        return set()
+    with unit_of_work(engine, Caller.service()) as uow:
+        positions = uow.execute(
+            "select internal.realtime_visible_rows(format('%I.%I', cast(:schema as text), cast(:table as text))::regclass, "
+            "cast(:pks as jsonb), cast(:caller as jsonb))",
+            {"schema": schema, "table": table, "pks": json.dumps(pks),
+             "caller": json.dumps({"role": caller.role, "claims": caller.claims})}).scalar()
+    return set(positions or ())
