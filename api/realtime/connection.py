@@ -216,6 +216,12 @@ class Connection:
             if channel is None:
                 self.send_reply(push.message, "error", {"reason": "unmatched topic"})
                 return
+            if "persist" in push.metadata and channel.broadcast_ack:
+                # realtime-js asks to store the message for replay; segbase stores only database and REST sends
+                # (realtime.messages): say so rather than acknowledge a message that will not be replayed.
+                self.send_reply(push.message, "error", {"error": "persist is not supported by segbase; send with "
+                                                                 "realtime.send() or httpSend to store a message"})
+                return
             self.broadcast(channel, push.message, lambda: broadcast.event_from_binary(
                 push, channel.sub_topic, channel.private))
             return

@@ -46,3 +46,31 @@ comment on function internal.realtime_visible_rows(regclass, jsonb, jsonb) is
   'Positions of the primary keys pks (a jsonb array) whose rows the {role, claims} caller may SELECT under RLS (realtime recovery).';
 revoke execute on function internal.realtime_visible_rows(regclass, jsonb, jsonb) from public, anon, authenticated;
 grant execute on function internal.realtime_visible_rows(regclass, jsonb, jsonb) to service_role;
+
+-- The live fan-out's batch: when changes of one table arrive together (a burst, or a backlog while the database
+-- was busy), one round trip answers for all of them and all their subscribers: per distinct caller, one query over
+-- every row (instead of one probe per change and caller). Returns (caller position, row position) pairs, 0-based.
+create or replace function internal.realtime_visible_matrix(target regclass, pks jsonb, callers jsonb)
+returns table (caller_pos int, row_pos int)
+language plpgsql
+set search_path = ''
+as $$
+declare
+  caller jsonb;
+  position int := 0;
+  row_position int;
+begin
+  for caller in select value from jsonb_array_elements(callers) loop
+    foreach row_position in array internal.realtime_visible_rows(target, pks, caller) loop
+      caller_pos := position;
+      row_pos := row_position;
+      return next;
+    end loop;
+    position := position + 1;
+  end loop;
+end
+$$;
+comment on function internal.realtime_visible_matrix(regclass, jsonb, jsonb) is
+  'Which [{role, claims}] callers may SELECT which of the rows pks, under RLS (realtime fan-out, batched per table).';
+revoke execute on function internal.realtime_visible_matrix(regclass, jsonb, jsonb) from public, anon, authenticated;
+grant execute on function internal.realtime_visible_matrix(regclass, jsonb, jsonb) to service_role;

@@ -192,3 +192,12 @@ def test_broadcast_and_presence_pushes_are_rate_limited_per_socket_and_track_siz
     finally:
         sock.close()
         limited.stop()
+
+
+def test_a_persist_request_with_ack_is_refused_by_name(sockets):
+    room = topic()
+    sender = sockets("2.0.0")
+    assert sender.join(room, [], None, broadcast={"ack": True})["payload"]["status"] == "ok"
+    sender.ws.send(user_broadcast_push(sender.join_refs[room], "7", room, "e", b"{}", metadata=b'{"persist":true}'))
+    reply = sender.wait(lambda m: m["event"] == "phx_reply" and m["ref"] == "7")["payload"]
+    assert reply["status"] == "error" and "persist is not supported" in reply["response"]["error"]
