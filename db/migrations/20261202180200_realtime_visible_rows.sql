@@ -56,18 +56,49 @@ language plpgsql
 set search_path = ''
 as $$
 declare
+  restore_role constant text := current_setting('role');
+  restore_claims constant text := current_setting('request.jwt.claims', true);
+  key_columns text;
+  probe text;
   caller jsonb;
   position int := 0;
+  visible int[];
   row_position int;
 begin
+  select string_agg(format('%I', a.attname), ', ' order by k.ord)
+    into key_columns
+    from pg_index i
+    cross join lateral unnest(i.indkey) with ordinality as k(attnum, ord)
+    join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
+   where i.indrelid = target and i.indisprimary;
+  if key_columns is null then
+    return;
+  end if;
+  probe := format('select coalesce(array_agg(p.ord - 1 order by p.ord), ''{}'') '
+                  'from jsonb_array_elements($1) with ordinality p(v, ord) '
+                  'where exists (select 1 from %s t where (%s) = (select %s from jsonb_populate_record(null::%s, p.v) r))',
+                  target, 't.' || replace(key_columns, ', ', ', t.'), 'r.' || replace(key_columns, ', ', ', r.'), target);
   for caller in select value from jsonb_array_elements(callers) loop
-    foreach row_position in array internal.realtime_visible_rows(target, pks, caller) loop
+    if caller ->> 'role' not in ('anon', 'authenticated', 'service_role') then
+      raise exception 'realtime_visible_matrix: % is not a token role', caller ->> 'role';
+    end if;
+    perform set_config('role', caller ->> 'role', true);
+    perform set_config('request.jwt.claims', coalesce(caller -> 'claims', '{}')::text, true);
+    begin
+      execute probe using pks into visible;
+    exception
+      when insufficient_privilege then
+        visible := '{}';
+    end;
+    foreach row_position in array visible loop
       caller_pos := position;
       row_pos := row_position;
       return next;
     end loop;
     position := position + 1;
   end loop;
+  perform set_config('role', restore_role, true);
+  perform set_config('request.jwt.claims', coalesce(restore_claims, ''), true);
 end
 $$;
 comment on function internal.realtime_visible_matrix(regclass, jsonb, jsonb) is
