@@ -5,10 +5,16 @@ SIGTERM to its workers; each worker stops accepting, lets in-flight requests fin
 API_GRACEFUL_TIMEOUT_SECONDS, and — through `_close_websockets_on_shutdown` — closes its realtime WebSockets at
 once with a 1001 "going away" close frame, so clients reconnect to another API process instead of waiting for the
 timeout and seeing the TCP connection cut.
+
+Files (storage downloads handed to `wsgi.file_wrapper`) leave with os.sendfile: gunicorn calls the client socket's
+`sendfile()`, which gevent implements as Python `send()`s of 8 KiB blocks read from the file; `_post_worker_init`
+gives gevent's sockets a `sendfile` that calls os.sendfile (no copy through Python) and waits for the socket
+cooperatively when its buffer is full.
 """
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -59,10 +65,39 @@ log = logging.getLogger("segbase.server")
 SHUTDOWN_CLOSE_REASON = "server shutting down: reconnect"
 
 
+SENDFILE_STEP_BYTES = 16 * 1024 * 1024  # one os.sendfile call at most (it returns early when the socket is full)
+
+
 def _post_worker_init(worker) -> None:
     import gevent  # only inside a gevent worker; `segbase migrate` & co. never import gevent
+    import gevent.socket  # as above
 
+    gevent.socket.socket.sendfile = _cooperative_sendfile
     gevent.spawn(_close_websockets_on_shutdown, worker)
+
+
+def _cooperative_sendfile(sock, file, offset: int = 0, count: int | None = None) -> int:
+    """socket.sendfile's contract (bytes `[offset, offset + count)` of `file`, its position left after what was sent)
+    through os.sendfile on gevent's non-blocking socket, waiting for it to drain in the event loop."""
+    from gevent.socket import wait_write  # only inside a gevent worker
+
+    out_fd, in_fd = sock.fileno(), file.fileno()
+    remaining = os.fstat(in_fd).st_size - offset if count is None else count
+    sent_total = 0
+    try:
+        while remaining > 0:
+            try:
+                sent = os.sendfile(out_fd, in_fd, offset + sent_total, min(remaining, SENDFILE_STEP_BYTES))
+            except BlockingIOError:
+                wait_write(out_fd, timeout=sock.gettimeout())
+                continue
+            if sent == 0:  # the file ended early
+                break
+            sent_total += sent
+            remaining -= sent
+    finally:
+        file.seek(offset + sent_total)
+    return sent_total
 
 
 def _close_websockets_on_shutdown(worker) -> None:

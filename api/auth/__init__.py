@@ -10,5 +10,7 @@ from __future__ import annotations
 
 from api.auth.blueprint import bp
 from api.auth.views import sessions, user  # noqa: F401  (importing a view module registers its routes on bp)
+from api.auth.views import admin, email_flows  # noqa: F401,E402  (the admin API's and email flows' routes)
+from api.auth.views import identities, oauth  # noqa: F401  (provider sign-in and identities)
 
 __all__ = ["bp"]

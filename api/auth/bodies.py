@@ -5,13 +5,14 @@ Clients send fields segbase does not use (`gotrue_meta_security`, `code_challeng
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import request
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from api.auth.errors import bad_json, validation_failed
+from api.http import JsonInputError, parse_json
+from api.services import services
 
 
 class _Body(BaseModel):
@@ -44,15 +45,20 @@ class UpdateUserBody(_Body):
 
 
 def parse_body(model: type[_Body]) -> Any:
-    """The request's JSON body validated by `model`; GoTrue's 400s (`bad_json`, `validation_failed`) otherwise."""
+    """The request's JSON body validated by `model`; GoTrue's 400s (`bad_json`, `validation_failed`) otherwise.
+
+    The body goes through the one JSON check (api/http.py): too deep or not JSON is GoTrue's 400 `bad_json`
+    naming the problem; a NUL or a lone surrogate in a string or key is 422 `validation_failed` naming the field."""
     raw = request.get_data(cache=True)  # beyond MAX_REQUEST_BYTES this raises 413
     if not raw.strip():
         payload: Any = {}
     else:
         try:
-            payload = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise bad_json(str(exc)) from exc
+            payload = parse_json(raw, max_depth=services().settings.max_json_depth)
+        except JsonInputError as exc:
+            if exc.status == 422:
+                raise validation_failed(exc.message, status=422) from exc
+            raise bad_json(exc.message) from exc
     if not isinstance(payload, dict):
         raise bad_json("expected a JSON object")
     try:

@@ -7,15 +7,16 @@ more headers, the first value of each preference wins, unknown values are ignore
 """
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from flask import Request, request
+from flask import Request, g, request
 
+from api.http import JsonInputError, parse_json
 from api.rest.errors import PostgrestError, bad_request
+from api.services import services
 from db.rest import grammar
 
 Count = Literal["exact", "planned", "estimated"]
@@ -177,10 +178,12 @@ def profile(schemas: list[str] | tuple[str, ...]) -> str:
     header = "Accept-Profile" if request.method in ("GET", "HEAD") else "Content-Profile"
     chosen = request.headers.get(header)
     if chosen is None:
-        return schemas[0]
-    if chosen not in schemas:
+        chosen = schemas[0]
+    elif chosen not in schemas:
         raise PostgrestError(406, "PGRST106", f"Invalid schema: {chosen}",
                              hint=f"Only the following schemas are exposed: {', '.join(schemas)}")
+    if len(schemas) > 1:
+        g.rest_profile = chosen  # answered as `Content-Profile`, as PostgREST does with several schemas
     return chosen
 
 
@@ -218,9 +221,15 @@ def read_body() -> Any:
 
 
 def parse_json_body(raw: bytes) -> Any:
+    """The body through the one JSON check (api/http.py), refusals in PostgREST's shape: a NUL in a string or key
+    is PostgreSQL's own refusal of it (22P05, which PostgREST answers 400) with the field in `details`; anything
+    else — not JSON, nested deeper than MAX_JSON_DEPTH, a lone surrogate — is PGRST102 naming the problem."""
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise PostgrestError(400, "PGRST102", "Empty or invalid json", details=str(exc)[:200]) from exc
+        return parse_json(raw, max_depth=services().settings.max_json_depth)
+    except JsonInputError as exc:
+        if exc.problem == "nul_character":
+            raise PostgrestError(400, "22P05", "unsupported Unicode escape sequence",
+                                 details=f"{exc.field}: \\u0000 cannot be converted to text.") from exc
+        raise PostgrestError(400, "PGRST102", "Empty or invalid json", details=exc.message[:200]) from exc

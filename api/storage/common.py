@@ -7,6 +7,7 @@ from typing import TypeVar
 from flask import request
 from pydantic import BaseModel, ValidationError
 
+from api.http import parse_json
 from api.identity import credentials_from_request, resolve_caller
 from api.services import services
 from db.storage.backends import create_backend
@@ -39,9 +40,10 @@ def owner_of(caller: Caller) -> str | None:
 
 
 def parse_body(model: type[Model]) -> Model:
-    body = request.get_json(silent=True)
-    if body is None:
-        body = {}
+    """A JSON body (a request without a JSON content type, or with an empty body, is `{}`) through the one JSON
+    check (api/http.py): not JSON or too deep is 400, a NUL in a string or key 422 naming the field."""
+    raw = request.get_data(cache=True) if request.is_json else b""
+    body = parse_json(raw, max_depth=services().settings.max_json_depth) if raw.strip() else {}
     if not isinstance(body, dict):
         raise invalid_request("the request body must be a JSON object")
     try:

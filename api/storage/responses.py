@@ -5,6 +5,9 @@ Every object response carries `X-Content-Type-Options: nosniff` and `Content-Sec
 sandbox`. HTML, XHTML and XML are served as `text/plain` (as Supabase Storage does), SVG as an attachment, so
 neither a navigation nor an `<iframe>` runs a stored file's script with the API's cookies or origin. Range requests
 (206/416), `ETag` + `If-None-Match` (304) and `?download[=name]` follow supabase/storage src/storage/renderer.
+
+A file-backend blob read to its end is handed to the server's `wsgi.file_wrapper` (PEP 3333): `segbase api`
+(gunicorn) then sends it with os.sendfile, without copying the bytes through Python (segbase/server.py).
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from urllib.parse import quote
 
 from flask import Request, Response
 
+from db.storage.backends import READ_CHUNK_BYTES, FileChunks
 from db.storage.errors import ErrorCode, StorageError
 from db.storage.objects import StoredObject
 
@@ -90,6 +94,9 @@ def object_response(request: Request, found: StoredObject, chunks: Iterator[byte
     if request.method == "HEAD":
         _close(chunks)
         body = []
+    elif isinstance(chunks, FileChunks) and start + length == size and "wsgi.file_wrapper" in request.environ:
+        # The file is positioned at `start` and read to its end: the server may send it straight from the file.
+        body = request.environ["wsgi.file_wrapper"](chunks.file, READ_CHUNK_BYTES)
     response = Response(body, status=206 if partial else 200, direct_passthrough=True)
     response.headers["Content-Type"] = mimetype
     response.headers["Content-Length"] = str(length)

@@ -168,7 +168,7 @@ class FileBackend:
             file = open(self.path_of(version), "rb")  # noqa: SIM115 — closed by the generator
         except FileNotFoundError as exc:
             raise BlobMissingError(version) from exc
-        return _file_chunks(file, start, end)
+        return FileChunks(file, start, end)
 
     def delete(self, version: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -211,17 +211,35 @@ class FileBackend:
         return len(list(self.temp_dir.glob("*.part"))) if self.temp_dir.exists() else 0
 
 
-def _file_chunks(file, start: int, end: int | None) -> Iterator[bytes]:
-    with file:
+class FileChunks:
+    """The bytes `[start, end)` of an open blob file, read READ_CHUNK_BYTES at a time; `file` (positioned at
+    `start`) is exposed so a server that can send a file without copying it through Python (gunicorn's
+    `wsgi.file_wrapper`, os.sendfile) takes the file itself. Closing it closes the file."""
+
+    def __init__(self, file, start: int, end: int | None) -> None:
+        self.file = file
+        self.start = start
+        self.end = end
         file.seek(start)
-        remaining = None if end is None else end - start
-        while remaining is None or remaining > 0:
-            chunk = file.read(READ_CHUNK_BYTES if remaining is None else min(READ_CHUNK_BYTES, remaining))
-            if not chunk:
-                return
-            if remaining is not None:
-                remaining -= len(chunk)
-            yield chunk
+        self.remaining = None if end is None else end - start
+
+    def __iter__(self) -> FileChunks:
+        return self
+
+    def __next__(self) -> bytes:
+        if self.remaining is not None and self.remaining <= 0:
+            self.close()
+            raise StopIteration
+        chunk = self.file.read(READ_CHUNK_BYTES if self.remaining is None else min(READ_CHUNK_BYTES, self.remaining))
+        if not chunk:
+            self.close()
+            raise StopIteration
+        if self.remaining is not None:
+            self.remaining -= len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        self.file.close()
 
 
 # --- S3 ---------------------------------------------------------------------------------------------------------
