@@ -46,7 +46,8 @@ async def realtime_client(config: dict) -> dict:
 
     async def open_one(n: int, user: dict):
         async with gate:
-            return await subscribe(config["url"], config["anon"], user["token"], user["id"], f"fan-{n}")
+            return await subscribe(config["url"], config["anon"], user["token"], user["id"], f"fan-{n}",
+                                   binding=config.get("binding"))
 
     sockets = await asyncio.gather(*(open_one(n, u) for n, u in enumerate(config["sockets"])))
 

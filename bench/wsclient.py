@@ -17,16 +17,16 @@ def websocket_url(api_url: str, anon_key: str) -> str:
 
 
 async def subscribe(api_url: str, anon_key: str, token: str, user_id: str, topic: str,
-                    event: str = "UPDATE", timeout: float = 60):
-    """Open a socket, join `realtime:<topic>` for changes to the user's own results; return the socket once the
-    join is acknowledged."""
+                    event: str = "UPDATE", timeout: float = 60, binding: dict[str, Any] | None = None):
+    """Open a socket, join `realtime:<topic>` for changes to the user's own results (or to `binding`); return the
+    socket once the join is acknowledged."""
     ws = await websockets.connect(websocket_url(api_url, anon_key), max_queue=None, ping_interval=None,
                                   open_timeout=timeout, close_timeout=2)
     join = {"topic": f"realtime:{topic}", "event": "phx_join", "ref": "1", "join_ref": "1",
             "payload": {"config": {"broadcast": {"ack": False, "self": False}, "presence": {"key": ""},
-                                   "postgres_changes": [{"event": event, "schema": "public",
-                                                         "table": "segmentation_results",
-                                                         "filter": f"user_id=eq.{user_id}"}],
+                                   "postgres_changes": [binding or {"event": event, "schema": "public",
+                                                                    "table": "segmentation_results",
+                                                                    "filter": f"user_id=eq.{user_id}"}],
                                    "private": False},
                         "access_token": token}}
     await ws.send(json.dumps(join))

@@ -139,3 +139,33 @@ def recent_changes(engine: Engine, tables: list[tuple[str, str]], since: datetim
             {"schemas": [schema for schema, _ in tables], "names": [name for _, name in tables], "since": since,
              "age": max_age_seconds, "limit": limit}).all()
     return list(reversed(rows))
+
+
+def visible_rows(engine: Engine, schema: str, table: str, pks: list[dict[str, Any]], caller: Caller) -> set[int]:
+    """Positions in `pks` of the rows `caller`'s RLS lets it SELECT: one round trip for all of them
+    (postgres_changes recovery)."""
+    if not pks:
+        return set()
+    with unit_of_work(engine, Caller.service()) as uow:
+        positions = uow.execute(
+            "select internal.realtime_visible_rows(format('%I.%I', cast(:schema as text), cast(:table as text))::regclass, "
+            "cast(:pks as jsonb), cast(:caller as jsonb))",
+            {"schema": schema, "table": table, "pks": json.dumps(pks),
+             "caller": json.dumps({"role": caller.role, "claims": caller.claims})}).scalar()
+    return set(positions or ())
+
+
+def visible_matrix(engine: Engine, schema: str, table: str, pks: list[dict[str, Any]],
+                   callers: list[Caller]) -> set[tuple[int, int]]:
+    """(row position, caller position) pairs: which callers' RLS lets them SELECT which rows of `pks`, in one
+    round trip for all rows and callers (the live fan-out's batch of one table's changes)."""
+    if not pks or not callers:
+        return set()
+    with unit_of_work(engine, Caller.service()) as uow:
+        rows = uow.execute(
+            "select caller_pos, row_pos from internal.realtime_visible_matrix("
+            "format('%I.%I', cast(:schema as text), cast(:table as text))::regclass, cast(:pks as jsonb), "
+            "cast(:callers as jsonb))",
+            {"schema": schema, "table": table, "pks": json.dumps(pks),
+             "callers": json.dumps([{"role": c.role, "claims": c.claims} for c in callers])}).all()
+    return {(row.row_pos, row.caller_pos) for row in rows}

@@ -161,6 +161,7 @@ class Settings(BaseSettings):
     realtime_http_reserve: int = Field(200, ge=1)  # of API_WORKER_CONNECTIONS, never taken by sockets
     realtime_messages_retention_hours: int = Field(72, ge=1)  # realtime.messages kept for Broadcast Replay
     realtime_presence_ttl_seconds: int = Field(30, ge=5)  # a crashed process's presences leave after this
+    realtime_messages_per_second: float = Field(100.0, gt=0)  # broadcast + presence pushes per socket
     realtime_recovery_max_age_seconds: int = Field(3600, ge=1)  # postgres_changes recovery looks back at most this
     realtime_recovery_max_changes: int = Field(500, ge=1)  # and replays at most this many changes per rejoin
 

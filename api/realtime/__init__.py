@@ -1,10 +1,12 @@
-"""/realtime/v1/websocket — Supabase Realtime's Phoenix protocol (postgres_changes) over flask-sock.
+"""/realtime/v1/websocket — Supabase Realtime's Phoenix protocol (postgres_changes, Broadcast, Presence, private
+channels) over flask-sock, and /realtime/v1/api/broadcast (`rest`).
 
 One job per module: `protocol` the frames, `bindings` what a channel subscribes to, `channels` a joined channel
 and the subscriber interface, `registry` this process's sockets and channels, `listener` the Redis subscription,
 `sweeper` token expiry and revocation, `fanout` change → frames, `hub` puts them together per process,
-`connection` one socket. A new kind of channel message goes in `connection` (reading) and its own module (what it
-does). Design and delivery contract: docs/REALTIME.md.
+`connection` one socket; `join_config`, `broadcast`, `presence`, `recovery` the rest of a channel. A new kind
+of channel message goes in `connection` (reading) and its own module (what it does). Design and delivery
+contract: docs/REALTIME.md.
 """
 from __future__ import annotations
 

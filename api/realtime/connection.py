@@ -18,10 +18,13 @@ from api.realtime import bindings, broadcast, join_config, protocol, recovery
 from api.realtime.channels import Channel
 from api.realtime.hub import Hub
 from api.realtime.limits import (
+    MAX_PRESENCE_BYTES,
     REFUSED_SOCKET_SECONDS,
     TOO_MANY_CHANNELS,
     TOO_MANY_FOR_USER,
     TOO_MANY_JOINS,
+    TOO_MANY_MESSAGES,
+    TRACK_TOO_LARGE,
     Admission,
     TokenBucket,
 )
@@ -87,6 +90,8 @@ class Connection:
         # Channels per user on this socket: the socket counts once for each user it has a channel of.
         self.users: Counter[str] = Counter()
         self.joins = TokenBucket(self.settings.realtime_joins_per_second, self.settings.realtime_max_channels_per_socket)
+        rate = self.settings.realtime_messages_per_second
+        self.messages = TokenBucket(rate, max(1, int(rate)))
         self.closing = False
         self.close_reason: str | None = None
         self._writer: threading.Thread | None = None
@@ -211,6 +216,12 @@ class Connection:
             if channel is None:
                 self.send_reply(push.message, "error", {"reason": "unmatched topic"})
                 return
+            if "persist" in push.metadata and channel.broadcast_ack:
+                # realtime-js asks to store the message for replay; segbase stores only database and REST sends
+                # (realtime.messages): say so rather than acknowledge a message that will not be replayed.
+                self.send_reply(push.message, "error", {"error": "persist is not supported by segbase; send with "
+                                                                 "realtime.send() or httpSend to store a message"})
+                return
             self.broadcast(channel, push.message, lambda: broadcast.event_from_binary(
                 push, channel.sub_topic, channel.private))
             return
@@ -251,6 +262,9 @@ class Connection:
         if action not in ("track", "untrack"):
             self.send_reply(message, "error", {"reason": f"unknown presence event {action!r}; use track or untrack"})
             return
+        if not self.messages.take():
+            self.send_reply(message, "error", {"reason": TOO_MANY_MESSAGES})
+            return
         if "presence" not in channel.writable:
             self.send_reply(message, "error", {"reason": "Unauthorized: You do not have permissions to track "
                                                          f"presence on this Channel topic: {channel.sub_topic}"})
@@ -263,6 +277,9 @@ class Connection:
                 if not isinstance(payload, dict):
                     self.send_reply(message, "error", {"reason": "Presence track payload must be a map"})
                     return
+                if len(protocol.dumps(payload)) > MAX_PRESENCE_BYTES:
+                    self.send_reply(message, "error", {"reason": TRACK_TOO_LARGE})
+                    return
                 self.hub.presence.track(channel, payload)
         except redis.RedisError as exc:
             log.warning("presence %s failed: Redis is unavailable (%s)", action, exc.__class__.__name__)
@@ -274,6 +291,10 @@ class Connection:
         """A member's broadcast push: to every member of the topic in every API process (itself too with
         `self: true`), then the `ack` reply if asked. A private channel needs RLS's insert on realtime.messages
         for `broadcast`; without it the message is dropped, and an `ack` push is told why."""
+        if not self.messages.take():
+            if channel.broadcast_ack:
+                self.send_reply(message, "error", {"reason": TOO_MANY_MESSAGES})
+            return
         if "broadcast" not in channel.writable:
             log.info("dropped a broadcast on %s: no write permission", channel.topic)
             if channel.broadcast_ack:

@@ -40,7 +40,7 @@ class Hub:
         self.registry = ChannelRegistry()
         self.counts = SocketCounts(settings)
         self.catalog = PublicationCatalog(engine)
-        self.listener = ChangeListener(settings, self.dispatch, self._resync_all)
+        self.listener = ChangeListener(settings, self.dispatch_batch, self._resync_all)
         self.sweeper = Sweeper(engine, self.registry)
         self._lock = threading.Lock()
         self._started = False
@@ -110,6 +110,35 @@ class Hub:
             log.error("dropping a malformed realtime message")
             return 0
         return fanout.deliver(change, self.registry, self.visible_to)
+
+    def dispatch_batch(self, raws: list[bytes]) -> int:
+        """Messages that arrived together, in order: runs of changes go to the fan-out as one batch (RLS asked
+        once per table for the run), broadcasts and presence diffs one by one between them."""
+        queued = 0
+        run: list[ChangeEvent] = []
+        for raw in raws:
+            head = raw[:24] if isinstance(raw, bytes) else raw[:24].encode()
+            if head.startswith(b'{"kind":"change"'):
+                try:
+                    run.append(ChangeEvent.model_validate_json(raw))
+                except ValidationError:
+                    log.error("dropping a malformed realtime message")
+                continue
+            if run:
+                queued += self._deliver_run(run)
+                run = []
+            queued += self.dispatch(raw)
+        if run:
+            queued += self._deliver_run(run)
+        return queued
+
+    def _deliver_run(self, changes: list[ChangeEvent]) -> int:
+        if len(changes) == 1:
+            return fanout.deliver(changes[0], self.registry, self.visible_to)
+        return fanout.deliver_many(changes, self.registry, self.visible_matrix)
+
+    def visible_matrix(self, schema: str, table: str, records: list[dict], callers: list[Caller]) -> set[tuple[int, int]]:
+        return realtime_db.visible_matrix(self.engine, schema, table, records, callers)
 
     def publish(self, message: BaseModel) -> None:
         """Send a message to every API process (this one included) through Redis; raises when Redis is down."""

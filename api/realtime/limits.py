@@ -17,6 +17,10 @@ TOO_MANY_CHANNELS = "ChannelRateLimitReached: Too many channels"
 TOO_MANY_FROM_ADDRESS = "ConnectionRateLimitReached: Too many connections from this address"
 TOO_MANY_FOR_USER = "ConnectionRateLimitReached: Too many connections for this user"
 TOO_MANY_JOINS = "ClientJoinRateLimitReached: Too many joins per second"
+TOO_MANY_MESSAGES = "RateLimitReached: Too many messages per second"
+TRACK_TOO_LARGE = "Track message size exceeded"
+# A presence entry is stored in Redis for as long as the channel lives: bounded, like Supabase's track size limit.
+MAX_PRESENCE_BYTES = 32 * 1024
 # A socket over its address's cap stays open this long, so its client reads why its joins are refused.
 REFUSED_SOCKET_SECONDS = 5.0
 

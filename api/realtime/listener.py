@@ -18,10 +18,11 @@ log = logging.getLogger("segbase.realtime")
 
 FIRST_BACKOFF_SECONDS = 0.2
 MAX_BACKOFF_SECONDS = 5.0
+BATCH_LIMIT = 200  # messages handed to the fan-out at once
 
 
 class ChangeListener:
-    def __init__(self, settings: Settings, on_message: Callable[[bytes], object],
+    def __init__(self, settings: Settings, on_message: Callable[[list[bytes]], object],
                  on_resubscribed: Callable[[], None]) -> None:
         self.settings = settings
         self.channel_name = changes_channel(settings)
@@ -48,8 +49,17 @@ class ChangeListener:
                 backoff = FIRST_BACKOFF_SECONDS
                 while True:
                     message = pubsub.get_message(timeout=5.0)
-                    if message is not None and message.get("type") == "message":
-                        self.on_message(message["data"])
+                    if message is None or message.get("type") != "message":
+                        continue
+                    # Whatever else has already arrived goes with it: the fan-out asks RLS once per batch.
+                    batch = [message["data"]]
+                    while len(batch) < BATCH_LIMIT:
+                        more = pubsub.get_message(timeout=0)
+                        if more is None:
+                            break
+                        if more.get("type") == "message":
+                            batch.append(more["data"])
+                    self.on_message(batch)
             except redis.RedisError as exc:
                 log.warning("realtime subscription lost (%s); resubscribing", exc.__class__.__name__)
             except Exception:

@@ -125,6 +125,8 @@ class PresenceStore:
         """Remove entries whose process stopped renewing them, announcing each leave exactly once."""
         now = time.time()
         for sub_topic, private in self.registry.topics():
+            if not any(c.presence_enabled for c in self.registry.topic_channels(sub_topic, private)):
+                continue  # nobody here would hear the leave; a process with members of the topic announces it
             name = self._hash(sub_topic, private)
             for field, raw in self.redis.hgetall(name).items():
                 entry = json.loads(raw)

@@ -1,6 +1,8 @@
 // supabase-js 2.119.0 realtime driver for tests/realtime: subscribes the channels given as JSON in argv[2] and
 // prints one JSON line per status change, change event and system message. Commands arrive as JSON lines on
 // stdin: {"cmd":"token","token":...} swaps the access token (setAuth sends `access_token` to every channel),
+// {"cmd":"send"|"httpSend","channel","event","payload"} broadcasts, {"cmd":"track","channel","payload"} and
+// {"cmd":"untrack","channel"} use presence (a channel spec may carry `config`, `broadcast` events and `presence`),
 // {"cmd":"unsubscribe","channel":...}, {"cmd":"sync"} (a heartbeat round trip: its reply proves the server has
 // handled every frame this client sent before it), {"cmd":"exit"}. Run with `node --experimental-websocket`.
 import { createClient } from '@supabase/supabase-js'
@@ -24,10 +26,19 @@ await supabase.realtime.setAuth()
 
 const channels = {}
 for (const spec of specs) {
-  const channel = supabase.channel(spec.name)
-  spec.bindings.forEach((binding, index) => {
+  // spec.config: the channel's config (broadcast self/ack/replay, presence key, private), passed as an app does.
+  const channel = supabase.channel(spec.name, spec.config ? { config: spec.config } : undefined)
+  ;(spec.bindings || []).forEach((binding, index) => {
     channel.on('postgres_changes', binding, (payload) => out({ kind: 'change', channel: spec.name, binding: index, payload }))
   })
+  for (const event of spec.broadcast || []) {
+    channel.on('broadcast', { event }, (payload) => out({ kind: 'broadcast', channel: spec.name, payload }))
+  }
+  if (spec.presence) {
+    channel.on('presence', { event: 'sync' }, () => out({ kind: 'presence-sync', channel: spec.name, state: channel.presenceState() }))
+    channel.on('presence', { event: 'join' }, ({ key, newPresences }) => out({ kind: 'presence-join', channel: spec.name, key, newPresences }))
+    channel.on('presence', { event: 'leave' }, ({ key, leftPresences }) => out({ kind: 'presence-leave', channel: spec.name, key, leftPresences }))
+  }
   channel.on('system', {}, (payload) => out({ kind: 'system', channel: spec.name, payload }))
   channel.subscribe((status, err) => out({ kind: 'status', channel: spec.name, status, error: err ? String(err.message || err) : null }))
   channels[spec.name] = channel
@@ -50,6 +61,21 @@ rl.on('line', async (line) => {
       }
     })
     await supabase.realtime.sendHeartbeat()
+  } else if (command.cmd === 'send') {
+    // channel.send over the socket (a binary frame with vsn 2.0.0); resolves 'ok', 'error' or 'timed out'.
+    const status = await channels[command.channel].send({ type: 'broadcast', event: command.event, payload: command.payload })
+    out({ kind: 'sent', channel: command.channel, status })
+  } else if (command.cmd === 'httpSend') {
+    try {
+      await channels[command.channel].httpSend(command.event, command.payload)
+      out({ kind: 'http-sent', channel: command.channel, status: 'ok' })
+    } catch (error) {
+      out({ kind: 'http-sent', channel: command.channel, status: 'error', error: String(error.message || error) })
+    }
+  } else if (command.cmd === 'track') {
+    out({ kind: 'tracked', channel: command.channel, status: await channels[command.channel].track(command.payload) })
+  } else if (command.cmd === 'untrack') {
+    out({ kind: 'untracked', channel: command.channel, status: await channels[command.channel].untrack() })
   } else if (command.cmd === 'unsubscribe') {
     const status = await channels[command.channel].unsubscribe()
     out({ kind: 'unsubscribed', channel: command.channel, status })

@@ -2,6 +2,7 @@
 REST sends, and broadcasts from the database delivered after commit through the outbox and the relay."""
 from __future__ import annotations
 
+import time
 import uuid
 
 import httpx
@@ -9,6 +10,7 @@ import psycopg
 import pytest
 
 from db.urls import libpq_url
+from tests.support.processes import ApiProcess
 from tests.support.realtime import PhoenixSocket, service_sql, user_broadcast_push
 
 
@@ -167,3 +169,35 @@ def test_broadcast_changes_from_a_trigger(settings, sockets, relay, owner_conn):
     finally:
         owner_conn.execute(f"drop table {table} cascade")
         owner_conn.execute(f"drop function {table}_notify()")
+
+
+def test_broadcast_and_presence_pushes_are_rate_limited_per_socket_and_track_size_is_bounded(settings, anon_key):
+    limited = ApiProcess(settings.model_copy(update={"realtime_messages_per_second": 2})).start()
+    sock = PhoenixSocket(limited.url, anon_key, "1.0.0")
+    try:
+        room = topic()
+        assert sock.join(room, [], None, broadcast={"ack": True})["payload"]["status"] == "ok"
+        statuses = []
+        for n in range(6):  # a burst of 2 is allowed, then 2 per second
+            ref = sock.send(room, "broadcast", {"type": "broadcast", "event": "e", "payload": {"n": n}},
+                            join_ref=sock.join_refs[room])
+            reply = sock.wait(lambda m: m["event"] == "phx_reply" and m["ref"] == ref)["payload"]
+            statuses.append(reply["status"] == "ok" or reply["response"]["reason"])
+        assert "RateLimitReached: Too many messages per second" in statuses and True in statuses
+        time.sleep(1.1)  # the bucket refills (a refusal is not a timing assertion: it only needs one token back)
+        ref = sock.send(room, "presence", {"event": "track", "payload": {"blob": "x" * 40_000}},
+                        join_ref=sock.join_refs[room])
+        reply = sock.wait(lambda m: m["event"] == "phx_reply" and m["ref"] == ref)["payload"]
+        assert reply["response"]["reason"] == "Track message size exceeded"
+    finally:
+        sock.close()
+        limited.stop()
+
+
+def test_a_persist_request_with_ack_is_refused_by_name(sockets):
+    room = topic()
+    sender = sockets("2.0.0")
+    assert sender.join(room, [], None, broadcast={"ack": True})["payload"]["status"] == "ok"
+    sender.ws.send(user_broadcast_push(sender.join_refs[room], "7", room, "e", b"{}", metadata=b'{"persist":true}'))
+    reply = sender.wait(lambda m: m["event"] == "phx_reply" and m["ref"] == "7")["payload"]
+    assert reply["status"] == "error" and "persist is not supported" in reply["response"]["error"]

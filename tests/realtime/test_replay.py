@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from tests.realtime.test_private import rooms  # noqa: F401  (the membership-policy fixture)
-from tests.support.realtime import PhoenixSocket, insert_result, service_sql
+from tests.support.realtime import PhoenixSocket, insert_result, published_table, service_sql
 
 RESULTS = {"event": "*", "schema": "public", "table": "segmentation_results"}
 
@@ -89,3 +89,24 @@ def test_since_as_an_iso_timestamp_and_a_bad_value(api_server, relay, settings, 
         assert bad["payload"]["status"] == "error" and "since" in bad["payload"]["response"]["reason"]
     finally:
         sock.close()
+
+
+def test_recovery_on_an_rls_evaluated_table_replays_only_what_the_caller_may_select_now(api_server, relay, settings,
+                                                                                      anon_key, user):
+    with published_table(settings, f"rt_{uuid.uuid4().hex[:8]}", "id int primary key, body text",
+                         "alter table {t} enable row level security",
+                         "create policy \"no secrets\" on {t} for select to authenticated using (body <> 'secret')",
+                         "grant select on {t} to authenticated") as table:
+        since = now_ms() - 500
+        service_sql(settings, f"insert into {table} values (1, 'open'), (2, 'secret'), (3, 'open')")
+        service_sql(settings, f"update {table} set body = 'secret' where id = 3")  # hidden by the time of replay
+        binding = {"event": "*", "schema": "public", "table": table.split(".")[1], "since": since}
+        sock = PhoenixSocket(api_server.url, anon_key, "2.0.0")
+        try:
+            assert sock.join("realtime:rls-back", [binding], user.access_token)["payload"]["status"] == "ok"
+            service_sql(settings, f"insert into {table} values (4, 'live')")
+            got = [sock.wait(lambda m: m["event"] == "postgres_changes") for _ in range(2)]
+            assert [m["payload"]["data"]["record"]["id"] for m in got] == [1, 4]
+            assert [m for m in sock.drain(1.0) if m["event"] == "postgres_changes"] == []
+        finally:
+            sock.close()
