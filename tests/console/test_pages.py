@@ -244,3 +244,20 @@ def test_the_jobs_page_retries_a_failed_dispatch_and_reenables_dispatch(settings
     assert ">Re-enable dispatch</button>" not in signed_in.get("/console/jobs").text
     assert owner_conn.execute("select count(*) from public.segmentation_results where metadata ->> 'retry_of' = %s",
                               (result_id,)).fetchone()[0] == 1
+
+
+def test_the_jobs_page_lists_a_job_without_progress_as_stuck_and_cancels_it(settings, engine, signed_in, owner_conn):
+    user = create_user(settings, credits=5)
+    [stuck_id, fresh_id] = submit_results(engine, user, 2)
+    # The updated_at trigger refuses a forged timestamp; as the owner in replica mode, triggers stay out of the way.
+    with owner_conn.transaction():
+        owner_conn.execute("set local session_replication_role = replica")
+        owner_conn.execute("update public.segmentation_results set updated_at = now() - interval '1 hour' "
+                           "where id = %s", (stuck_id,))
+    stuck_section = signed_in.get("/console/jobs").text.split("CONSOLE_STUCK_AFTER_SECONDS", 1)[1]
+    assert f"Cancel job {stuck_id}" in stuck_section.split("</table>", 1)[0]
+    assert f"Cancel job {fresh_id}" not in stuck_section.split("</table>", 1)[0]
+    cancelled = signed_in.post_form("/console/jobs", f"/console/jobs/{stuck_id}/cancel")
+    assert cancelled.status_code == 303, cancelled.text
+    assert owner_conn.execute("select status::text from public.segmentation_results where id = %s",
+                              (stuck_id,)).fetchone()[0] == "error"
