@@ -11,6 +11,8 @@ CLEANUP_TASK = "segbase.maintenance.cleanup_old_results"
 RECONCILE_TASK = "segbase.maintenance.reconcile_stuck_results"
 DELIVER_DISPATCH_JOB_TASK = "segbase.dispatch.deliver_job"
 STORAGE_JANITOR_TASK = "segbase.storage.janitor"
+SEND_AUTH_MAIL_TASK = "segbase.mail.send"
+SWEEP_MAIL_OUTBOX_TASK = "segbase.mail.sweep_outbox"
 
 
 def enqueue_webhook_event(app: Celery, event_id: str) -> None:
@@ -35,3 +37,9 @@ def enqueue_delivery(app: Celery, job_id: str, attempt_id: str) -> None:
     """Queue one push attempt of a job; the message carries the job id and the attempt's token, nothing else
     (the URLs are minted by the attempt itself, so no signed URL ever sits in Redis)."""
     app.send_task(DELIVER_DISPATCH_JOB_TASK, args=[job_id, attempt_id], ignore_result=True)
+
+
+def enqueue_auth_mail(app: Celery, mail_id: str) -> None:
+    """Queue one committed `internal.mail_outbox` row; the message carries only its id (never a link, code or
+    address)."""
+    app.send_task(SEND_AUTH_MAIL_TASK, args=[mail_id], ignore_result=True)

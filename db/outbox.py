@@ -10,11 +10,13 @@ from typing import Any
 
 from db.publication import TableShape
 from db.uow import UnitOfWork
-from schemas.realtime import ChangeEvent
+from schemas.realtime import BroadcastEvent, ChangeEvent
 
 NOTIFY_CHANNEL = "segbase_realtime_outbox"
 # pg_advisory_lock key of the active relay; advisory locks are per database, so one relay per deployment.
 RELAY_LOCK_KEY = 0x5E6BA5E_0E
+# Outbox rows of this table are broadcasts (realtime.send() and REST sends), not postgres_changes.
+MESSAGES_TABLE = ("realtime", "messages")
 
 
 def format_commit_timestamp(value) -> str:
@@ -60,3 +62,22 @@ def change_event(row: Any, shape: TableShape) -> ChangeEvent:
         record=row.record,
         old_record=row.pk if row.op != "INSERT" else None,
     )
+
+
+def is_broadcast(row: Any) -> bool:
+    return (row.schema_name, row.table_name) == MESSAGES_TABLE
+
+
+def broadcast_event(row: Any) -> BroadcastEvent:
+    """The message published for a realtime.messages row: what Supabase Realtime sends for a database broadcast,
+    `{type, event, payload, meta: {id}}`."""
+    record = row.record or {}
+    event = record.get("event") or ""
+    return BroadcastEvent(topic=record.get("topic") or "", private=bool(record.get("private")), event=event,
+                          envelope={"type": "broadcast", "event": event, "payload": record.get("payload"),
+                                    "meta": {"id": record.get("id")}})
+
+
+def prune_messages(uow: UnitOfWork, retention_hours: int) -> int:
+    """Delete realtime.messages rows past their retention (Broadcast Replay reads what is left)."""
+    return uow.execute("select internal.prune_realtime_messages(:hours)", {"hours": retention_hours}).scalar() or 0

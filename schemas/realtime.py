@@ -42,3 +42,40 @@ class ChangeEvent(BaseModel):
 
     def to_json(self) -> str:
         return self.model_dump_json(by_alias=True)
+
+
+class BroadcastEvent(BaseModel):
+    """One Broadcast message for the members of a topic, published on the same Redis channel as changes: by an
+    API process for a client's push (ephemeral, as on Supabase), or by the relay for a `realtime.messages` row
+    (`realtime.send()`, `realtime.broadcast_changes()`, REST sends: committed first, so durable)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["broadcast"] = "broadcast"
+    topic: str  # the sub-topic, without `realtime:` (as realtime.messages stores it)
+    private: bool
+    event: str
+    # The broadcast payload object as the clients receive it ({type, event, payload[, meta]}); None when the
+    # user payload is raw bytes (a js binary push), then `binary` holds them base64-encoded.
+    envelope: dict[str, Any] | None = None
+    binary: str | None = None
+    # The sending channel (process id, channel serial) when it asked not to receive its own message (self: false).
+    exclude: tuple[str, int] | None = None
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+
+class PresenceDiff(BaseModel):
+    """A presence change on a topic, for every member of it in every API process: {key: {"metas": [...]}}."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["presence_diff"] = "presence_diff"
+    topic: str
+    private: bool
+    joins: dict[str, dict[str, list[dict[str, Any]]]]
+    leaves: dict[str, dict[str, list[dict[str, Any]]]]
+
+    def to_json(self) -> str:
+        return self.model_dump_json()

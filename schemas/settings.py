@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(64, ge=1, le=500)  # deeper JSON bodies and frames are refused (400)
     rest_max_rows: int = Field(1000, ge=1, le=100_000)  # /rest/v1 reads return at most this many rows
     rest_schemas: CommaList = ["public"]  # schemas /rest/v1 exposes; the first is the default profile
+    rest_aggregates_enabled: bool = False  # PostgREST's db-aggregates-enabled: count()/sum()/... in select
     metrics_enabled: bool = True
     metrics_token: SecretStr | None = None  # when set, /metrics needs `Authorization: Bearer <token>`; ENV=prod: required
     metrics_bind_address: str = "127.0.0.1"  # where the worker's and relay's metrics endpoints listen
@@ -74,6 +75,19 @@ class Settings(BaseSettings):
     auth_site_url: str = DEV_SITE_URL  # where auth redirects land by default; must be set for ENV=prod
     auth_redirect_allow_list: CommaList = []  # more redirect_to targets, as globs (GoTrue's URI_ALLOW_LIST)
     trusted_proxies: CommaList = []
+    auth_admin_roles: CommaList = ["service_role", "supabase_admin"]  # token roles the admin API serves (GoTrue's)
+    auth_disable_signup: bool = False  # refuse new sign-ups (admin creation and invites still work)
+    auth_mailer_otp_expiry_seconds: int = Field(3600, ge=60, le=86_400)  # life of a mailed link or code
+    auth_rate_limit_email_sent: int = Field(30, ge=1)  # auth mails per hour, all addresses (GoTrue's)
+    auth_email_max_frequency_seconds: int = Field(60, ge=0)  # least time between two mails to one address
+    smtp_host: str = "127.0.0.1"  # the development mail catcher `segbase run` starts
+    smtp_port: int = Field(54325, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_pass: SecretStr | None = None
+    smtp_sender: str = "segbase <noreply@segbase.localhost>"
+    smtp_starttls: bool = False  # upgrade with STARTTLS (usually port 587)
+    smtp_tls: bool = False  # implicit TLS from the first byte (usually port 465); neither: plain SMTP
+    mail_catcher_port: int = Field(54324, ge=0, le=65535)  # dev: where `segbase run` shows caught mails (0: off)
 
     # --- credits and retention ---------------------------------------------------------------------------
     credits_per_segmentation: int = Field(1, ge=0)
@@ -145,6 +159,10 @@ class Settings(BaseSettings):
     realtime_max_sockets_per_user: int = Field(25, ge=1)  # per API process; counted once a channel joins as them
     realtime_joins_per_second: float = Field(10.0, gt=0)  # per socket, bursts up to the channel limit
     realtime_http_reserve: int = Field(200, ge=1)  # of API_WORKER_CONNECTIONS, never taken by sockets
+    realtime_messages_retention_hours: int = Field(72, ge=1)  # realtime.messages kept for Broadcast Replay
+    realtime_presence_ttl_seconds: int = Field(30, ge=5)  # a crashed process's presences leave after this
+    realtime_recovery_max_age_seconds: int = Field(3600, ge=1)  # postgres_changes recovery looks back at most this
+    realtime_recovery_max_changes: int = Field(500, ge=1)  # and replays at most this many changes per rejoin
 
     # --- storage (/storage/v1) ---------------------------------------------------------------------------
     storage_backend: Literal["file", "s3"] = "file"
@@ -162,6 +180,16 @@ class Settings(BaseSettings):
     storage_render_max_source_bytes: int = Field(25 * 1024 * 1024, ge=1)  # largest image /render/image/ reads
     storage_render_max_pixels: int = Field(50_000_000, ge=1)  # largest image (width x height) it decodes
     storage_render_cache_bytes: int = Field(64 * 1024 * 1024, ge=0)  # rendered images kept per API process
+    # --- auth: Google and Apple sign-in (OpenID Connect ID tokens), identity linking ---------------------
+    auth_google_enabled: bool = False
+    auth_google_client_ids: CommaList = []  # web, iOS, Android client IDs; the first one runs the redirect flow
+    auth_google_client_secret: SecretStr | None = None  # the web client's secret, for the redirect flow
+    auth_google_discovery_url: str = "https://accounts.google.com/.well-known/openid-configuration"
+    auth_google_skip_nonce_check: bool = False  # for iOS SDKs that put a nonce the app never sees in the token
+    auth_apple_enabled: bool = False
+    auth_apple_client_ids: CommaList = []  # bundle IDs and Services IDs
+    auth_apple_discovery_url: str = "https://appleid.apple.com/.well-known/openid-configuration"
+    auth_manual_linking_enabled: bool = True  # GET /user/identities/authorize and DELETE /user/identities/{id}
     # --- operator console --------------------------------------------------------------------------------
     console_enabled: bool = True
     console_external_url: str | None = None  # serve /console only on this origin (and nothing else there)
@@ -171,7 +199,7 @@ class Settings(BaseSettings):
 
     @field_validator("cors_allowed_origins", "webhook_api_keys", "trusted_proxies", "webhook_mask_url_hosts",
                      "dispatch_retry_schedule", "rest_schemas",
-                     "auth_redirect_allow_list", mode="before")
+                     "auth_redirect_allow_list", "auth_admin_roles", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -183,6 +211,13 @@ class Settings(BaseSettings):
         if self.realtime_http_reserve >= self.api_worker_connections:
             raise SettingsError(f"REALTIME_HTTP_RESERVE ({self.realtime_http_reserve}) must be less than "
                                 f"API_WORKER_CONNECTIONS ({self.api_worker_connections}): sockets need room too")
+        return self
+
+    @model_validator(mode="after")
+    def _one_smtp_security(self) -> Settings:
+        if self.smtp_starttls and self.smtp_tls:
+            raise SettingsError("SMTP_STARTTLS and SMTP_TLS exclude each other: STARTTLS upgrades a plain connection, "
+                                "SMTP_TLS starts with TLS")
         return self
 
     @property
@@ -229,6 +264,22 @@ class Settings(BaseSettings):
             if not secret.startswith("whsec_") or len(key) < 24:
                 raise SettingsError("DISPATCH_MODE=push needs DISPATCH_SIGNING_SECRET: whsec_ followed by the base64 "
                                     "of at least 24 random bytes (Standard Webhooks)")
+
+    @field_validator("auth_google_client_ids", "auth_apple_client_ids", mode="before")
+    @classmethod
+    def _split_client_ids(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _providers_have_audiences(self) -> Settings:
+        for name, enabled, client_ids in (("GOOGLE", self.auth_google_enabled, self.auth_google_client_ids),
+                                          ("APPLE", self.auth_apple_enabled, self.auth_apple_client_ids)):
+            if enabled and not client_ids:
+                raise SettingsError(f"AUTH_{name}_ENABLED needs AUTH_{name}_CLIENT_IDS: the client IDs its ID tokens "
+                                    f"are issued to (every token's aud must be one of them)")
+        return self
 
     @property
     def dispatch_retry_delays(self) -> list[float]:

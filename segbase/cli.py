@@ -219,6 +219,12 @@ def cmd_demo_backend(settings: Settings, args: argparse.Namespace) -> int:
     return run_demo_backend(settings)
 
 
+def cmd_mailcatcher(settings: Settings, args: argparse.Namespace) -> int:
+    from segbase.mailcatcher import run_mailcatcher  # lazy: see the module docstring
+
+    return run_mailcatcher(settings)
+
+
 def cmd_dispatch(settings: Settings, args: argparse.Namespace) -> int:
     """Operator actions on job dispatch: re-enable after a 410, cancel a job, retry a failed dispatch."""
     import uuid  # lazy: see the module docstring
@@ -263,7 +269,11 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         return code
     env = {**os.environ, **settings.to_env()}
     children: dict[str, subprocess.Popen] = {}
-    processes = RUN_PROCESSES + (("demo-backend",) if settings.demo_backend_enabled else ())
+    from segbase.mailcatcher import catcher_url  # lazy: see the module docstring
+
+    mail_url = catcher_url(settings)
+    processes = RUN_PROCESSES + (("demo-backend",) if settings.demo_backend_enabled else ()) + (
+        ("mailcatcher",) if mail_url else ())
     for name in processes:
         # Each child in its own session: Ctrl-C reaches only this process, which then stops every child with
         # SIGTERM — the graceful stop (gunicorn finishes requests, Celery its tasks) rather than each child's
@@ -273,7 +283,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
                                           start_new_session=True)
 
     def pump(name: str, stream) -> None:
-        label = {"demo-backend": "demo"}.get(name, name)
+        label = {"demo-backend": "demo", "mailcatcher": "mail"}.get(name, name)
         for line in stream:
             sys.stdout.write(f"{label:>6} | {line}")
             sys.stdout.flush()
@@ -288,6 +298,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
           f"   run |   webhook:         POST {settings.public_url}/functions/v1/process-webhook (X-API-Key)\n"
           f"   run |   realtime:        {settings.public_url.replace('http', 'ws', 1)}/realtime/v1/websocket\n"
           f"   run |   console:         {settings.console_url}  (segbase operator grant EMAIL)\n"
+          f"   run |   auth mails:      {mail_url or f'sent through {settings.smtp_host}:{settings.smtp_port}'}\n"
           f"   run |   all keys:        .venv/bin/segbase status", flush=True)
 
     stopping = threading.Event()
@@ -350,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="migrate, then api + worker + beat + relay in the foreground").set_defaults(
         func=cmd_run)
 
+    sub.add_parser("mailcatcher", help="a development SMTP server showing the auth mails over HTTP"
+                   ).set_defaults(func=cmd_mailcatcher)
     sub.add_parser("demo-backend", help="a reference inference backend (its model is a stand-in: thresholding)"
                    ).set_defaults(func=cmd_demo_backend)
 

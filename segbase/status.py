@@ -27,6 +27,7 @@ from db.engine import create_app_engine
 from db.health import pipeline_lag
 from db.uow import Caller, unit_of_work
 from schemas.settings import Settings
+from segbase.mailcatcher import catcher_url
 
 HIDDEN = "<hidden: ENV is not dev>"
 FORMATS = ("pretty", "env", "json")
@@ -102,6 +103,9 @@ def supabase_values(settings: Settings, status: dict[str, Any], overrides: dict[
         "SERVICE_ROLE_KEY": status["service_role_key"],
         "WEBHOOK_API_KEY": status["webhook_api_key"],
     }
+    mail_url = catcher_url(settings)
+    if mail_url:  # the Supabase CLI's name for its local mail UI
+        values["INBUCKET_URL"] = mail_url
     for key in ("rejected_webhooks", "failed_dispatches"):
         if key in status:
             values[key.upper()] = status[key]
@@ -148,7 +152,9 @@ def render_pretty(settings: Settings, status: dict[str, Any], values: dict[str, 
     out += rows("APIs", [("Project URL", values.get("API_URL")), ("REST", values.get("REST_URL")),
                          ("Edge Functions", values.get("FUNCTIONS_URL")), ("Realtime", values.get("REALTIME_URL")),
                          ("Webhook", values.get("WEBHOOK_URL"))])
-    out += rows("Development tools", [("Console", values.get("STUDIO_URL"))])
+    out += rows("Development tools", [("Console", values.get("STUDIO_URL")),
+                                      ("Mail (auth mails)", values.get("INBUCKET_URL")
+                                       or f"sent through SMTP {settings.smtp_host}:{settings.smtp_port}")])
     out += rows("Database", [("URL", values.get("DB_URL")), ("Redis", values.get("REDIS_URL"))])
     out += rows("Keys", [("anon", values.get("ANON_KEY")), ("service_role", values.get("SERVICE_ROLE_KEY")),
                          ("webhook (X-API-Key)", values.get("WEBHOOK_API_KEY")),

@@ -9,9 +9,9 @@ from celery import Celery
 from broker.celery_app import create_celery, queue_name
 from broker.tasks import SWEEP_WEBHOOK_INBOX_TASK
 from schemas.settings import Settings
-from workers import maintenance, storage
+from workers import mail, maintenance, storage
 
-TASK_MODULES = ("workers.tasks", "workers.maintenance", "workers.storage", "workers.dispatch")
+TASK_MODULES = ("workers.tasks", "workers.maintenance", "workers.storage", "workers.dispatch", "workers.mail")
 
 
 def create_worker_celery(settings: Settings) -> Celery:
@@ -26,6 +26,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """The periodic jobs beat sends. Each job must be safe when two beats run (they use SKIP LOCKED / locks)."""
     schedule: dict[str, dict[str, Any]] = dict(maintenance.beat_schedule(settings))
     schedule.update(storage.beat_schedule(settings))
+    schedule.update(mail.beat_schedule(settings))
     if settings.inbox_sweep_enabled:
         schedule["sweep-webhook-inbox"] = {
             "task": SWEEP_WEBHOOK_INBOX_TASK,

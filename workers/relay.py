@@ -23,8 +23,11 @@ from db.errors import is_unavailable
 from db.outbox import (
     NOTIFY_CHANNEL,
     RELAY_LOCK_KEY,
+    broadcast_event,
     change_event,
+    is_broadcast,
     mark_sent,
+    prune_messages,
     prune_sent,
     read_unsent,
 )
@@ -67,6 +70,9 @@ class Relay:
                 return 0
             pipe = self.redis.pipeline(transaction=False)
             for row in rows:
+                if is_broadcast(row):
+                    pipe.publish(self.channel, broadcast_event(row).to_json())
+                    continue
                 shape = self.catalog.shape(row.schema_name, row.table_name)
                 if shape is None:  # the table left the publication after capture: nobody can be subscribed to it
                     log.info("not publishing outbox row %d: %s.%s is not in the publication", row.id,
@@ -82,8 +88,9 @@ class Relay:
     def prune(self) -> None:
         with unit_of_work(self.engine, Caller.service()) as uow:
             removed = prune_sent(uow, self.settings.outbox_retention_hours)
-        if removed:
-            log.info("pruned %d sent outbox rows", removed)
+            messages = prune_messages(uow, self.settings.realtime_messages_retention_hours)
+        if removed or messages:
+            log.info("pruned %d sent outbox rows and %d realtime.messages rows", removed, messages)
 
     def acquire(self, conn: psycopg.Connection) -> bool:
         """Wait (as a standby) until this process holds the relay lock, or stop is requested."""

@@ -8,7 +8,9 @@ api/auth/responses.py, SQL in db/auth.py, access tokens in api/identity.py.
 """
 from __future__ import annotations
 
+from api.auth.views import identities, oauth  # noqa: F401  (provider sign-in and identities; routes on bp)
 from api.auth.blueprint import bp
 from api.auth.views import sessions, user  # noqa: F401  (importing a view module registers its routes on bp)
+from api.auth.views import admin, email_flows  # noqa: F401,E402  (the admin API's and email flows' routes)
 
 __all__ = ["bp"]

@@ -56,8 +56,15 @@ def user_claims() -> dict[str, Any]:
 
 # --- hooks -----------------------------------------------------------------------------------------------------
 
+# Endpoints a browser reaches without an apikey (Supabase's gateway leaves GoTrue's open routes open: a mailed
+# link, an OAuth redirect). A view module adds its endpoint name here.
+OPEN_ENDPOINTS: set[str] = set()
+
+
 @bp.before_request
 def _require_apikey() -> None:
+    if request.endpoint in OPEN_ENDPOINTS:
+        return
     apikey, _ = credentials_from_request(request)
     try:
         resolve_caller(apikey=apikey, bearer=None, settings=services().settings)

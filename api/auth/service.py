@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -111,8 +112,10 @@ def end_user_sessions(uow: UnitOfWork, user_id: str, *, except_session_id: str |
 # --- operations ------------------------------------------------------------------------------------------------
 
 def sign_up(ctx: AuthContext, *, email: str, password: str, data: dict[str, Any], user_agent: str | None = None,
-            ip: str | None = None) -> tuple[dict[str, Any], IssuedSession | None]:
-    """Create an email user; with autoconfirm (the default) also a session, else the bare unconfirmed user."""
+            ip: str | None = None, confirm: Callable[[UnitOfWork, dict[str, Any]], None] | None = None,
+            ) -> tuple[dict[str, Any], IssuedSession | None]:
+    """Create an email user; with autoconfirm (the default) also a session, else the bare unconfirmed user, and
+    `confirm(uow, user)` writes its confirmation mail in the same transaction (api/auth/email_flows.py)."""
     settings = ctx.settings
     email = normalize_email(email)
     check_password_strength(password, settings)
@@ -127,6 +130,8 @@ def sign_up(ctx: AuthContext, *, email: str, password: str, data: dict[str, Any]
             user = auth_db.insert_user(uow=uow, email=email, password_hash=password_hash, user_metadata=data,
                                        confirmed=settings.auth_mailer_autoconfirm, now=now)
             if not settings.auth_mailer_autoconfirm:
+                if confirm is not None:
+                    confirm(uow, user)
                 return user, None
             user = auth_db.record_sign_in(uow=uow, user_id=user["id"], now=now) or user
             return user, _start_session(uow, settings, user, now, user_agent, ip)

@@ -14,6 +14,7 @@ session yet, uses a double-submit cookie (a random value in a cookie and in the 
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -26,6 +27,7 @@ from schemas.settings import Settings
 
 SESSION_SALT = "segbase.console.session"
 CSRF_FIELD = "csrf_token"
+PKCE_COOKIE_SECONDS = 600  # the flow state lives 300 s; the cookie a little longer
 
 
 @dataclass(frozen=True)
@@ -105,3 +107,33 @@ def login_csrf_ok(settings: Settings) -> bool:
     cookie = request.cookies.get(cookie_names(settings).login, "")
     sent = request.form.get(CSRF_FIELD, "")
     return bool(cookie) and bool(sent) and hmac.compare_digest(cookie, sent)
+
+
+def new_pkce_pair() -> tuple[str, str]:
+    """A PKCE verifier and its S256 challenge (RFC 7636 §4.1-4.2) for the console's Google sign-in."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+def _pkce_cookie(settings: Settings) -> str:
+    return cookie_names(settings).login + "-pkce"
+
+
+def set_pkce_cookie(response: Response, settings: Settings, verifier: str) -> None:
+    """The verifier, for the return from Google. SameSite=Lax, not Strict: the return is a top-level navigation
+    that a redirect chain from Google started, on which browsers withhold Strict cookies."""
+    names = cookie_names(settings)
+    response.set_cookie(_pkce_cookie(settings), verifier, max_age=PKCE_COOKIE_SECONDS, path=names.path,
+                        secure=names.secure, httponly=True, samesite="Lax")
+
+
+def pkce_verifier(settings: Settings) -> str | None:
+    value = request.cookies.get(_pkce_cookie(settings), "")
+    return value if 43 <= len(value) <= 128 else None
+
+
+def clear_pkce_cookie(response: Response, settings: Settings) -> None:
+    names = cookie_names(settings)
+    response.delete_cookie(_pkce_cookie(settings), path=names.path, secure=names.secure, httponly=True,
+                           samesite="Lax")

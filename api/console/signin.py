@@ -1,10 +1,12 @@
-"""Operator sign-in with email and password: the auth service's user lookup and password hasher (argon2id off the
-event loop, a dummy verification for unknown emails), then a console session and its audit row in one transaction.
+"""Operator sign-in with email and password (the auth service's user lookup and password hasher: argon2id off the
+event loop, a dummy verification for unknown emails) or with Google (the auth service's redirect flow, PKCE),
+then a console session and its audit row in one transaction.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -46,6 +48,13 @@ def sign_in_operator(settings: Settings, engine: Engine, hasher: PasswordHasher,
         raise SignInError("Invalid email or password")
     if not hasher.verify(user.get("encrypted_password") or "", password):
         raise SignInError("Invalid email or password")
+    return admit_operator(settings, engine, user, user_agent=user_agent, ip=ip, method="password")
+
+
+def admit_operator(settings: Settings, engine: Engine, user: dict[str, Any], *, user_agent: str | None,
+                   ip: str | None, method: str) -> ConsoleSession:
+    """A user whose credentials passed (a password, or Google through the redirect flow): confirmed, not banned
+    and an operator now, or no session at all."""
     if user.get("email_confirmed_at") is None:
         raise SignInError("Email not confirmed", status=403, code="email_not_confirmed")
     now = datetime.now(timezone.utc)
@@ -66,7 +75,8 @@ def sign_in_operator(settings: Settings, engine: Engine, hasher: PasswordHasher,
         # audit row commit together (and the function checks the operator role once more).
         uow.become(Caller.service())
         console_db.record_action(uow=uow, operator_id=user["id"], action="console.sign_in", target_kind="session",
-                                 target_id=session_id, after={"user_agent": (user_agent or "")[:200], "ip": ip})
+                                 target_id=session_id, after={"user_agent": (user_agent or "")[:200], "ip": ip,
+                                                              "method": method})
     return ConsoleSession(session_id, user["id"], user.get("email") or "")
 
 

@@ -17,10 +17,13 @@ from werkzeug.exceptions import HTTPException
 
 from api.auth.errors import RateLimitedError
 from api.auth.limits import RateLimiter, client_ip
+from api.auth.oauth.flow import authorize_url, redeem_auth_code
+from api.auth.oauth.providers import configured_providers
 from api.auth.passwords import PasswordHasher
+from api.auth.service import AuthContext
 from api.console import session as cookies
 from api.console.overview import collect_overview
-from api.console.signin import SignInError, sign_in_operator, sign_out
+from api.console.signin import SignInError, admit_operator, sign_in_operator, sign_out
 from api.errors import ApiError
 from api.identity import forget_session
 from api.services import services
@@ -34,7 +37,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("console", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static")
 
-PUBLIC_ENDPOINTS = {"console.login", "console.static"}
+PUBLIC_ENDPOINTS = {"console.login", "console.static", "console.google_sign_in", "console.google_signed_in"}
 MAX_REASON = 500
 MAX_QUERY = 200
 MAX_CREDITS = 1_000_000_000
@@ -262,11 +265,7 @@ def login():
                 if email:
                     _limiter().sign_in_email(email)
             except RateLimitedError as exc:
-                raise ConsoleError(
-                    f"Too many sign-in attempts: try again in {exc.retry_after} s (AUTH_RATE_LIMIT_SIGN_IN = "
-                    f"{settings.auth_rate_limit_sign_in} per AUTH_RATE_LIMIT_WINDOW_SECONDS = "
-                    f"{settings.auth_rate_limit_window_seconds} s, per address and per email)",
-                    status=429, code="over_request_rate_limit", retry_after=exc.retry_after) from exc
+                raise _rate_limited(settings, exc) from exc
             signed_in = sign_in_operator(settings, services().engine, _hasher(), email=email,
                                          password=request.form.get("password", ""),
                                          user_agent=request.headers.get("User-Agent"), ip=ip)
@@ -276,14 +275,87 @@ def login():
             response = redirect(_safe_next(request.form.get("next")), code=303)
             cookies.set_session_cookie(response, settings, signed_in.session_id)
             return response
+    return _login_page(settings, token, new_token, error=error, email=email)
+
+
+def _login_page(settings, token: str, new_token: bool, *, error: ApiError | None = None,
+                email: str = "") -> Response:
     body = render_template("console/login.html", csrf=token, email=email, error=error,
-                           next=request.values.get("next", ""))
+                           next=request.values.get("next", ""), google=_google_offered(settings))
     response = Response(body, status=error.status if error else 200, mimetype="text/html")
     if error is not None and "retry_after" in error.data:
         response.headers["Retry-After"] = str(error.data["retry_after"])
     if new_token:
         cookies.set_login_cookie(response, settings, token)
     return response
+
+
+def _google_offered(settings) -> bool:
+    google = configured_providers(settings).get("google")
+    return google is not None and google.redirect_capable
+
+
+def _rate_limited(settings, exc: RateLimitedError) -> ConsoleError:
+    return ConsoleError(f"Too many sign-in attempts: try again in {exc.retry_after} s (AUTH_RATE_LIMIT_SIGN_IN = "
+                        f"{settings.auth_rate_limit_sign_in} per AUTH_RATE_LIMIT_WINDOW_SECONDS = "
+                        f"{settings.auth_rate_limit_window_seconds} s, per address and per email)",
+                        status=429, code="over_request_rate_limit", retry_after=exc.retry_after)
+
+
+@bp.get("/login/google")
+def google_sign_in():
+    """Start Google sign-in: the auth service's redirect flow in PKCE mode, returning to /console/login/google/done.
+    The verifier stays in this browser (a cookie), so a code cannot be replayed into another browser."""
+    settings = services().settings
+    if not _google_offered(settings):
+        raise ConsoleError("Google sign-in is not configured (AUTH_GOOGLE_ENABLED, AUTH_GOOGLE_CLIENT_IDS and "
+                           "AUTH_GOOGLE_CLIENT_SECRET)", status=404, code="not_found")
+    try:
+        _limiter().sign_in_ip(client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"), settings))
+    except RateLimitedError as exc:
+        raise _rate_limited(settings, exc) from exc
+    verifier, challenge = cookies.new_pkce_pair()
+    url = authorize_url(_auth_context(), provider_name="google", redirect_to=None, referer=None, scopes=None,
+                        code_challenge=challenge, code_challenge_method="s256", query=[],
+                        own_page=settings.console_url + "/login/google/done")
+    response = redirect(url, code=303)
+    cookies.set_pkce_cookie(response, settings, verifier)
+    return response
+
+
+@bp.get("/login/google/done")
+def google_signed_in():
+    settings = services().settings
+    token, new_token = cookies.login_csrf_token(settings)
+    verifier = cookies.pkce_verifier(settings)
+    error: ApiError | None = None
+    if request.args.get("error"):
+        error = ConsoleError(f"Google sign-in did not complete: {request.args.get('error_description', '')[:300]}",
+                             status=403, code=request.args.get("error_code") or "provider_error")
+    elif not verifier or not request.args.get("code"):
+        error = ConsoleError("Google sign-in did not start in this browser (or took too long): try again",
+                             status=400, code="bad_oauth_callback")
+    else:
+        try:
+            user = redeem_auth_code(_auth_context(), auth_code=request.args["code"], code_verifier=verifier)
+            signed_in = admit_operator(settings, services().engine, user,
+                                       user_agent=request.headers.get("User-Agent"), method="google",
+                                       ip=client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"),
+                                                    settings))
+        except (ApiError, SignInError) as exc:
+            error = exc
+        else:
+            response = redirect(url_for("console.overview_page"), code=303)
+            cookies.set_session_cookie(response, settings, signed_in.session_id)
+            cookies.clear_pkce_cookie(response, settings)
+            return response
+    response = _login_page(settings, token, new_token, error=error)
+    cookies.clear_pkce_cookie(response, settings)
+    return response
+
+
+def _auth_context() -> AuthContext:
+    return AuthContext(services().settings, services().engine, _hasher())
 
 
 @bp.post("/logout")

@@ -19,6 +19,7 @@ from api.realtime import protocol
 from api.realtime.connection import Connection
 from api.realtime.hub import Hub
 from api.realtime.limits import ProcessFullError
+from api.realtime.rest import bp as rest_bp
 from api.services import services
 
 WEBSOCKET_PATH = "/realtime/v1/websocket"
@@ -104,6 +105,7 @@ def init_app(app: Flask) -> None:
     # simple-websocket closes the socket with 1009 "Message is too big" past this (counted as it arrives).
     app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": settings.realtime_max_message_bytes}
     sock = Sock(app)
+    app.register_blueprint(rest_bp, url_prefix="/realtime/v1")
     app.before_request(_before_upgrade)
     app.teardown_request(_release_admission)
 

@@ -10,10 +10,11 @@ import time
 from collections import Counter
 from typing import Any
 
+import redis
 from simple_websocket import ConnectionClosed
 
 from api.identity import TokenError, resolve_caller
-from api.realtime import bindings, protocol
+from api.realtime import bindings, broadcast, join_config, protocol, recovery
 from api.realtime.channels import Channel
 from api.realtime.hub import Hub
 from api.realtime.limits import (
@@ -24,9 +25,11 @@ from api.realtime.limits import (
     Admission,
     TokenBucket,
 )
+from db import realtime as realtime_db
 from db.errors import is_unavailable
 from db.uow import Caller
 from observability.metrics import WS_CONNECTIONS, WS_DROPPED
+from schemas.realtime import BroadcastEvent
 
 log = logging.getLogger("segbase.realtime")
 
@@ -89,7 +92,7 @@ class Connection:
         self._writer: threading.Thread | None = None
 
     # --- outgoing ---------------------------------------------------------------------------------------
-    def push(self, frame: str) -> bool:
+    def push(self, frame: str | bytes) -> bool:
         """Queue a frame without ever blocking the caller; a full queue closes this socket with a reason."""
         if self.closing:
             return False
@@ -202,6 +205,15 @@ class Connection:
             self._writer.join(CLOSE_GRACE_SECONDS + 1)
 
     def handle(self, text: str | bytes) -> None:
+        if isinstance(text, bytes) and text[:1] == bytes([broadcast.USER_BROADCAST_PUSH]):
+            push = broadcast.decode_user_push(text)
+            channel = self.channels.get(push.message.topic)
+            if channel is None:
+                self.send_reply(push.message, "error", {"reason": "unmatched topic"})
+                return
+            self.broadcast(channel, push.message, lambda: broadcast.event_from_binary(
+                push, channel.sub_topic, channel.private))
+            return
         try:
             message = protocol.decode(text, self.vsn, max_depth=self.settings.max_json_depth)
         except protocol.FrameRefused as exc:
@@ -226,7 +238,70 @@ class Connection:
             self.push(protocol.encode(self.vsn, channel.topic, "phx_close", {}, channel.join_ref, channel.join_ref))
         elif message.event == "access_token":
             self.swap_token(channel, message.payload.get("access_token"))
-        # broadcast/presence pushes are not served; Realtime ignores what a channel does not handle.
+        elif message.event == "presence":
+            self.presence(channel, message)
+        elif message.event == "broadcast":
+            self.broadcast(channel, message, lambda: broadcast.event_from_text(
+                message.payload, channel.sub_topic, channel.private))
+        elif message.ref is not None:
+            # Supabase Realtime logs an unknown event and answers nothing (the client then times out after
+            # 10 s); an error reply lets the client's push fail at once, naming the event.
+            self.send_reply(message, "error", {"reason": f"UnknownEvent: {message.event!r} is not handled"})
+
+    def presence(self, channel: Channel, message: protocol.Message) -> None:
+        """`track` / `untrack` (dispatched on `payload.event`, as Supabase does), answered with a reply, which
+        realtime-js's `track()` waits for."""
+        action = message.payload.get("event")
+        action = action.lower() if isinstance(action, str) else action
+        if action not in ("track", "untrack"):
+            self.send_reply(message, "error", {"reason": f"unknown presence event {action!r}; use track or untrack"})
+            return
+        if "presence" not in channel.writable:
+            self.send_reply(message, "error", {"reason": "Unauthorized: You do not have permissions to track "
+                                                         f"presence on this Channel topic: {channel.sub_topic}"})
+            return
+        try:
+            if action == "untrack":
+                self.hub.presence.untrack(channel)
+            else:
+                payload = message.payload.get("payload")
+                if not isinstance(payload, dict):
+                    self.send_reply(message, "error", {"reason": "Presence track payload must be a map"})
+                    return
+                self.hub.presence.track(channel, payload)
+        except redis.RedisError as exc:
+            log.warning("presence %s failed: Redis is unavailable (%s)", action, exc.__class__.__name__)
+            self.send_reply(message, "error", {"reason": "UnableToTrackPresence: the presence store is unavailable"})
+            return
+        self.send_reply(message, "ok", {})
+
+    def broadcast(self, channel: Channel, message: protocol.Message, build) -> None:
+        """A member's broadcast push: to every member of the topic in every API process (itself too with
+        `self: true`), then the `ack` reply if asked. A private channel needs RLS's insert on realtime.messages
+        for `broadcast`; without it the message is dropped, and an `ack` push is told why."""
+        if "broadcast" not in channel.writable:
+            log.info("dropped a broadcast on %s: no write permission", channel.topic)
+            if channel.broadcast_ack:
+                self.send_reply(message, "error", {"reason": "Unauthorized: You do not have permissions to write "
+                                                             f"to this Channel topic: {channel.sub_topic}"})
+            return
+        try:
+            event: BroadcastEvent = build()
+        except protocol.ProtocolError as exc:
+            if channel.broadcast_ack:
+                self.send_reply(message, "error", {"reason": exc.reason})
+            raise
+        if not channel.broadcast_self:
+            event = event.model_copy(update={"exclude": (self.hub.process_id, channel.serial)})
+        try:
+            self.hub.publish(event)
+        except redis.RedisError as exc:
+            log.warning("a broadcast was not sent: Redis is unavailable (%s)", exc.__class__.__name__)
+            if channel.broadcast_ack:
+                self.send_reply(message, "error", {"reason": "UnableToBroadcast: the message bus is unavailable"})
+            return
+        if channel.broadcast_ack:
+            self.send_reply(message, "ok", {})
 
     # --- channels ---------------------------------------------------------------------------------------
     def authorize(self, token: Any) -> tuple[Caller, float | None, str | None]:
@@ -252,7 +327,13 @@ class Connection:
             return
         try:
             caller, expires_at, session_id = self.authorize(_access_token(message.payload))
-            subscriptions = self.hub.parse_bindings(_config(message.payload).get("postgres_changes"))
+            config = _config(message.payload)
+            options = join_config.parse(config)
+            subscriptions = self.hub.parse_bindings(config.get("postgres_changes"))
+            readable, writable = self._access(caller, options.private, protocol.sub_topic(topic))
+            if not readable:
+                self.send_reply(message, "error", {"reason": _unauthorized_read(topic)})
+                return
         except TokenError as exc:
             self.send_reply(message, "error", {"reason": token_error_reason(exc)})
             return
@@ -267,17 +348,60 @@ class Connection:
                 log.exception("realtime join failed")
                 self.send_reply(message, "error", {"reason": "InternalServerError: the join failed"})
             return
-        channel = Channel(self, topic, message.join_ref or message.ref, subscriptions, caller, expires_at, session_id)
+        channel = Channel(self, topic, message.join_ref or message.ref, subscriptions, caller, expires_at, session_id,
+                          private=options.private, broadcast_self=options.broadcast_self,
+                          broadcast_ack=options.broadcast_ack, presence_enabled=options.presence_enabled,
+                          presence_key=options.presence_key, readable=readable, writable=writable)
+        recovering = options.changes_since is not None and bool(subscriptions)
+        if options.replay is not None or recovering:
+            channel.held = []  # live frames wait until the replay is sent
         if not self._attach(channel):
             self.send_reply(message, "error", {"reason": TOO_MANY_FOR_USER})
             return
-        subscribed = self.hub.wait_subscribed() if subscriptions else True
+        subscribed = self.hub.wait_subscribed()
+        if options.replay is not None:
+            try:
+                stored = recovery.stored_broadcasts(self.hub, channel, options.replay)
+            except Exception:
+                log.exception("broadcast replay failed")
+                self._detach(channel)
+                self.send_reply(message, "error", {"reason": "UnableToReplayMessages: Realtime was unable to "
+                                                             "replay messages"})
+                return
         self.send_reply(message, "ok", bindings.join_response(subscriptions))
         if subscriptions:
             if subscribed:
                 self.send_system(topic, channel.join_ref, "ok", "Subscribed to PostgreSQL")
             else:
                 self.send_system(topic, channel.join_ref, "error", "Realtime is reconnecting to its event stream")
+        if channel.presence_enabled and "presence" in channel.readable:
+            try:
+                state = self.hub.presence.state(channel.sub_topic, channel.private)
+            except redis.RedisError as exc:
+                log.warning("presence state unavailable (%s)", exc.__class__.__name__)
+                state = {}
+            self.push(protocol.encode(self.vsn, topic, "presence_state", state, None, channel.join_ref))
+        if channel.held is not None:
+            try:
+                if options.replay is not None:
+                    recovery.send_broadcasts(channel, stored)
+                if recovering:
+                    recovery.replay_changes(self.hub, channel, options.changes_since)
+            except Exception:
+                log.exception("postgres_changes recovery failed")
+                self.send_system(topic, channel.join_ref, "error",
+                                 "UnableToRecoverChanges: the changes since `since` could not be replayed; "
+                                 "re-read the rows you show")
+            finally:
+                channel.release()
+
+    def _access(self, caller: Caller, private: bool, sub_topic: str) -> tuple[frozenset[str], frozenset[str]]:
+        """What the channel may read and write: everything on a public channel; on a private one what RLS on
+        realtime.messages allows this caller (probed in one rolled-back transaction, cached on the channel
+        until the next access_token)."""
+        if not private:
+            return frozenset(realtime_db.EXTENSIONS), frozenset(realtime_db.EXTENSIONS)
+        return realtime_db.channel_access(self.hub.engine, caller, sub_topic)
 
     def _join_refusal(self, topic: str) -> str | None:
         """Why a join is refused before looking at its token, or None."""
@@ -302,9 +426,12 @@ class Connection:
         self.hub.register(channel)
         return True
 
-    def _detach(self, channel: Channel) -> None:
-        """Forget a channel (left, ended, errored, replaced or its socket closed); idempotent."""
+    def _detach(self, channel: Channel, leaving: bool = True) -> None:
+        """Forget a channel (left, ended, errored, replaced or its socket closed; `leaving=False`: re-indexed after
+        a token swap, its presence stays); idempotent."""
         self.hub.unregister(channel)
+        if leaving:
+            self.hub.presence.untrack(channel)
         if self.channels.get(channel.topic) is not channel:
             return
         del self.channels[channel.topic]
@@ -325,7 +452,18 @@ class Connection:
         except TokenError as exc:
             self.end_channel(channel, token_error_reason(exc))
             return
-        self._detach(channel)
+        if channel.private:  # RLS on realtime.messages is asked again, as the new caller
+            try:
+                readable, writable = self._access(caller, True, channel.sub_topic)
+            except Exception:
+                log.exception("re-authorizing a private channel failed")
+                self.end_channel(channel, "UnableToConnectToProject: the channel could not be re-authorized")
+                return
+            if not readable:
+                self.end_channel(channel, _unauthorized_read(channel.topic))
+                return
+            channel.readable, channel.writable = readable, writable
+        self._detach(channel, leaving=False)
         channel.caller, channel.expires_at, channel.session_id = caller, expires_at, session_id
         if not self._attach(channel):
             self.end_channel(channel, TOO_MANY_FOR_USER)
@@ -340,6 +478,11 @@ class Connection:
         """phx_error: the client rejoins (with backoff) and resynchronises."""
         self._detach(channel)
         self.push(protocol.encode(self.vsn, channel.topic, "phx_error", {}, channel.join_ref, channel.join_ref))
+
+
+def _unauthorized_read(topic: str) -> str:
+    return ("Unauthorized: You do not have permissions to read from this Channel topic: "
+            f"{protocol.sub_topic(topic)} (no SELECT policy on realtime.messages lets this caller read it)")
 
 
 def _access_token(payload: dict[str, Any]) -> str | None:

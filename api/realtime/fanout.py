@@ -30,11 +30,17 @@ VisibleTo = Callable[[ChangeEvent, list[Caller]], set[int]]
 
 def deliver(change: ChangeEvent, registry: ChannelRegistry, visible_to: VisibleTo) -> int:
     """Queue `change` on every channel allowed to see it whose bindings match; returns frames queued."""
-    types = {column["name"]: column["type"] for column in change.columns}
     if change.routing == "owner":
         candidates = registry.recipients(change.owner)
     else:
         candidates = registry.table_channels(change.schema_name, change.table)
+    return push(change, select(change, candidates, visible_to))
+
+
+def select(change: ChangeEvent, candidates: Iterable[Channel],
+           visible_to: VisibleTo) -> list[tuple[Channel, list[int]]]:
+    """The candidates allowed to see `change` whose bindings match it, with the matching binding ids."""
+    types = {column["name"]: column["type"] for column in change.columns}
     matching: list[tuple[Channel, list[int]]] = []
     for channel in candidates:
         try:
@@ -46,7 +52,7 @@ def deliver(change: ChangeEvent, registry: ChannelRegistry, visible_to: VisibleT
             matching.append((channel, ids))
     if change.routing == "rls" and change.type != "DELETE":
         matching = _visible(change, matching, visible_to)
-    return push(change, matching)
+    return matching
 
 
 def may_select(change: ChangeEvent, role: str) -> bool:
@@ -82,7 +88,8 @@ def _visible(change: ChangeEvent, matching: list[tuple[Channel, list[int]]],
     return [entry for entry, ask in zip(matching, asks, strict=True) if ask is None or ask in seen]
 
 
-def push(change: ChangeEvent, matching: Iterable[tuple[Channel, list[int]]]) -> int:
+def push(change: ChangeEvent, matching: Iterable[tuple[Channel, list[int]]], replay: bool = False) -> int:
+    """Frames for the matching channels; `replay`: sent now, ahead of held live frames (a recovering join)."""
     serialized: dict[str, str] = {}
     queued = 0
     for channel, ids in matching:
@@ -92,8 +99,13 @@ def push(change: ChangeEvent, matching: Iterable[tuple[Channel, list[int]]]) -> 
             if data is None:
                 hidden = [] if role == "service_role" else change.hidden.get(role, [])
                 data = serialized[role] = protocol.change_data(change, hidden)
-            subscriber = channel.subscriber
-            if subscriber.push(protocol.change_frame(subscriber.vsn, channel.topic, ids, data)):
+            frame = protocol.change_frame(channel.subscriber.vsn, channel.topic, ids, data)
+            if replay:
+                channel.replayed.add(("change", change.id))
+                sent = channel.subscriber.push(frame)
+            else:
+                sent = channel.offer(frame, ("change", change.id))
+            if sent:
                 channel.delivered += 1
                 queued += 1
         except Exception:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 
-from pydantic import ValidationError
+import redis
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine
 
-from api.realtime import bindings, fanout, protocol
+from api.realtime import bindings, broadcast, fanout, presence, protocol
 from api.realtime.bindings import Binding
 from api.realtime.channels import Channel
 from api.realtime.limits import SocketCounts
@@ -22,7 +24,8 @@ from api.realtime.sweeper import Sweeper
 from db import realtime as realtime_db
 from db.publication import PublicationCatalog
 from db.uow import Caller
-from schemas.realtime import ChangeEvent
+from broker.channels import changes_channel
+from schemas.realtime import BroadcastEvent, ChangeEvent, PresenceDiff
 from schemas.settings import Settings
 
 log = logging.getLogger("segbase.realtime")
@@ -41,6 +44,11 @@ class Hub:
         self.sweeper = Sweeper(engine, self.registry)
         self._lock = threading.Lock()
         self._started = False
+        # Names this process in the messages it publishes (a broadcast its sender must not receive).
+        self.process_id = uuid.uuid4().hex
+        self._redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+        self._bus = changes_channel(settings)
+        self.presence = presence.PresenceStore(settings, self.process_id, self.registry, self.publish)
 
     # --- channels (the registry's, for the socket and the tests) ------------------------------------------
     def register(self, channel: Channel) -> None:
@@ -74,6 +82,7 @@ class Hub:
             self._started = True
         self.listener.start()
         threading.Thread(target=self.sweeper.run_forever, name="realtime-sweeper", daemon=True).start()
+        threading.Thread(target=self.presence.run_forever, name="realtime-presence", daemon=True).start()
 
     def wait_subscribed(self) -> bool:
         self.ensure_started()
@@ -88,15 +97,25 @@ class Hub:
 
     # --- fan-out ----------------------------------------------------------------------------------------
     def dispatch(self, raw: bytes | str) -> int:
-        """Deliver one message of the relay to this process's matching channels; returns frames queued."""
+        """Deliver one message of the Redis channel (a change or a broadcast from the relay, a broadcast or a
+        presence diff from an API process) to this process's matching channels; returns frames queued."""
+        head = raw[:24] if isinstance(raw, bytes) else raw[:24].encode()
         try:
+            if head.startswith(b'{"kind":"broadcast"'):
+                return broadcast.deliver(BroadcastEvent.model_validate_json(raw), self.registry, self.process_id)
+            if head.startswith(b'{"kind":"presence_diff"'):
+                return presence.deliver(PresenceDiff.model_validate_json(raw), self.registry)
             change = ChangeEvent.model_validate_json(raw)
         except ValidationError:
             log.error("dropping a malformed realtime message")
             return 0
-        return fanout.deliver(change, self.registry, self._visible_to)
+        return fanout.deliver(change, self.registry, self.visible_to)
 
-    def _visible_to(self, change: ChangeEvent, callers: list[Caller]) -> set[int]:
+    def publish(self, message: BaseModel) -> None:
+        """Send a message to every API process (this one included) through Redis; raises when Redis is down."""
+        self._redis.publish(self._bus, message.model_dump_json())
+
+    def visible_to(self, change: ChangeEvent, callers: list[Caller]) -> set[int]:
         return realtime_db.visible_to(self.engine, change.schema_name, change.table, change.record or {}, callers)
 
     # --- shutdown ---------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ class ChannelRegistry:
         self._service: set[Channel] = set()
         self._channels: set[Channel] = set()
         self._by_table: dict[tuple[str, str], set[Channel]] = defaultdict(set)
+        self._by_topic: dict[tuple[str, bool], set[Channel]] = defaultdict(set)  # (sub-topic, private)
         self._sockets: set[Subscriber] = set()
 
     # --- sockets ----------------------------------------------------------------------------------------
@@ -36,6 +37,7 @@ class ChannelRegistry:
     def register(self, channel: Channel) -> None:
         with self._lock:
             self._channels.add(channel)
+            self._by_topic[(channel.sub_topic, channel.private)].add(channel)
             for key in _tables(channel):
                 self._by_table[key].add(channel)
             if channel.caller.role == "service_role":
@@ -46,6 +48,11 @@ class ChannelRegistry:
     def unregister(self, channel: Channel) -> None:
         with self._lock:
             self._channels.discard(channel)
+            members = self._by_topic.get((channel.sub_topic, channel.private))
+            if members is not None:
+                members.discard(channel)
+                if not members:
+                    del self._by_topic[(channel.sub_topic, channel.private)]
             for key in _tables(channel):
                 members = self._by_table.get(key)
                 if members is not None:
@@ -61,6 +68,15 @@ class ChannelRegistry:
     def channels(self) -> list[Channel]:
         with self._lock:
             return list(self._channels)
+
+    def topic_channels(self, sub_topic: str, private: bool) -> list[Channel]:
+        """The channels joined to a topic (public and private channels of one name are separate, as on Supabase)."""
+        with self._lock:
+            return list(self._by_topic.get((sub_topic, private), ()))
+
+    def topics(self) -> list[tuple[str, bool]]:
+        with self._lock:
+            return list(self._by_topic)
 
     def table_channels(self, schema: str, table: str) -> list[Channel]:
         """Every channel with a binding on `schema.table`, whoever it acts as (RLS decides who receives)."""

@@ -1,4 +1,4 @@
-"""/rest/v1 — the PostgREST subset the Supabase clients use, over the schema `public`, under RLS.
+"""/rest/v1 — PostgREST's dialect as the Supabase clients use it, over the schemas of `REST_SCHEMAS`, under RLS.
 
 Where new code goes: parsing a header or parameter in `request.py`, shaping an answer in `response.py`, a route in
 `views.py`, an error shape or status in `errors.py`; SQL composition in `db/rest/builder.py`, the URL grammar in

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from flask import Request, request
+from flask import Request, g, request
 
 from api.http import JsonInputError, parse_json
 from api.rest.errors import PostgrestError, bad_request
@@ -178,10 +178,12 @@ def profile(schemas: list[str] | tuple[str, ...]) -> str:
     header = "Accept-Profile" if request.method in ("GET", "HEAD") else "Content-Profile"
     chosen = request.headers.get(header)
     if chosen is None:
-        return schemas[0]
-    if chosen not in schemas:
+        chosen = schemas[0]
+    elif chosen not in schemas:
         raise PostgrestError(406, "PGRST106", f"Invalid schema: {chosen}",
                              hint=f"Only the following schemas are exposed: {', '.join(schemas)}")
+    if len(schemas) > 1:
+        g.rest_profile = chosen  # answered as `Content-Profile`, as PostgREST does with several schemas
     return chosen
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import psycopg
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, g, request
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from api.identity import TokenError, credentials_from_request, resolve_caller
@@ -47,6 +47,15 @@ RELOAD_CODES = frozenset({"42703", "PGRST200", "PGRST202", "PGRST204", "PGRST205
 
 
 # --- request plumbing ------------------------------------------------------------------------------------------
+
+@bp.after_request
+def content_profile(response: Response) -> Response:
+    """With several exposed schemas, a successful answer names its schema (`Content-Profile`), as PostgREST's."""
+    schema = g.get("rest_profile")
+    if schema is not None and response.status_code < 400:
+        response.headers["Content-Profile"] = schema
+    return response
+
 
 def catalog_cache() -> CatalogCache:
     return services().rest_catalog
@@ -183,7 +192,7 @@ def read(cache: CatalogCache, schema: str, name: str, caller: Caller) -> Respons
     query.offsets[()] = offset
 
     def make(catalog: Catalog) -> tuple[Statement, Statement | None]:
-        planner = Planner(catalog, schema, settings.rest_max_rows)
+        planner = Planner(catalog, schema, settings.rest_max_rows, aggregates=settings.rest_aggregates_enabled)
         root = planner.plan(Source.of(lookup_table(catalog, schema, name)), query)
         estimate = builder.count_estimate(planner, root) if prefs.count in ("planned", "estimated") else None
         return builder.read(planner, root, count=prefs.count in ("exact", "estimated"),
@@ -243,7 +252,7 @@ def create(cache: CatalogCache, schema: str, name: str, caller: Caller) -> Respo
         table = lookup_table(catalog, schema, name)
         if resolution and not on_conflict and not table.primary_key:
             raise RequestError(400, "PGRST100", f"on_conflict is required: '{table.name}' has no primary key")
-        planner = Planner(catalog, schema, None)
+        planner = Planner(catalog, schema, None, aggregates=services().settings.rest_aggregates_enabled)
         return builder.insert(planner, table, columns, rows, missing_default=prefs.missing_default,
                               on_conflict=on_conflict, resolution=resolution,
                               representation=representation_of(planner, table, query, prefs),
@@ -287,7 +296,7 @@ def modify(cache: CatalogCache, schema: str, name: str, caller: Caller) -> Respo
 
     def make(catalog: Catalog) -> Statement | None:
         table = lookup_table(catalog, schema, name)
-        planner = Planner(catalog, schema, None)
+        planner = Planner(catalog, schema, None, aggregates=services().settings.rest_aggregates_enabled)
         root = Node(Source.of(table), table.name)
         representation = representation_of(planner, table, query, prefs)
         if request.method == "PATCH":
@@ -439,7 +448,8 @@ def rpc_endpoint(name: str) -> Response:
             raise RequestError(400, "PGRST128", "Function must return SETOF or TABLE when max-affected preference "
                                                 "is used with handling=strict")
         source, alias = function_source(catalog, function)
-        planner = Planner(catalog, schema, settings.rest_max_rows if function.returns_set else None)
+        planner = Planner(catalog, schema, settings.rest_max_rows if function.returns_set else None,
+                          aggregates=settings.rest_aggregates_enabled)
         root = planner.plan(source, query, alias=alias) if source is not None else None
         if root is None and (query.filters or query.filters.embedded or query.order):
             raise RequestError(400, "PGRST100", f"{function.signature} returns a scalar; it cannot be filtered "

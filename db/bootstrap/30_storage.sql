@@ -76,9 +76,11 @@ $$;
 
 alter table storage.buckets enable row level security;
 alter table storage.objects enable row level security;
--- As on Supabase: the API roles hold the table privileges, RLS policies decide which rows.
-grant all on storage.buckets to anon, authenticated, service_role;
-grant all on storage.objects to anon, authenticated, service_role;
+-- As on Supabase: the API roles hold the table privileges, RLS policies decide which rows. Not TRUNCATE (which RLS
+-- does not filter), REFERENCES or TRIGGER for clients: the bootstrap runs on every migrate, so granting them here
+-- would undo the migration that takes them back.
+grant select, insert, update, delete on storage.buckets, storage.objects to anon, authenticated;
+grant all on storage.buckets, storage.objects to service_role;
 
 -- The helpers Supabase's documented policies call (IMMUTABLE since supabase/storage 0060/0061).
 do $$

@@ -159,11 +159,21 @@ class Composer:
             raise RequestError(400, "42704", f'type "{cast}" does not exist')
         return sql.SQL(sql_type)  # from the catalog's type names or the alias table, never the request
 
-    def select_item_sql(self, node: Node, item: SelectField) -> sql.Composable:
+    def select_item_sql(self, node: Node, item: SelectField, *, hoisted: bool = False) -> sql.Composable:
+        """One select item; `hoisted`: the level is a to-one spread, whose aggregates its parent applies (as
+        PostgREST's `pgFmtSpreadSelectItem`), so here the field is selected plain."""
         if item.aggregate is not None:
             if item.field.name != "*":
                 self.planner.check_field(node, item.field)
-            raise RequestError(400, "PGRST123", "Use of aggregate functions is not allowed")
+            if not self.planner.aggregates:
+                raise RequestError(400, "PGRST123", "Use of aggregate functions is not allowed")
+            if hoisted and item.field.name != "*":
+                item = SelectField(item.field, item.cast, item.alias)
+            elif not hoisted:
+                return sql.SQL("{} AS {}").format(self.aggregate_sql(node, item),
+                                                  sql.Identifier(item.output_name))
+            else:
+                return sql.SQL("1 AS {}").format(sql.Identifier(item.output_name))
         if item.is_star:
             return sql.SQL("{}.*").format(sql.Identifier(node.alias))
         if self.planner.is_legacy_count(node, item.field):
@@ -175,6 +185,51 @@ class Composer:
         if item.cast:
             expr = sql.SQL("CAST({} AS {})").format(expr, self.cast_sql(item.cast))
         return sql.SQL("{} AS {}").format(expr, sql.Identifier(item.output_name))
+
+    def aggregate_sql(self, node: Node, item: SelectField) -> sql.Composable:
+        """`count()`, `col.sum()`, ... as PostgREST's `pgFmtApplyAggregate`: the function (from the grammar's
+        fixed list) over the field and its cast, then the aggregate's own cast."""
+        assert item.aggregate is not None
+        if item.field.name == "*":
+            operand: sql.Composable = sql.SQL("*")
+        else:
+            operand = self.field_sql(node, item.field)
+            if item.cast:
+                operand = sql.SQL("CAST({} AS {})").format(operand, self.cast_sql(item.cast))
+        expr = sql.SQL("{}({})").format(sql.SQL(item.aggregate.upper()), operand)
+        if item.aggregate_cast:
+            expr = sql.SQL("CAST({} AS {})").format(expr, self.cast_sql(item.aggregate_cast))
+        return expr
+
+    @staticmethod
+    def is_grouped(node: Node, *, hoisted: bool = False) -> bool:
+        """Whether a level aggregates (its own select, or a to-one spread's aggregates it applies)."""
+        return (not hoisted and any(item.aggregate is not None for item in node.select)) or any(
+            embed.spread and embed.to_one and any(item.aggregate is not None for item in embed.node.select)
+            for embed in node.embeds)
+
+    def group_sql(self, node: Node, *, hoisted: bool = False) -> sql.Composable:
+        """PostgREST's `groupF`: with an aggregate in a level's select, GROUP BY every other field it selects
+        (embedded resources by their JSON value, spread fields by their lateral column). A `hoisted` level's
+        aggregates are its parent's."""
+        if not self.is_grouped(node, hoisted=hoisted):
+            return sql.SQL("")
+        terms: list[sql.Composable] = []
+        alias = sql.Identifier(node.alias)
+        for item in node.select:
+            if item.is_star:  # PostgreSQL groups by columns, not by `alias.*`
+                terms.extend(sql.SQL("{}.{}").format(alias, sql.Identifier(name)) for name in node.source.columns)
+            elif item.aggregate is None:
+                terms.append(sql.Identifier(item.output_name))
+        for embed in node.embeds:
+            if embed.spread:
+                lateral = sql.Identifier(embed.lateral_alias)
+                for name in self.spread_names(embed, plain_only=True):
+                    names = list(embed.node.source.columns) if name == "*" else [name]
+                    terms.extend(sql.SQL("{}.{}").format(lateral, sql.Identifier(n)) for n in names)
+            elif not embed.empty:
+                terms.append(sql.Identifier(embed.output_name))
+        return sql.SQL(" GROUP BY ") + sql.SQL(", ").join(terms) if terms else sql.SQL("")
 
     # filters
     def condition_sql(self, node: Node, condition: Condition) -> sql.Composable:
@@ -268,10 +323,11 @@ class Composer:
                  paged: bool = True) -> sql.Composable:
         alias = sql.Identifier(node.alias)
         selects: list[sql.Composable] = []
+        hoisted = embed is not None and embed.spread and embed.to_one
         if not count_only:
-            selects = [self.select_item_sql(node, item) for item in node.select]
+            selects = [self.select_item_sql(node, item, hoisted=hoisted) for item in node.select]
             for child in node.embeds:
-                selects.extend(self.embed_selects(child))
+                selects.extend(self.embed_selects(child, grouped=self.is_grouped(node, hoisted=hoisted)))
             if not selects and not node.embeds:
                 selects = [sql.SQL("{}.*").format(alias)]
         else:
@@ -314,6 +370,8 @@ class Composer:
             joins=sql.SQL("").join(joins),
             where=(sql.SQL(" WHERE ") + sql.SQL(" AND ").join(sql.SQL("({})").format(w) for w in where))
             if where else sql.SQL(""))
+        if not count_only:
+            query = query + self.group_sql(node, hoisted=hoisted)
         if ordered and not count_only:
             query = query + self.order_sql(node)
         if paged and not count_only:
@@ -331,19 +389,41 @@ class Composer:
             return any(mentions(c) for c in tree.children)
         return any(mentions(tree) for tree in node.filters)
 
-    def embed_selects(self, embed: Embed) -> list[sql.Composable]:
+    def embed_selects(self, embed: Embed, *, grouped: bool = False) -> list[sql.Composable]:
+        """The parent's columns for one embed. PostgREST casts embedded JSON to jsonb; segbase does only where a
+        GROUP BY needs jsonb's equality: the cast re-parses every embedded object and cost the 20-latest list
+        with `projects(name)` about a quarter of its statement time (bench/rest_embed.py). Without it an
+        embedded object keeps its select order of keys."""
         lateral = sql.Identifier(embed.lateral_alias)
         if embed.spread:
-            return [sql.SQL("{}.{}").format(lateral, sql.Identifier(name)) if name != "*"
-                    else sql.SQL("{}.*").format(lateral) for name in self.spread_names(embed)]
+            hoisted = {item.output_name: item for item in embed.node.select if item.aggregate is not None} \
+                if embed.to_one else {}
+            selects = []
+            for name in self.spread_names(embed):
+                if name == "*":
+                    selects.append(sql.SQL("{}.*").format(lateral))
+                    continue
+                column = sql.SQL("{}.{}").format(lateral, sql.Identifier(name))
+                item = hoisted.get(name)
+                if item is not None:  # the spread's aggregate, applied here over its plain field
+                    assert item.aggregate is not None
+                    column = sql.SQL("{}({})").format(sql.SQL(item.aggregate.upper()),
+                                                      sql.SQL("*") if item.field.name == "*" else column)
+                    if item.aggregate_cast:
+                        column = sql.SQL("CAST({} AS {})").format(column, self.cast_sql(item.aggregate_cast))
+                    column = sql.SQL("{} AS {}").format(column, sql.Identifier(name))
+                selects.append(column)
+            return selects
         if embed.empty:
             return []
         if embed.to_one:
-            return [sql.SQL("row_to_json({}.*)::jsonb AS {}").format(lateral, sql.Identifier(embed.output_name))]
+            return [sql.SQL("row_to_json({}.*){} AS {}").format(lateral, sql.SQL("::jsonb" if grouped else ""),
+                                                               sql.Identifier(embed.output_name))]
         return [sql.SQL("COALESCE({}.{}, '[]') AS {}").format(lateral, lateral, sql.Identifier(embed.output_name))]
 
-    def spread_names(self, embed: Embed) -> list[str]:
-        """The keys a spread lifts into its parent: the child's fields and its own embeds' keys."""
+    def spread_names(self, embed: Embed, *, plain_only: bool = False) -> list[str]:
+        """The keys a spread lifts into its parent: the child's fields and its own embeds' keys (`plain_only`:
+        without its aggregates, the keys a parent groups by)."""
         node = embed.node
         names: list[str] = []
         for item in node.select:
@@ -351,7 +431,7 @@ class Composer:
                 names.append("*")
             elif item.is_star:
                 names.extend(node.source.columns)
-            else:
+            elif not (plain_only and item.aggregate is not None):
                 names.append(item.output_name)
         for child in node.embeds:
             if child.spread:
@@ -368,11 +448,12 @@ class Composer:
         kind = sql.SQL("INNER" if embed.inner else "LEFT")
         if embed.to_one:
             return sql.SQL(" {} JOIN LATERAL ({}) AS {} ON TRUE").format(kind, child_sql, lateral)
-        aggregated = [sql.SQL("pg_catalog.json_agg({})::jsonb AS {}").format(lateral, lateral)]
+        cast = sql.SQL("::jsonb" if self.is_grouped(parent) else "")  # see embed_selects
+        aggregated = [sql.SQL("pg_catalog.json_agg({}){} AS {}").format(lateral, cast, lateral)]
         if embed.spread:
             for name in self.spread_names(embed):
-                aggregated.append(sql.SQL("COALESCE(pg_catalog.json_agg({}.{}), '[]')::jsonb AS {}").format(
-                    lateral, sql.Identifier(name), sql.Identifier(name)))
+                aggregated.append(sql.SQL("COALESCE(pg_catalog.json_agg({}.{}), '[]'){} AS {}").format(
+                    lateral, sql.Identifier(name), cast, sql.Identifier(name)))
         condition = sql.SQL("{}.{} IS NOT NULL").format(lateral, lateral) if embed.inner else sql.SQL("TRUE")
         return sql.SQL(" {} JOIN LATERAL (SELECT {} FROM ({}) AS {}) AS {} ON {}").format(
             kind, sql.SQL(", ").join(aggregated), child_sql, lateral, lateral, condition)

@@ -173,10 +173,11 @@ def relationship_hint(rel: Relationship) -> str:
 
 
 class Planner:
-    def __init__(self, catalog: Catalog, schema: str, max_rows: int | None) -> None:
+    def __init__(self, catalog: Catalog, schema: str, max_rows: int | None, *, aggregates: bool = False) -> None:
         self.catalog = catalog
         self.schema = schema
         self.max_rows = max_rows
+        self.aggregates = aggregates  # PostgREST's `db-aggregates-enabled` (REST_AGGREGATES_ENABLED)
 
     # --- the tree ---------------------------------------------------------------------------------------------
     def plan(self, source: Source, query: Query, *, alias: str | None = None, root_filters: bool = True,

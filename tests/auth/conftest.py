@@ -8,6 +8,7 @@ import pytest
 from api.auth.passwords import PasswordHasher
 from api.auth.service import AuthContext
 from tests.support.auth import GoTrue, start_api
+from tests.support.oidc import OidcProvider, start_provider_api
 from tests.support.processes import ApiProcess
 
 
@@ -41,3 +42,33 @@ def reuse_api(settings) -> Iterator[ApiProcess]:
     server = start_api(settings, auth_refresh_reuse_interval_seconds=0)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def oidc() -> Iterator[OidcProvider]:
+    """A local OpenID provider playing Google."""
+    provider = OidcProvider().start()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture(scope="module")
+def apple_oidc() -> Iterator[OidcProvider]:
+    provider = OidcProvider(client_ids=("com.example.app",), client_secret="").start()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture(scope="module")
+def google_api(settings, oidc, apple_oidc) -> Iterator[ApiProcess]:
+    """`segbase api` with Google and Apple sign-in against the local providers."""
+    server = start_provider_api(settings, oidc, apple_oidc)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def google(google_api, anon_key) -> Iterator[GoTrue]:
+    client = GoTrue(google_api.url, anon_key)
+    yield client
+    client.close()

@@ -152,7 +152,7 @@ def test_password_grant_and_wrong_credentials_look_alike(gotrue):
 
 
 def test_unsupported_grant_type(gotrue):
-    assert_gotrue_error(gotrue.post("/token?grant_type=pkce", {}), 400, "invalid_credentials")
+    assert_gotrue_error(gotrue.post("/token?grant_type=web3", {}), 400, "invalid_credentials")
 
 
 def test_refresh_rotates_and_errors(gotrue):

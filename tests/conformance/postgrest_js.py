@@ -12,7 +12,8 @@ The suite is not part of this repository. Bring supabase/supabase-js at the comm
    `test/supabase/migrations/*.sql` and `test/supabase/seed.sql` as the owner — without the PostGIS objects (the
    extension, the `shops` table and its row) and without the `alter role authenticator set pgrst.*` lines, which
    would change a role every stack on the server shares.
-3. Start `segbase api` with `REST_SCHEMAS=public,personal` (the suite's `[api] schemas`), and in front of it on port
+3. Start `segbase api` with `REST_SCHEMAS=public,personal` (the suite's `[api] schemas`) and
+   `REST_AGGREGATES_ENABLED=true` (what its left-out `pgrst.db_aggregates_enabled` line asks), and in front of it on port
    54321 (the suite's hard-coded URL) a gateway that adds the anon key the way the Supabase CLI's gateway does.
 4. Run jest as the suite's own script does (`--runInBand`, leaving `test/v12/` out), with a setup file that records
    which tests sent a request to the server; report passed/failed among those tests.
@@ -137,8 +138,10 @@ def run(suite: Path, *, jest_args: list[str] | None = None) -> Outcome:
     url = create_database(name)
     api = None
     try:
+        # the suite's server configuration: its `[api] schemas`, and the aggregates its schema file turns on
+        # with `pgrst.db_aggregates_enabled` (as segbase settings of this process, not as role settings)
         settings = make_test_settings(url, f"conf{uuid.uuid4().hex[:6]}", rest_schemas=["public", "personal"],
-                                      db_pool_size=5)
+                                      rest_aggregates_enabled=True, db_pool_size=5)
         migrate_serialised(settings)
         with psycopg.connect(libpq_url(settings.database_url), autocommit=True) as conn:
             for script in sorted((suite / "test" / "supabase" / "migrations").glob("*.sql")):

@@ -26,6 +26,14 @@ ALLOWED_FUNCTIONS = {
 } | {
     # Supabase Storage's policy helpers (db/bootstrap/30_storage.sql): immutable string functions
     (role, f"storage.{name}(name text)") for role in CLIENT_ROLES for name in ("foldername", "filename", "extension")
+} | {
+    # Supabase Realtime's schema (db/bootstrap/40_realtime.sql), as on Supabase: topic() reads the caller's own
+    # claim; send()/broadcast_changes() insert into realtime.messages as the caller, so its RLS decides
+    (role, signature) for role in CLIENT_ROLES for signature in (
+        "realtime.topic()",
+        "realtime.send(payload jsonb, event text, topic text, private boolean)",
+        "realtime.broadcast_changes(topic_name text, event_name text, operation text, table_name text, "
+        "table_schema text, new record, old record, level text)")
 }
 
 PUBLIC_TABLES = ("public.users_profile", "public.projects", "public.segmentation_results", "public.usage_logs",
@@ -46,10 +54,12 @@ ALLOWED_TABLE_PRIVILEGES = (
     # Supabase Storage's tables, as on Supabase: RLS on storage.* decides which rows (/storage/v1 runs as the caller)
     | {(role, f"storage.{table}", privilege) for role in CLIENT_ROLES for table in ("buckets", "objects")
        for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE")}
+    # realtime.messages, as on Supabase: its RLS policies authorise private channels (read to receive, insert to send)
+    | {(role, "realtime.messages", privilege) for role in CLIENT_ROLES for privilege in ("SELECT", "INSERT", "UPDATE")}
 )
 
 ALLOWED_SCHEMA_USAGE = {(role, schema) for role in CLIENT_ROLES
-                        for schema in ("public", "auth", "extensions", "storage")}
+                        for schema in ("public", "auth", "extensions", "storage", "realtime")}
 
 
 def test_every_public_table_has_rls_enabled_and_policies(owner_conn) -> None:

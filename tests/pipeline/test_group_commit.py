@@ -55,6 +55,20 @@ def writer_for(own: Settings, engine, **kwargs) -> InboxWriter:
     return InboxWriter(engine, create_celery(own), **values)
 
 
+def store_published(own: Settings, writer: InboxWriter, events: list[InboxEvent]) -> list[str]:
+    """Store `events` (each its own group when the writer's max_events is 1) and return their ids once the writer's
+    publisher has queued every one of them: it publishes after answering, from a loop of its own, so a test that
+    counts the messages a task sends must not start counting before these arrive."""
+    ids = [writer.store(event).event_id for event in events]
+    for _ in range(200):
+        published = {event_id for name, args in queued_tasks(own) if name == APPLY_WEBHOOK_EVENTS_TASK
+                     for event_id in args[0]}
+        if published >= set(ids):
+            return ids
+        threading.Event().wait(0.05)
+    raise AssertionError(f"the writer never queued {sorted(set(ids) - published)}")
+
+
 def store_concurrently(writer: InboxWriter, events: list[InboxEvent], db: psycopg.Connection
                        ) -> list[StoredEvent | BaseException]:
     """Each event from its own thread; each thread checks, the moment it is answered, that its row is committed
@@ -147,8 +161,8 @@ def test_a_group_is_applied_together_and_its_redelivery_changes_nothing(own, eng
     user = create_user(own, credits=3)
     first, second = submit_results(engine, user, 2)
     writer = writer_for(own, engine, max_events=1)
-    events = [writer.store(done_event(first)).event_id, writer.store(done_event(second)).event_id,
-              writer.store(done_event(str(uuid.uuid4()))).event_id]  # an unknown result: rejected
+    events = store_published(own, writer, [done_event(first), done_event(second),
+                                           done_event(str(uuid.uuid4()))])  # an unknown result: rejected
     task = group_task(own, len(events))
     assert task(events) == {"applied": 2, "rejected": 1}
     rows = dict(db.execute("select id::text, (state, attempts)::text from internal.webhook_inbox "
@@ -171,7 +185,7 @@ def test_events_attempted_before_go_back_one_per_message_and_are_not_applied_her
     user = create_user(own, credits=3)
     results = submit_results(engine, user, 3)
     writer = writer_for(own, engine, max_events=1)
-    events = [writer.store(done_event(r)).event_id for r in results]
+    events = store_published(own, writer, [done_event(r) for r in results])
     # The worker died after claiming the first two (their attempt is counted) and before applying them.
     db.execute("update internal.webhook_inbox set attempts = 1 where id = any(%s::uuid[])", (events[:2],))
     queued_before = queued_tasks(own)
@@ -191,7 +205,7 @@ def test_a_poison_event_fails_alone_and_goes_back_to_be_ended_by_the_attempts_co
     user = create_user(own, credits=5)
     results = submit_results(engine, user, 3)
     writer = writer_for(own, engine, max_events=1)
-    events = [writer.store(done_event(r)).event_id for r in results]
+    events = store_published(own, writer, [done_event(r) for r in results])
     poison_result, poison = results[1], events[1]
     trigger = f"test_poison_{uuid.uuid4().hex[:12]}"
     db.execute(f"create function internal.{trigger}() returns trigger language plpgsql as "

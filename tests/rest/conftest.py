@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.support.factories import create_user
-from tests.support.rest import Seeded, seed
+from tests.support.rest import Seeded, library_stack, seed
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +32,10 @@ def bob(settings) -> Seeded:
 def http() -> httpx.Client:
     with httpx.Client(timeout=20) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def library():
+    """A live API over tests/rest/library.sql in a database of its own (schemas public and extra)."""
+    with library_stack() as stack:
+        yield stack

@@ -42,3 +42,26 @@ def bulk_user_ids(conn: psycopg.Connection, tag: str, limit: int) -> list[str]:
     rows = conn.execute("select id::text from public.users_profile where display_name like %s order by id limit %s",
                         (f"bulk-%-{tag}@example.com", limit)).fetchall()
     return [row[0] for row in rows]
+
+
+PROJECTS_SQL = ["""
+insert into public.projects (user_id, name)
+select p.id, 'project ' || g || ' of ' || p.display_name
+from public.users_profile p cross join generate_series(1, %(per_user)s) g
+where p.display_name like 'bulk-%%-' || %(tag)s || '@example.com'
+""", """
+update public.segmentation_results r set project_id = (
+  select pr.id from public.projects pr where pr.user_id = r.user_id
+  order by pr.id offset (abs(hashtext(r.id::text)) %% %(per_user)s) limit 1)
+where r.user_id in (select id from public.users_profile where display_name like 'bulk-%%-' || %(tag)s || '@example.com')
+"""]
+
+
+def load_projects(conn: psycopg.Connection, *, per_user: int, tag: str) -> None:
+    """Give each bulk user `per_user` projects and spread their results over them, then ANALYZE."""
+    with conn.transaction():
+        conn.execute("set local session_replication_role = replica")
+        for statement in PROJECTS_SQL:
+            conn.execute(statement, {"per_user": per_user, "tag": tag})
+    conn.execute("analyze public.projects")
+    conn.execute("analyze public.segmentation_results")

@@ -58,6 +58,7 @@ class PhoenixSocket:
         self.ws = connect(url, open_timeout=10, max_size=2**22, additional_headers=headers)
         self._ref = 0
         self.inbox: list[dict[str, Any]] = []
+        self.join_refs: dict[str, str] = {}
 
     def close(self) -> None:
         self.ws.close()
@@ -79,7 +80,20 @@ class PhoenixSocket:
                                      "join_ref": join_ref}))
         return ref
 
-    def _normal(self, raw: str) -> dict[str, Any]:
+    def _normal(self, raw: str | bytes) -> dict[str, Any]:
+        if isinstance(raw, bytes):  # realtime-js's binary USER_BROADCAST (kind 4)
+            assert raw[0] == 4, raw
+            t, e, m, enc = raw[1], raw[2], raw[3], raw[4]
+            o = 5
+            topic = raw[o:o + t].decode()
+            event = raw[o + t:o + t + e].decode()
+            meta = raw[o + t + e:o + t + e + m]
+            body = raw[o + t + e + m:]
+            payload = {"type": "broadcast", "event": event, "payload": body if enc == 0 else json.loads(body)}
+            if meta:
+                payload["meta"] = json.loads(meta)
+            return {"join_ref": None, "ref": None, "topic": topic, "event": "broadcast", "payload": payload,
+                    "raw": raw, "binary": True}
         value = json.loads(raw)
         if self.vsn == "2.0.0":
             assert isinstance(value, list) and len(value) == 5, raw
@@ -120,15 +134,24 @@ class PhoenixSocket:
         found, self.inbox = self.inbox, []
         return found
 
-    def join(self, topic: str, bindings: list[dict], access_token: str | None) -> dict[str, Any]:
+    def join(self, topic: str, bindings: list[dict], access_token: str | None, **config: Any) -> dict[str, Any]:
+        """Join as the clients do; `config` overrides parts of the join config (broadcast, presence, private)."""
         ref = self.next_ref()
         payload: dict[str, Any] = {"config": {"broadcast": {"ack": False, "self": False},
                                               "presence": {"key": "", "enabled": False},
-                                              "postgres_changes": bindings, "private": False}}
+                                              "postgres_changes": bindings, "private": False, **config}}
+        self.join_refs[topic] = ref
         if access_token is not None:
             payload["access_token"] = access_token
         self.send(topic, "phx_join", payload, ref=ref, join_ref=ref)
         return self.wait(lambda m: m["event"] == "phx_reply" and m["ref"] == ref)
+
+
+def user_broadcast_push(join_ref: str, ref: str, topic: str, event: str, body: bytes, *, json_payload: bool = True,
+                        metadata: bytes = b"") -> bytes:
+    """realtime-js's binary broadcast push (kind 3), as `lib/serializer.ts` encodes `channel.send(...)`."""
+    parts = [join_ref.encode(), ref.encode(), topic.encode(), event.encode(), metadata]
+    return bytes([3, *(len(part) for part in parts), 1 if json_payload else 0]) + b"".join(parts) + body
 
 
 def close_code(sock: PhoenixSocket, timeout: float = 30) -> tuple[int, str]:

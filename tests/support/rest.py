@@ -1,15 +1,23 @@
-"""Data API helpers: seeding a user's projects and results."""
+"""Data API helpers: seeding a user's projects and results; a stack over the library test schema."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import psycopg
 from psycopg.types.json import Jsonb
 
+from api.tokens import api_key
 from db.urls import libpq_url
+from tests.support.database import create_database, drop_database, make_test_settings, migrate_serialised
 from tests.support.factories import TestUser
+from tests.support.processes import ApiProcess
+
+LIBRARY_SQL = Path(__file__).resolve().parents[1] / "rest" / "library.sql"
 
 
 @dataclass
@@ -50,3 +58,43 @@ def seed(settings, user: TestUser, *, results: int = 3, prompt_prefix: str = "ca
                          "values (%s, %s, 'segmentation', 1)", (usage_id, user.id))
             data.usage.append(usage_id)
     return data
+
+
+@dataclass
+class Library:
+    """A live API over a database of its own holding tests/rest/library.sql (authors, books, genres, ...)."""
+
+    settings: object
+    api: object
+    anon_key: str
+    service_key: str
+
+    @property
+    def rest_url(self) -> str:
+        return f"{self.api.url}/rest/v1"
+
+    def headers(self, *, service: bool = False, **extra: str) -> dict[str, str]:
+        key = self.service_key if service else self.anon_key
+        return {"apikey": key, "Authorization": f"Bearer {key}", **extra}
+
+
+@contextmanager
+def library_stack(**overrides) -> Iterator[Library]:
+    """Create, migrate and load the library database, start `segbase api` over it (REST_SCHEMAS=public,extra,
+    aggregates on), and drop everything afterwards."""
+    name = f"segbase_lib_{uuid.uuid4().hex[:10]}"
+    url = create_database(name)
+    api = None
+    try:
+        settings = make_test_settings(url, f"lib{uuid.uuid4().hex[:6]}", rest_schemas=["public", "extra"],
+                                      rest_aggregates_enabled=True, **overrides)
+        migrate_serialised(settings)
+        with psycopg.connect(libpq_url(settings.database_url), autocommit=True) as conn:
+            conn.execute(LIBRARY_SQL.read_text())
+            conn.execute("notify pgrst, 'reload schema'")
+        api = ApiProcess(settings).start()
+        yield Library(settings, api, api_key(settings, "anon"), api_key(settings, "service_role"))
+    finally:
+        if api is not None:
+            api.stop()
+        drop_database(name)
