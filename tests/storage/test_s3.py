@@ -11,6 +11,7 @@ import pytest
 from db.storage.backends import S3_PART_BYTES, S3Backend
 from tests.storage.test_clients_py import *  # noqa: F403 — the client tests, run here against S3
 from tests.storage.test_lifecycle import *  # noqa: F403 — the lifecycle tests, run here against S3
+from tests.storage.test_clients_js import check_supabase_js_storage
 from tests.storage.test_memory import BOUND, SIZE
 from tests.support.auth import start_api
 from tests.support.database import make_test_settings
@@ -83,3 +84,8 @@ def test_200_mb_upload_and_download_keep_the_api_rss_bounded_on_s3(settings, s3_
         assert max(growth.values()) < BOUND, growth
     finally:
         server.stop()
+
+
+@pytest.mark.node
+def test_supabase_js_storage_on_s3(s3_api, alice, bob, anon_key, service_key, png) -> None:
+    check_supabase_js_storage(s3_api, alice, bob, anon_key, service_key, png)
