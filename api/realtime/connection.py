@@ -225,7 +225,12 @@ class Connection:
             self.broadcast(channel, push.message, lambda: broadcast.event_from_binary(
                 push, channel.sub_topic, channel.private))
             return
-        message = protocol.decode(text, self.vsn)
+        try:
+            message = protocol.decode(text, self.vsn, max_depth=self.settings.max_json_depth)
+        except protocol.FrameRefused as exc:
+            if exc.message.ref is not None:
+                self.send_reply(exc.message, "error", {"reason": exc.reason})
+            raise
         if message.topic == "phoenix":
             if message.event == "heartbeat":
                 self.send_reply(message, "ok", {})

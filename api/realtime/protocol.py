@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from api.http import JsonInputError, check_json_value
 from schemas.realtime import ChangeEvent
 
 VSN_OBJECTS = "1.0.0"
@@ -30,6 +31,15 @@ class ProtocolError(ValueError):
         self.reason = reason
 
 
+class FrameRefused(ProtocolError):
+    """A well-formed frame holding a value segbase takes on no surface (nested deeper than MAX_JSON_DEPTH, a NUL or
+    a lone surrogate in a string or key): `message` is the frame, so the client gets an error reply to it."""
+
+    def __init__(self, reason: str, message: Message) -> None:
+        super().__init__(reason)
+        self.message = message
+
+
 @dataclass(frozen=True)
 class Message:
     topic: str
@@ -39,8 +49,10 @@ class Message:
     join_ref: str | None
 
 
-def decode(text: str | bytes, vsn: str) -> Message:
-    """Parse one client frame: a JSON object (vsn 1.0.0) or a 5-element array (vsn 2.0.0)."""
+def decode(text: str | bytes, vsn: str, *, max_depth: int = 64) -> Message:
+    """Parse one client frame: a JSON object (vsn 1.0.0) or a 5-element array (vsn 2.0.0), held to the JSON check
+    every body is (api/http.py): FrameRefused names the field (counted from the frame: `payload.…` in vsn 1.0.0,
+    `4.…` in 2.0.0)."""
     try:
         value = json.loads(text)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested past Python's limit
@@ -60,7 +72,12 @@ def decode(text: str | bytes, vsn: str) -> Message:
         payload = {}
     if not isinstance(payload, dict):
         raise ProtocolError("payload must be an object")
-    return Message(topic, event, payload, _ref(ref), _ref(join_ref))
+    message = Message(topic, event, payload, _ref(ref), _ref(join_ref))
+    try:
+        check_json_value(value, max_depth=max_depth)
+    except JsonInputError as exc:
+        raise FrameRefused(exc.message, message) from exc
+    return message
 
 
 def _ref(value: Any) -> str | None:

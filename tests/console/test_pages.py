@@ -174,6 +174,11 @@ def test_replay_from_the_event_page_is_audited_and_a_second_replay_changes_nothi
     assert "unknown result: test" in shown.text and ">Replay</button>" in shown.text
     first = signed_in.post_form(page, f"{page}/replay")
     assert first.status_code == 303 and "notice=replayed" in first.headers["location"]
+    # A pipeline worker of another test module may share this session's queue and re-reject the replayed event at
+    # once; as applied, the event is one a second click must leave alone whatever runs (test_actions.py checks
+    # the `received` case where no worker runs).
+    owner_conn.execute("update internal.webhook_inbox set state = 'applied', reason = null, finished_at = now() "
+                       "where id = %s", (event_id,))
     second = signed_in.http.post(f"{page}/replay", data={"csrf_token": shown.text.split(
         'name="csrf_token" value="')[1].split('"')[0]})
     assert second.status_code == 303 and "notice=not_replayed" in second.headers["location"]
@@ -244,3 +249,20 @@ def test_the_jobs_page_retries_a_failed_dispatch_and_reenables_dispatch(settings
     assert ">Re-enable dispatch</button>" not in signed_in.get("/console/jobs").text
     assert owner_conn.execute("select count(*) from public.segmentation_results where metadata ->> 'retry_of' = %s",
                               (result_id,)).fetchone()[0] == 1
+
+
+def test_the_jobs_page_lists_a_job_without_progress_as_stuck_and_cancels_it(settings, engine, signed_in, owner_conn):
+    user = create_user(settings, credits=5)
+    [stuck_id, fresh_id] = submit_results(engine, user, 2)
+    # The updated_at trigger refuses a forged timestamp; as the owner in replica mode, triggers stay out of the way.
+    with owner_conn.transaction():
+        owner_conn.execute("set local session_replication_role = replica")
+        owner_conn.execute("update public.segmentation_results set updated_at = now() - interval '1 hour' "
+                           "where id = %s", (stuck_id,))
+    stuck_section = signed_in.get("/console/jobs").text.split("CONSOLE_STUCK_AFTER_SECONDS", 1)[1]
+    assert f"Cancel job {stuck_id}" in stuck_section.split("</table>", 1)[0]
+    assert f"Cancel job {fresh_id}" not in stuck_section.split("</table>", 1)[0]
+    cancelled = signed_in.post_form("/console/jobs", f"/console/jobs/{stuck_id}/cancel")
+    assert cancelled.status_code == 303, cancelled.text
+    assert owner_conn.execute("select status::text from public.segmentation_results where id = %s",
+                              (stuck_id,)).fetchone()[0] == "error"

@@ -6,6 +6,8 @@ import json
 
 import httpx
 
+from db import dispatch
+from db.uow import Caller, unit_of_work
 from tests.support.dispatch import run_cli, submit
 from tests.support.factories import create_user
 from tests.support.metrics import metric
@@ -30,3 +32,23 @@ def test_status_and_metrics_report_the_dispatch_queue(dispatch_settings, dispatc
     for name in ("segbase_dispatch_in_flight", "segbase_dispatch_leased", "segbase_dispatch_leases_expired",
                  "segbase_dispatch_failed_jobs", "segbase_dispatch_disabled", "segbase_dispatch_circuit_open"):
         assert metric(body, name) >= 0
+
+
+def test_a_job_dispatch_gave_up_on_is_counted_as_a_failed_dispatch(dispatch_settings, dispatch_engine, db):
+    """`segbase status -o json` names it FAILED_DISPATCHES, as the console's jobs page lists it."""
+    def failed_dispatches() -> int:
+        done = run_cli(dispatch_settings, "status", "-o", "json")
+        return json.loads(done.stdout)["FAILED_DISPATCHES"]
+
+    before = failed_dispatches()
+    user = create_user(dispatch_settings, credits=5)
+    [job_id] = submit(dispatch_engine, user)
+    with unit_of_work(dispatch_engine, Caller.service()) as uow:
+        [attempt] = dispatch.release_jobs(uow=uow, max_jobs=100, max_in_flight=16, hold_seconds=30,
+                                          failure_threshold=3)
+    with unit_of_work(dispatch_engine, Caller.service()) as uow:
+        assert dispatch.record_attempt(uow=uow, job_id=attempt.job_id, attempt_id=attempt.attempt_id,
+                                       result="failed", detail="HTTP 502", retry_in_seconds=None,
+                                       failure_threshold=3, open_seconds=30, max_open_seconds=600) == "finished"
+    assert attempt.job_id == job_id
+    assert failed_dispatches() == before + 1

@@ -14,6 +14,11 @@ pytestmark = [pytest.mark.node]
 
 
 def test_supabase_js_storage(api_server, alice, bob, anon_key, service_key, png) -> None:
+    check_supabase_js_storage(api_server, alice, bob, anon_key, service_key, png)
+
+
+def check_supabase_js_storage(api_server, alice, bob, anon_key, service_key, png) -> None:
+    """Every flow of tests/node/storage_flows.mjs against `api_server` (tests/storage/test_s3.py runs it on S3)."""
     out = run_node("storage_flows.mjs", {
         "url": api_server.url, "anonKey": anon_key, "serviceKey": service_key, "userToken": alice.access_token,
         "otherToken": bob.access_token, "userId": alice.id, "otherId": bob.id,

@@ -3,7 +3,9 @@ bounds and cache, and multipart as each client sends it."""
 from __future__ import annotations
 
 import io
+import socket
 
+import pytest
 from PIL import Image
 
 from api.tokens import api_key
@@ -126,3 +128,25 @@ def test_large_objects_arrive_whole_from_any_offset_and_the_connection_stays_usa
     assert middle.status_code == 206 and middle.content == body[7:9000007]
     again = raw.download("images", name, alice.access_token, headers={"Range": "bytes=0-3"})
     assert again.status_code == 206 and again.content == body[:4]
+
+
+@pytest.mark.parametrize("padding", [0, 64 * 1024])
+def test_a_request_pipelined_behind_an_upload_is_served_after_it(raw, alice, padding) -> None:
+    """The upload reads exactly its Content-Length from the connection: bytes the client sent after it (its next
+    request, received with the upload's head when the body is small) are the next request, answered in turn."""
+    name = f"{alice.id}/{unique('pipelined')}.png"
+    body = png_bytes(4, 4) + bytes(range(256)) * (padding // 256)
+    host, port = raw.url.removeprefix("http://").split("/")[0].split(":")
+    upload = (f"POST /storage/v1/object/images/{name} HTTP/1.1\r\nHost: {host}\r\nContent-Type: image/png\r\n"
+              f"apikey: {raw.anon_key}\r\nAuthorization: Bearer {alice.access_token}\r\n"
+              f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    follow = f"GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(upload + follow)
+        answer = b""
+        while data := sock.recv(65536):
+            answer += data
+    upload_answer, _, follow_answer = answer.partition(b"HTTP/1.1 200 OK\r\n")[2].partition(b"HTTP/1.1 ")
+    assert b'"Key":"images/' in upload_answer and follow_answer.startswith(b"200 OK"), answer[:2000]
+    assert follow_answer.endswith(b'{"status":"ok"}\n'), answer[:2000]
+    assert raw.download("images", name, alice.access_token).content == body

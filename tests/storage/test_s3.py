@@ -11,9 +11,12 @@ import pytest
 from db.storage.backends import S3_PART_BYTES, S3Backend
 from tests.storage.test_clients_py import *  # noqa: F403 — the client tests, run here against S3
 from tests.storage.test_lifecycle import *  # noqa: F403 — the lifecycle tests, run here against S3
+from tests.storage.test_clients_js import check_supabase_js_storage
+from tests.storage.test_memory import BOUND, SIZE
 from tests.support.auth import start_api
 from tests.support.database import make_test_settings
-from tests.support.storage import MotoServer, png_bytes, unique
+from tests.support.factories import create_user
+from tests.support.storage import MotoServer, png_bytes, rss_growth_of_a_round_trip, unique
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +72,20 @@ def test_the_janitor_aborts_a_dead_processes_multipart_uploads(backend) -> None:
     assert backend.writes_in_progress() >= 1
     assert backend.abandon_stale_writes(0) >= 1
     assert backend.writes_in_progress() == 0
+
+
+@pytest.mark.slow
+def test_200_mb_upload_and_download_keep_the_api_rss_bounded_on_s3(settings, s3_overrides, tmp_path) -> None:
+    """The S3 writer holds one 8 MiB part, the reader one chunk: the round trip never holds the object."""
+    server = start_api(settings, storage_max_file_size=SIZE + 1024, **s3_overrides)
+    try:
+        growth = rss_growth_of_a_round_trip(server, settings, create_user(settings, credits=10), tmp_path, SIZE)
+        print("peak RSS growth per process (bytes):", growth)
+        assert max(growth.values()) < BOUND, growth
+    finally:
+        server.stop()
+
+
+@pytest.mark.node
+def test_supabase_js_storage_on_s3(s3_api, alice, bob, anon_key, service_key, png) -> None:
+    check_supabase_js_storage(s3_api, alice, bob, anon_key, service_key, png)

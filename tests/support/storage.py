@@ -1,6 +1,7 @@
 """Storage test helpers: raw /storage/v1 requests as the clients send them, real images, and a moto S3 server."""
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -119,3 +120,36 @@ def peak_rss_bytes(pid: int) -> int:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     raise AssertionError(f"no VmHWM for {pid}")
+
+
+def rss_growth_of_a_round_trip(server, settings, user, source_dir, size: int) -> dict[int, int]:
+    """Upload then download a `size`-byte file through `server` (a started `segbase api`) as `user`, check the bytes
+    came back whole, and return each API process's growth of peak RSS over the round trip (paths warmed up first)."""
+    from api.tokens import api_key  # only here: the other helpers of this module need no keys
+
+    headers = {"apikey": api_key(settings, "anon"), "Authorization": f"Bearer {user.access_token}"}
+    source = source_dir / "big.png"
+    digest = hashlib.sha256()
+    with open(source, "wb") as out:
+        block = os.urandom(1024 * 1024)
+        for index in range(size // len(block)):
+            chunk = block[:-4] + index.to_bytes(4, "big")
+            digest.update(chunk)
+            out.write(chunk)
+    base = f"{server.url}/storage/v1/object/images/{user.id}"
+    workers = child_pids(server.pid)
+    with httpx.Client(timeout=600) as http:
+        http.post(f"{base}/warm.png", content=b"\x89PNG" * 1000,
+                  headers={**headers, "Content-Type": "image/png"}).raise_for_status()
+        http.get(f"{base}/warm.png", headers=headers).raise_for_status()
+        before = {pid: peak_rss_bytes(pid) for pid in workers}
+        with open(source, "rb") as body:
+            up = http.post(f"{base}/big.png", content=body, headers={**headers, "Content-Type": "image/png"})
+        assert up.status_code == 200, up.text
+        received = hashlib.sha256()
+        with http.stream("GET", f"{base}/big.png", headers=headers) as down:
+            assert down.status_code == 200
+            for chunk in down.iter_bytes():
+                received.update(chunk)
+    assert received.hexdigest() == digest.hexdigest()
+    return {pid: peak_rss_bytes(pid) - before[pid] for pid in workers}
