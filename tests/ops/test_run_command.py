@@ -20,7 +20,9 @@ def children_of(pid: int) -> list[int]:
 def test_run_serves_healthz_with_every_process_and_ctrl_c_stops_them_all_cleanly(settings) -> None:
     port = free_port()
     run_settings = settings.model_copy(update={"api_port": port, "worker_concurrency": 1,
-                                               "instance_id": f"r{uuid.uuid4().hex[:10]}"})
+                                               "instance_id": f"r{uuid.uuid4().hex[:10]}",
+                                               "smtp_host": "127.0.0.1", "smtp_port": free_port(),
+                                               "mail_catcher_port": free_port()})
     run = SegbaseProcess(run_settings, "run").start()
     children: list[int] = []
     try:
@@ -43,7 +45,7 @@ def test_run_serves_healthz_with_every_process_and_ctrl_c_stops_them_all_cleanly
         banner = run.log_text()
         assert f"segbase: API http://127.0.0.1:{port}" in banner and "anon key:" in banner
         children += children_of(run.pid)
-        assert len(children) == 4, children  # api, worker, beat, relay
+        assert len(children) == 5, children  # api, worker, beat, relay, mail catcher
 
         run.signal(signal.SIGINT)  # a terminal's Ctrl-C: the foreground process group, i.e. `segbase run`
         assert run.proc.wait(timeout=60) == 0, run.log_text()
