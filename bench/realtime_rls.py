@@ -17,7 +17,6 @@ the join's round trip (phx_join → last replayed frame) against a plain join's,
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 import uuid

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from psycopg import sql
 
 from db.rest.catalog import Argument, Catalog, Column, Function, Table
-from db.rest.errors import RequestError, column_not_found
+from db.rest.errors import RequestError
 from db.rest.grammar import Condition, Field, Filters, Logic, SelectField, parse_query
 from db.rest.plan import Embed, Node, Planner, Source
 

@@ -34,7 +34,7 @@ def object_name_problem(name: str) -> str | None:
             return f"the object name contains the control character U+{ord(char):04X}"
     for segment in name.split("/"):
         if segment in ("", ".", ".."):
-            return f"the object name has an empty, '.' or '..' segment"
+            return "the object name has an empty, '.' or '..' segment"
     return None
 
 

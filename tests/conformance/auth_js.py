@@ -27,7 +27,6 @@ adaptations:
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -38,7 +37,7 @@ import uuid
 from pathlib import Path
 
 from api.tokens import api_key
-from tests.conformance.postgrest_js import Outcome, outcome_of
+from tests.conformance.postgrest_js import Outcome, run_jest
 from tests.support.database import create_database, drop_database, make_test_settings, migrate_serialised
 from tests.support.gateway import Gateway
 from tests.support.processes import ApiProcess, free_port
@@ -118,18 +117,9 @@ def run(suite: Path, *, jest_args: list[str] | None = None) -> Outcome:
         api = ApiProcess(settings).start()
         with tempfile.TemporaryDirectory() as scratch, Gateway(api.url, api_key(settings, "anon"), port):
             target = adapted_copy(suite, Path(scratch), node_modules, suite_url)
-            reached = Path(scratch) / "reached.txt"
-            report = Path(scratch) / "report.json"
-            env = {**os.environ, "SEGBASE_REACHED_LOG": str(reached),
-                   "SEGBASE_SUITE_URL": suite_url}
-            subprocess.run([str(node_modules / ".bin" / "jest"), "--config", "jest.config.cli.js", "--runInBand",
-                            "--ci", "--coverage=false", "--testPathIgnorePatterns", *LEFT_OUT_FILES,
-                            "--setupFilesAfterEnv", str(HERE / "record_server_tests.js"), "--json", "--outputFile",
-                            str(report), *(jest_args or [])], cwd=target, env=env, check=False)
-            reaching = set(reached.read_text().splitlines()) if reached.exists() else set()
-            if os.environ.get("AUTH_JS_REPORT"):  # keep jest's own report, e.g. to read failure diffs
-                Path(os.environ["AUTH_JS_REPORT"]).write_text(report.read_text())
-            return outcome_of(json.loads(report.read_text()), reaching)
+            return run_jest(node_modules / ".bin" / "jest", target, Path(scratch), suite_url,
+                            ["--config", "jest.config.cli.js", "--coverage=false", "--testPathIgnorePatterns",
+                             *LEFT_OUT_FILES, *(jest_args or [])], report_variable="AUTH_JS_REPORT")
     finally:
         if api is not None:
             api.stop()

@@ -151,23 +151,30 @@ def run(suite: Path, *, jest_args: list[str] | None = None) -> Outcome:
         api = ApiProcess(settings).start()
         with tempfile.TemporaryDirectory() as scratch, \
                 Gateway(api.url, api_key(settings, "anon"), SUITE_PORT):
-            reached = Path(scratch) / "reached.txt"
-            report = Path(scratch) / "report.json"
-            env = {**os.environ, "SEGBASE_REACHED_LOG": str(reached),
-                   "SEGBASE_SUITE_URL": f"http://localhost:{SUITE_PORT}"}
-            subprocess.run([str(suite / "node_modules" / ".bin" / "jest"), "--runInBand", "--ci",
-                            "--testPathIgnorePatterns", "/node_modules/", "test/v12/", "--setupFilesAfterEnv",
-                            str(HERE / "record_server_tests.js"), "--json", "--outputFile", str(report),
-                            *(jest_args or [])], cwd=suite, env=env, check=False)
-            reaching = set(reached.read_text().splitlines()) if reached.exists() else set()
-            if os.environ.get("POSTGREST_JS_REPORT"):  # keep jest's own report, e.g. to read failure diffs
-                Path(os.environ["POSTGREST_JS_REPORT"]).write_text(report.read_text())
-            return outcome_of(json.loads(report.read_text()), reaching)
+            return run_jest(suite / "node_modules" / ".bin" / "jest", suite, Path(scratch),
+                            f"http://localhost:{SUITE_PORT}",
+                            ["--testPathIgnorePatterns", "/node_modules/", "test/v12/", *(jest_args or [])],
+                            report_variable="POSTGREST_JS_REPORT")
     finally:
         if api is not None:
             api.stop()
         drop_database(name)
 
+
+
+def run_jest(jest: Path, cwd: Path, scratch: Path, suite_url: str, jest_args: list[str], *,
+             report_variable: str) -> Outcome:
+    """Run a client's jest suite against `suite_url`, recording which tests reached the server; jest's own report
+    is kept where `report_variable` names a file (e.g. to read failure diffs)."""
+    reached = scratch / "reached.txt"
+    report = scratch / "report.json"
+    env = {**os.environ, "SEGBASE_REACHED_LOG": str(reached), "SEGBASE_SUITE_URL": suite_url}
+    subprocess.run([str(jest), "--runInBand", "--ci", "--setupFilesAfterEnv", str(HERE / "record_server_tests.js"),
+                    "--json", "--outputFile", str(report), *jest_args], cwd=cwd, env=env, check=False)
+    reaching = set(reached.read_text().splitlines()) if reached.exists() else set()
+    if os.environ.get(report_variable):
+        Path(os.environ[report_variable]).write_text(report.read_text())
+    return outcome_of(json.loads(report.read_text()), reaching)
 
 def outcome_of(report: dict, reaching: set[str]) -> Outcome:
     outcome = Outcome()

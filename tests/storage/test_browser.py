@@ -18,9 +18,9 @@ FILES = {
     "xhtml": ("page.xhtml", "application/xhtml+xml",
               f'<html xmlns="http://www.w3.org/1999/xhtml"><body>hi{SCRIPT}</body></html>'),
     "xml": ("feed.xml", "text/xml",
-            f'<?xml version="1.0"?><x:script xmlns:x="http://www.w3.org/1999/xhtml">window.__segbase_pwned=true</x:script>'),
+            '<?xml version="1.0"?><x:script xmlns:x="http://www.w3.org/1999/xhtml">window.__segbase_pwned=true</x:script>'),
     "svg": ("logo.svg", "image/svg+xml",
-            f'<svg xmlns="http://www.w3.org/2000/svg"><script>window.__segbase_pwned = true</script></svg>'),
+            '<svg xmlns="http://www.w3.org/2000/svg"><script>window.__segbase_pwned = true</script></svg>'),
     "html_as_png": ("fake.png", "image/png", f"<html><body>{SCRIPT}</body></html>"),
     "html_as_text": ("note.txt", "text/plain", f"<html><body>{SCRIPT}</body></html>"),
 }

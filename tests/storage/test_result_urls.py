@@ -28,7 +28,7 @@ def vectors(settings) -> list[tuple[str, bool]]:
         (f"{base}/authenticated/images/", False),
         (f"{base}/authenticated/images", False),
         (f"ftp://{host}/storage/v1/object/authenticated/images/a.png", False),
-        (f"http://other.example/storage/v1/object/authenticated/images/a.png", False),
+        ("http://other.example/storage/v1/object/authenticated/images/a.png", False),
         (f"{base}/authenticated/images/a b.png", False),
         (f"{base}/authenticated/images/a\\b.png", False),
         ("https://cdn.example/mask.png", True),
