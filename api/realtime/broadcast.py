@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from api.http import JsonInputError, check_json_value, parse_json
 from api.realtime import protocol
 from api.realtime.registry import ChannelRegistry
 from observability.metrics import WS_FRAMES
@@ -42,9 +43,9 @@ class UserPush:
     body: bytes
 
 
-def decode_user_push(frame: bytes) -> UserPush:
+def decode_user_push(frame: bytes, *, max_depth: int = 64) -> UserPush:
     """realtime-js's binary broadcast: kind, five one-byte lengths, the encoding byte, then the strings and the
-    user payload (the rest of the frame)."""
+    user payload (the rest of the frame). The metadata JSON is held to the check every body is (api/http.py)."""
     if len(frame) < 7 or frame[0] != USER_BROADCAST_PUSH:
         raise protocol.ProtocolError("binary frames must be a user broadcast push (kind 3)")
     lengths = frame[1:6]
@@ -59,8 +60,12 @@ def decode_user_push(frame: bytes) -> UserPush:
     try:
         join_ref, ref, topic, event, meta_text = (part.decode() for part in parts)
         metadata = json.loads(meta_text) if meta_text else {}
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: nested past Python's limit
         raise protocol.ProtocolError("binary broadcast frame has an undecodable header") from exc
+    try:
+        check_json_value(metadata, max_depth=max_depth)
+    except JsonInputError as exc:
+        raise protocol.ProtocolError(f"binary broadcast metadata refused: {exc.message}") from exc
     if not isinstance(metadata, dict) or encoding not in (ENCODING_BINARY, ENCODING_JSON):
         raise protocol.ProtocolError("binary broadcast frame has invalid metadata or encoding")
     message = protocol.Message(topic, "broadcast", {}, ref or None, join_ref or None)
@@ -83,12 +88,12 @@ def event_from_text(payload: dict[str, Any], topic: str, private: bool) -> Broad
     return BroadcastEvent(topic=topic, private=private, event=event, envelope=payload)
 
 
-def event_from_binary(push: UserPush, topic: str, private: bool) -> BroadcastEvent:
+def event_from_binary(push: UserPush, topic: str, private: bool, *, max_depth: int = 64) -> BroadcastEvent:
     if push.encoding == ENCODING_JSON:
         try:
-            body = json.loads(push.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise protocol.ProtocolError("binary broadcast payload is not JSON") from exc
+            body = parse_json(push.body, max_depth=max_depth)
+        except JsonInputError as exc:
+            raise protocol.ProtocolError(f"binary broadcast payload refused: {exc.message}") from exc
         return BroadcastEvent(topic=topic, private=private, event=push.event,
                               envelope={"type": "broadcast", "event": push.event, "payload": body})
     return BroadcastEvent(topic=topic, private=private, event=push.event,

@@ -211,7 +211,7 @@ class Connection:
 
     def handle(self, text: str | bytes) -> None:
         if isinstance(text, bytes) and text[:1] == bytes([broadcast.USER_BROADCAST_PUSH]):
-            push = broadcast.decode_user_push(text)
+            push = broadcast.decode_user_push(text, max_depth=self.settings.max_json_depth)
             channel = self.channels.get(push.message.topic)
             if channel is None:
                 self.send_reply(push.message, "error", {"reason": "unmatched topic"})
@@ -223,7 +223,7 @@ class Connection:
                                                                  "realtime.send() or httpSend to store a message"})
                 return
             self.broadcast(channel, push.message, lambda: broadcast.event_from_binary(
-                push, channel.sub_topic, channel.private))
+                push, channel.sub_topic, channel.private, max_depth=self.settings.max_json_depth))
             return
         try:
             message = protocol.decode(text, self.vsn, max_depth=self.settings.max_json_depth)

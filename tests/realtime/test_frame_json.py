@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from api.realtime import protocol
+from api.realtime import broadcast, protocol
 from tests.support.realtime import PhoenixSocket
 
 RESULTS = {"event": "*", "schema": "public", "table": "segmentation_results"}
@@ -62,3 +62,32 @@ def test_a_refused_frame_gets_an_error_reply_and_the_socket_keeps_working(api_se
     finally:
         sock.close()
     assert "Traceback" not in api_server.log_text()
+
+
+def user_push(payload: bytes, *, meta: bytes = b"", encoding: int = 1) -> bytes:
+    """realtime-js's binary broadcast push: kind 3, the lengths of join_ref, ref, topic, event and metadata, the
+    payload's encoding, those strings, then the payload."""
+    parts = [b"1", b"2", b"realtime:room", b"note", meta]
+    return bytes([3, *(len(part) for part in parts), encoding]) + b"".join(parts) + payload
+
+
+@pytest.mark.parametrize("payload, problem", [(b'{"text": "a\\u0000"}', "text"),
+                                              (json.dumps(nested(80)).encode(), "MAX_JSON_DEPTH")])
+def test_a_binary_broadcast_payload_is_held_to_the_json_check(payload, problem) -> None:
+    push = broadcast.decode_user_push(user_push(payload), max_depth=64)
+    with pytest.raises(protocol.ProtocolError, match=problem):
+        broadcast.event_from_binary(push, "room", False, max_depth=64)
+
+
+def test_binary_broadcast_metadata_is_held_to_the_json_check() -> None:
+    # the metadata's length is one byte, so it cannot reach Python's recursion limit, but it can pass MAX_JSON_DEPTH
+    with pytest.raises(protocol.ProtocolError, match="metadata"):
+        broadcast.decode_user_push(user_push(b"{}", meta=b"[" * 120 + b"]" * 120), max_depth=64)
+    with pytest.raises(protocol.ProtocolError, match="metadata"):
+        broadcast.decode_user_push(user_push(b"{}", meta=b'{"a": "\\u0000"}'), max_depth=64)
+
+
+def test_a_well_formed_binary_broadcast_passes() -> None:
+    push = broadcast.decode_user_push(user_push(b'{"n": 1}'), max_depth=64)
+    event = broadcast.event_from_binary(push, "room", False, max_depth=64)
+    assert event.envelope == {"type": "broadcast", "event": "note", "payload": {"n": 1}}
