@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 
 import httpx
+import pytest
 
 from observability.logs import PER_TASK_LOGGERS, configure_logging
-from tests.support.database import make_test_settings
+from tests.support.database import create_database, drop_database, make_test_settings, migrate_serialised
 from tests.support.metrics import sample_value
 from tests.support.pipeline import start_worker, stop_all
 from tests.support.processes import ApiProcess, SegbaseProcess, free_port, wait_for
@@ -38,9 +40,22 @@ def info_lines(text: str) -> list[str]:
     return [line for line in lines if line.strip()]
 
 
-def test_nothing_is_printed_while_nothing_happens(settings):
+@pytest.fixture
+def idle_database(settings, run_id) -> Iterator[str]:
+    """A database of the test's own: the worker's database holds what earlier tests left (an unapplied inbox event
+    is something to do, and its sweep and rejection would be printed, rightly)."""
+    name = f"segbase_t_{run_id}_idle"
+    url = create_database(name)
+    try:
+        migrate_serialised(settings.model_copy(update={"database_url": url}))
+        yield url
+    finally:
+        drop_database(name)
+
+
+def test_nothing_is_printed_while_nothing_happens(settings, idle_database):
     metrics_port = free_port()
-    idle = make_test_settings(settings.database_url, f"{settings.instance_id}idle", log_level="INFO",
+    idle = make_test_settings(idle_database, f"{settings.instance_id}idle", log_level="INFO",
                               inbox_sweep_interval_seconds=1, reconcile_interval_seconds=1,
                               worker_metrics_port=metrics_port)
     api = ApiProcess(idle).start()
