@@ -171,10 +171,10 @@ def delivery(frames: list[tuple[float, float]], window: tuple[float, float]) -> 
 
 # --- the benchmark ---------------------------------------------------------------------------------------------
 
-def commit_changes(stack: Stack, result_ids: list[str], rate: int, seconds: float) -> tuple[float, float, int]:
-    """Commit `rate` single-row UPDATEs per second for `seconds` (50 transactions/s of rate/50 rows), each row's
-    text_prompt carrying the wall time just before its commit."""
-    ticks_per_s = 50
+def commit_changes(stack: Stack, result_ids: list[str], rate: int, seconds: float, *,
+                   ticks_per_s: int = 50) -> tuple[float, float, int]:
+    """Commit `rate` single-row UPDATEs per second for `seconds` (`ticks_per_s` transactions/s of rate/ticks_per_s
+    rows), each row's text_prompt carrying the wall time just before its commit."""
     per_tick = max(1, rate // ticks_per_s)
     cursor = 0
     changes = 0

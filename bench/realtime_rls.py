@@ -24,7 +24,7 @@ import uuid
 import psycopg
 
 from bench.common import latency_summary
-from bench.fanout import Clients, delivery, split
+from bench.fanout import Clients, commit_changes, delivery, split
 from bench.stack import Stack, pretty
 from tests.support.realtime import PhoenixSocket
 
@@ -77,27 +77,6 @@ def commit_inserts(stack: Stack, rate: int, seconds: float) -> tuple[float, floa
     return start, end, changes
 
 
-def commit_updates(stack: Stack, result_ids: list[str], rate: int, seconds: float) -> tuple[float, float, int]:
-    ticks_per_s = 10
-    per_tick = max(1, rate // ticks_per_s)
-    changes, cursor = 0, 0
-    with psycopg.connect(stack.owner_url, autocommit=True) as conn:
-        start = time.time()
-        tick = 0
-        while time.time() - start < seconds:
-            delay = start + tick / ticks_per_s - time.time()
-            if delay > 0:
-                time.sleep(delay)
-            batch = [result_ids[(cursor + i) % len(result_ids)] for i in range(per_tick)]
-            cursor += per_tick
-            conn.execute("update public.segmentation_results set text_prompt = %s where id = any(%s::uuid[])",
-                         (f"t:{time.time()}", batch))
-            changes += len(batch)
-            tick += 1
-        end = time.time()
-    return start, end, changes
-
-
 def fan_out(stack: Stack, users, result_ids: list[str], *, rate: int, seconds: float, clients: int,
             shared: bool) -> dict:
     sockets = [{"id": u.id, "token": u.access_token} for u in users]
@@ -111,7 +90,7 @@ def fan_out(stack: Stack, users, result_ids: list[str], *, rate: int, seconds: f
         if shared:
             start, end, changes = commit_inserts(stack, rate, seconds)
         else:
-            start, end, changes = commit_updates(stack, result_ids, rate, seconds)
+            start, end, changes = commit_changes(stack, result_ids, rate, seconds, ticks_per_s=10)
         time.sleep(3)
         cpu_after = api_backend_cpu(stack)
         group.tell("stop")

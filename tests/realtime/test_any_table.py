@@ -32,6 +32,17 @@ def binding(table: str) -> dict:
     return {"event": "*", "schema": "public", "table": table.split(".")[1]}
 
 
+def subscribe_each(hub: Hub, table: str, callers: list[Caller], *, prefix: str) -> list[tuple[Caller, Recording]]:
+    """One channel per caller on the hub, all bound to every change of `table`; (caller, what it received)."""
+    subscribers = []
+    for index, caller in enumerate(callers):
+        conn = Recording()
+        parsed = realtime_bindings.parse_bindings([binding(table)], hub.published_tables())
+        hub.register(Channel(conn, f"realtime:{prefix}{index}", "1", parsed, caller, None))
+        subscribers.append((caller, conn))
+    return subscribers
+
+
 def trigger_args(settings, table: str) -> str | None:
     with psycopg.connect(libpq_url(settings.database_url)) as conn:
         row = conn.execute("select encode(tgargs, 'escape') from pg_trigger where tgrelid = %s::regclass "
@@ -162,12 +173,7 @@ def test_delivery_under_a_membership_policy_equals_what_each_subscriber_can_sele
             ) as table:
                 hub = Hub(settings, engine)
                 catalog = PublicationCatalog(engine)
-                subscribers = []
-                for index, caller in enumerate(callers):
-                    conn = Recording()
-                    parsed = realtime_bindings.parse_bindings([binding(table)], hub.published_tables())
-                    hub.register(Channel(conn, f"realtime:s{index}", "1", parsed, caller, None))
-                    subscribers.append((caller, conn))
+                subscribers = subscribe_each(hub, table, callers, prefix="s")
                 rows: list[int] = []
                 checked = 0
                 for step in range(60):
@@ -241,12 +247,7 @@ def test_a_batch_of_changes_is_delivered_in_order_to_exactly_those_who_can_selec
             ) as table:
                 hub = Hub(settings, engine)
                 catalog = PublicationCatalog(engine)
-                subscribers = []
-                for index, caller in enumerate(callers):
-                    conn = Recording()
-                    parsed = realtime_bindings.parse_bindings([binding(table)], hub.published_tables())
-                    hub.register(Channel(conn, f"realtime:b{index}", "1", parsed, caller, None))
-                    subscribers.append((caller, conn))
+                subscribers = subscribe_each(hub, table, callers, prefix="b")
                 start = owner.execute("select coalesce(max(id), 0) from internal.realtime_outbox").fetchone()[0]
                 for row_id in range(30):
                     owner.execute(f"insert into {table} values (%s, %s, 'x')", (row_id, rng.randint(1, 4)))
