@@ -1,6 +1,10 @@
-"""Auth on the benchmark stack: sign-in throughput and p95 at concurrency 20 (bench/auth_bench.py's load) next to
-raw argon2id hashes/s with the server's parameters in the same run, and the cost of verifying a token per request
-(api/identity.py: the JWT alone, and resolve_caller with its session check).
+"""Auth on the benchmark stack: sign-in throughput and latency at concurrency 20 next to raw argon2id hashes/s with
+the server's parameters in the same run, and the cost of verifying a token per request (api/identity.py: the JWT
+alone, and resolve_caller with its session check).
+
+The sign-ins are sent by wrk (bench/sender.py, closed loop on `concurrency` connections, each POST a password
+grant for one of `users` accounts in turn): the server is what is measured, and a Python client's own CPU on the
+same two cores would be taken from the hashing (bench/auth_bench.py keeps the httpx load for a server of its own).
 
     .venv/bin/python -m bench.auth [--requests 400] [--concurrency 20]
 """
@@ -14,8 +18,9 @@ import httpx
 
 from api.auth.passwords import ARGON2_MEMORY_KIB, ARGON2_PARALLELISM, ARGON2_TIME_COST
 from api.identity import decode_token, resolve_caller
-from bench.auth_bench import PASSWORD, raw_hashes_per_second, sign_in_load
+from bench.auth_bench import PASSWORD, raw_hashes_per_second
 from bench.common import Sampler, percentile
+from bench.sender import Wrk
 from bench.stack import Stack, pretty
 from db.engine import create_app_engine
 
@@ -45,6 +50,18 @@ def verification_cost(stack: Stack, token: str, count: int) -> dict:
         engine.dispose()
 
 
+def sign_in_wrk(url: str, anon: str, emails: list[str], requests: int, concurrency: int) -> dict:
+    """`requests` password grants by wrk on `concurrency` connections (closed loop)."""
+    bodies = [{"email": emails[n % len(emails)], "password": PASSWORD} for n in range(requests)]
+    sent = Wrk(f"{url}/auth/v1/token?grant_type=password", bodies, connections=concurrency,
+               headers={"apikey": anon, "Authorization": f"Bearer {anon}",
+                        "X-Supabase-Api-Version": "2024-01-01"}).run()
+    ok = sent.statuses.get(200, 0)
+    return {"requests": requests, "ok": ok, "failures": sent.answered - ok + (requests - sent.answered),
+            **sent.latency, "throughput_per_s": round(ok / sent.wall_s, 1) if sent.wall_s > 0 else 0.0,
+            "sender": sent.command, "sender_cpu_ms_per_request": round(1000 * sent.cpu_s / requests, 3)}
+
+
 def run(stack: Stack, *, requests: int = 400, concurrency: int = 20, users: int = 40, hashes: int = 60,
         verify_calls: int = 5000, profile_seconds: int = 0) -> dict:
     anon = stack.anon_key()
@@ -56,9 +73,12 @@ def run(stack: Stack, *, requests: int = 400, concurrency: int = 20, users: int 
                         ).raise_for_status()
         token = client.post(f"{stack.url}/auth/v1/token?grant_type=password",
                             json={"email": emails[0], "password": PASSWORD}).json().get("access_token")
-    sign_in_load(stack.url, anon, emails, min(40, requests), concurrency)  # warm-up
-    sampler = Sampler(stack.api.pid, profile_seconds) if profile_seconds else None
-    load = sign_in_load(stack.url, anon, emails, requests, concurrency)
+    sign_in_wrk(stack.url, anon, emails, min(40, requests), concurrency)  # warm-up
+    load = sign_in_wrk(stack.url, anon, emails, requests, concurrency)
+    sampler = None
+    if profile_seconds:  # a pass of its own: py-spy's sampling takes CPU from the hashing it would explain
+        sampler = Sampler(stack.api.pid, profile_seconds)
+        sign_in_wrk(stack.url, anon, emails, requests, concurrency)
     threads = stack.settings.auth_hash_threads
     raw_pool = raw_hashes_per_second(threads, hashes)
     raw_single = raw_hashes_per_second(1, max(1, hashes // 2))

@@ -225,6 +225,26 @@ def accept_and_drain(stack: Stack, *, events: int, concurrency: int, batch_size:
             "applied_per_s": round(len(result_ids) / span, 1) if span > 0 else 0.0}
 
 
+def profile_pass(stack: Stack, concurrency: int, seconds: int) -> list[tuple[str, "Sampler"]]:
+    """The measured run once more, shorter, under py-spy (started 2 s in): a pass of its own, because sampling
+    every process ~100 times a second takes CPU from the two cores the measured run needs."""
+    users = stack.bulk_users(max(1, 500 * (seconds + 4) // 100), credits=10_000, tokens=False)
+    bodies = [done_body(r) for ids in stack.pending_results(users, 100).values() for r in ids]
+    stack.wait_outbox_drained()
+    samplers: list[tuple[str, Sampler]] = []
+    delay = threading.Timer(2.0, lambda: samplers.extend(
+        [(f"worker {w.name}", Sampler(w.pid, seconds)) for w in stack.worker_processes]
+        + [("api", Sampler(stack.api.pid, seconds))]))
+    delay.start()
+    Wrk(stack.url + WEBHOOK_PATH, bodies, connections=concurrency, headers={"X-API-Key": WEBHOOK_KEY}).run()
+    delay.join()
+    for _, sampler in samplers:
+        sampler.wait()
+    stack.wait_inbox_drained()
+    stack.wait_outbox_drained()
+    return samplers
+
+
 def run(stack: Stack, *, events: int = 20_000, concurrency: int = 32, reference_events: int = 8000,
         profile_seconds: int = 15, backlog_events: int = 5000) -> dict:
     clients = len(stack.worker_processes) * stack.worker_concurrency
@@ -254,12 +274,6 @@ def run(stack: Stack, *, events: int = 20_000, concurrency: int = 32, reference_
     meter = CpuMeter(process_groups(stack)).start()
     wall0 = time.monotonic()
     progress = Progress(stack, result_ids).start()
-    samplers: list[tuple[str, Sampler]] = []
-    if profile_seconds:
-        delay = threading.Timer(2.0, lambda: samplers.extend(
-            [(f"worker {w.name}", Sampler(w.pid, profile_seconds)) for w in stack.worker_processes]
-            + [("api", Sampler(stack.api.pid, profile_seconds))]))
-        delay.start()
     sender = Wrk(stack.url + WEBHOOK_PATH, bodies, connections=concurrency,
                  headers={"X-API-Key": WEBHOOK_KEY}).start()
     posted = sender.wait()
@@ -268,8 +282,6 @@ def run(stack: Stack, *, events: int = 20_000, concurrency: int = 32, reference_
     finished = next((t for t, n in progress.series if n >= len(result_ids)), None)
     meter.stop()
     wall = time.monotonic() - wall0
-    if profile_seconds:
-        delay.join()
 
     with stack.owner() as conn:
         states = dict(conn.execute("select state, count(*) from internal.webhook_inbox "
@@ -290,6 +302,7 @@ def run(stack: Stack, *, events: int = 20_000, concurrency: int = 32, reference_
         drain_rate = round((tail[-1][1] - tail[0][1]) / (tail[-1][0] - tail[0][0]), 1)
     cpu = meter.per_event_ms(len(result_ids))
     cpu["load generator (wrk)"] = round(1000 * posted.cpu_s / len(result_ids), 2)
+    samplers = profile_pass(stack, concurrency, profile_seconds) if profile_seconds else []
     # The worker stage from a backlog, without and with batching (the default batch size last, so the stack is
     # left as it started for the benchmarks that follow).
     backlog = [accept_and_drain(stack, events=backlog_events, concurrency=concurrency, batch_size=size)

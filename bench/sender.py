@@ -85,6 +85,7 @@ class Wrk:
                  cap_seconds: int = 1800) -> None:
         self.url = url
         self.count = len(bodies)
+        self.distinct = len({json.dumps(b, sort_keys=True) for b in bodies})
         self.connections = max(1, min(connections, self.count))
         self.rate = rate
         self.cap_seconds = cap_seconds
@@ -101,7 +102,8 @@ class Wrk:
         """The command as the report prints it (temporary paths and the API key left out)."""
         mode = f"open loop at {self.rate:g}/s" if self.rate > 0 else "closed loop"
         path = "/" + self.url.split("//", 1)[-1].partition("/")[2]
-        return f"wrk -t1 -c{self.connections} -s bench/wrk_bodies.lua {path} ({self.count} distinct bodies, {mode})"
+        kinds = "each distinct" if self.distinct == self.count else f"{self.distinct} distinct"
+        return f"wrk -t1 -c{self.connections} -s bench/wrk_bodies.lua {path} ({self.count} bodies, {kinds}, {mode})"
 
     def start(self) -> Wrk:
         self.log = open(Path(self.tmp.name) / "stdout.txt", "w+")  # noqa: SIM115 — closed in wait()
