@@ -7,7 +7,8 @@ from typing import Any
 
 COMMANDS = """\
 make bench                                      # everything below, one stack, writes this file (~15-20 min)
-.venv/bin/python -m bench.run --only pipeline   # any subset: pipeline,e2e,fanout,auth,dispatch,rls
+.venv/bin/python -m bench.run --only pipeline   # any subset: pipeline,e2e,fanout,auth,dispatch,storage,
+                                                #   rest_embed,realtime_rls,scaling,rls
 .venv/bin/python -m bench.run --quick --output /tmp/b.md   # the smoke test's tiny run (figures meaningless)
 .venv/bin/python -m bench.pipeline --events 20000 --concurrency 32
 .venv/bin/python -m bench.e2e_latency --rates 200,500,1000 --seconds 10
@@ -15,6 +16,8 @@ make bench                                      # everything below, one stack, w
 .venv/bin/python -m bench.rls --users 10000 --per-user 100 --queries 2000
 .venv/bin/python -m bench.auth --requests 400 --concurrency 20
 .venv/bin/python -m bench.dispatch              # push latency @ 100 jobs/s, claim throughput with 4 pull workers
+.venv/bin/python -m bench.rest_embed --seconds 5 --rounds 3
+.venv/bin/python -m bench.realtime_rls --users 100 --rate 20 --seconds 8 --missed 100
 pgbench -n -M extended -f bench/event_tx.sql -D attempt=0 -c 4 -t 2000 -U authenticator <db>   # the reference
 """
 
@@ -83,6 +86,13 @@ METHOD = """\
   load (the same load once more, its figures discarded but for the profile): sampling a dozen processes ~100
   times a second takes CPU from the same two cores, and measured together it raised the end-to-end p99 at
   200/s from ~75 ms to seconds and the /rest/v1 p95 from ~4 ms to ~10 ms on a quiet machine.
+- **Embedding** (bench/rest_embed.py, a database of its own: 100k results for 1k users, 5 projects each): wrk
+  (one thread, 4 connections, one user's token) on the plain list and the list with `projects(name)` embedded, in
+  alternating rounds (medians reported); the composed statements and a hand-written join also run directly as
+  the user. **Realtime on a shared RLS table** (bench/realtime_rls.py, stacks of their own with 1 and 2 API
+  processes): every subscriber subscribed to `public.bench_shared` (RLS `using (true)`), so each change is checked
+  as each distinct subscriber; reference: the same sockets on the owner-routed results path. Recovery: one socket
+  rejoining with `since` after N changes it missed, against a plain join.
 - **Dispatch** (bench/dispatch.py, stacks of its own in DISPATCH_MODE push and pull). Push latency: results
   inserted as their owners at the stated rate (open loop, one transaction each), after 20 unmeasured warm-up jobs;
   latency = the receiver's arrival time (a separate process) − the moment the insert's commit returned. Reference:
@@ -297,6 +307,40 @@ def summary_rows(results: dict) -> list[list[str]]:
                          "no fsync)" + (f"; made durable (`dd conv=fsync`): {_fmt(st['durable_copy_mb_per_s'])} "
                                         f"MB/s, upload {durable:.2f}× of it" if durable is not None else ""),
                          f"**{ratio:.2f}×**", "≥ 0.5×", _goal(ratio >= 0.5)])
+    em = results.get("rest_embed")
+    if em:
+        plain, embedded = em["http"]["plain"], em["http"]["embedded"]
+        sql_ms = em["sql_p50_ms"]
+        rows.append(["8. Embedding via /rest/v1", f"`select=*,projects(name)`, 20 latest of {em['results']:,} results: "
+                     f"p50 {_fmt(embedded['p50'])} ms, {_fmt(embedded['rps'])} req/s ({em['sender']}); as SQL: "
+                     f"{sql_ms['embedded']:.3f} ms p50",
+                     f"the same list without the embed: p50 {_fmt(plain['p50'])} ms, {_fmt(plain['rps'])} req/s; "
+                     f"a hand-written join as SQL: {sql_ms['hand-written join']:.3f} ms p50",
+                     f"**{em['ratio_http_embedded_vs_plain_p50']:.2f}×** p50 (SQL "
+                     f"{em['ratio_sql_embedded_vs_hand_written']:.2f}× the hand-written join)", "—", "—"])
+    rr = results.get("realtime_rls")
+    if rr:
+        for label, key in (("1 API process", "one_api_process"), ("2 API processes", "two_api_processes")):
+            one = rr.get(key)
+            if not one:
+                continue
+            shared, ref = one["shared_rls"], one["owner_routed_reference"]
+            rows.append([f"9. Realtime on a shared RLS table, {label}",
+                         f"{shared['subscribers']} subscribers, {_fmt(shared['changes_per_s'])} changes/s, each "
+                         f"checked as every subscriber: {shared['frames']:,}/{shared['frames_expected']:,} "
+                         f"frames, p95 {_fmt(shared.get('p95_ms', 0))} ms, DB CPU "
+                         f"{_fmt(shared['api_db_cpu_ms_per_change'])} ms per change",
+                         f"owner-routed `segmentation_results`, same sockets: p95 {_fmt(ref.get('p95_ms', 0))} ms, "
+                         f"DB CPU {_fmt(ref['api_db_cpu_ms_per_change'])} ms per change",
+                         f"**{shared.get('p95_ms', 0) / max(ref.get('p95_ms', 0), 1e-9):.1f}×** p95", "—", "—"])
+        recovery = (rr.get("one_api_process") or {}).get("recovery")
+        if recovery:
+            plain = recovery["plain join"]
+            rows.append(["9. Realtime recovery per rejoin (`since`)",
+                         "; ".join(f"{label}: {r['replayed']} changes replayed, p50 {_fmt(r['p50_ms'])} ms "
+                                   f"(+{r['extra_ms_per_replayed_change']} ms per change)"
+                                   for label, r in recovery.items() if label != "plain join"),
+                         f"a plain join: p50 {_fmt(plain['p50_ms'])} ms", "—", "—", "—"])
     return rows
 
 

@@ -83,22 +83,17 @@ def direct(settings, user_id: str, statements: dict[str, tuple[sql.Composable, d
     return {name: percentile(values, 50) for name, values in samples.items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", type=int, default=1000)
-    parser.add_argument("--per-user", type=int, default=100)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--requests", type=int, default=2000, help="direct SQL repetitions per statement")
-    args = parser.parse_args()
-
+def run(stack=None, *, users: int = 1000, per_user: int = 100, seconds: int = 10, rounds: int = 3,
+        requests: int = 2000) -> dict:
+    """bench/run.py's entry point (the stack argument is unused: this benchmark loads a database of its own).
+    HTTP figures are the medians of the rounds; `sql_p50_ms` are the statements run directly as the user."""
     name = f"segbase_bench_embed_{uuid.uuid4().hex[:8]}"
     url = create_database(name)
     try:
         settings = make_test_settings(url, f"b{uuid.uuid4().hex[:8]}", db_pool_size=4)
         migrate(settings, log=lambda *_: None)
         with psycopg.connect(libpq_url(url), autocommit=True) as owner:
-            load_results(owner, users=args.users, per_user=args.per_user, tag="bench")
+            load_results(owner, users=users, per_user=per_user, tag="bench")
             load_projects(owner, per_user=5, tag="bench")
             user_id = bulk_user_ids(owner, "bench", 1)[0]
             token = sessions_and_tokens(settings, owner, [user_id])[user_id]
@@ -109,7 +104,7 @@ def main() -> None:
         plain = builder.read_query(catalog, "segmentation_results", list(PLAIN.items()))
         sql_p50 = direct(settings, user_id, {"plain": (plain.query, plain.params),
                                              "embedded": (embedded.query, embedded.params),
-                                             "hand-written join": (HAND_WRITTEN, {})}, args.requests)
+                                             "hand-written join": (HAND_WRITTEN, {})}, requests)
 
         api = ApiProcess(settings).start()
         try:
@@ -117,29 +112,50 @@ def main() -> None:
             runs: dict[str, list[dict[str, float]]] = {"plain": [], "embedded": []}
             for label, query in (("plain", PLAIN), ("embedded", EMBEDDED)):  # warm-up, not counted
                 wrk(f"{api.url}/rest/v1/segmentation_results?{urlencode(query)}", headers, 2)
-            for _ in range(args.rounds):
+            for _ in range(rounds):
                 for label, query in (("plain", PLAIN), ("embedded", EMBEDDED)):
                     runs[label].append(wrk(f"{api.url}/rest/v1/segmentation_results?{urlencode(query)}", headers,
-                                           args.seconds))
+                                           seconds))
         finally:
             api.stop()
-
-        def median(label: str, key: str) -> float:
-            return statistics.median(run[key] for run in runs[label])
-        print(f"{args.users * args.per_user} results, {args.users} users, 5 projects each; wrk -t1 -c4 "
-              f"{args.rounds}x{args.seconds}s per URL, medians of the rounds")
-        for label, query in (("plain", PLAIN), ("embedded", EMBEDDED)):
-            print(f"  GET ?{urlencode(query, safe='*,()')}: mean {median(label, 'mean'):6.2f} ms  p50 "
-                  f"{median(label, 'p50'):6.2f} ms  p99 {median(label, 'p99'):6.2f} ms  {median(label, 'rps'):7.0f} req/s")
-        print(f"  HTTP embedded / plain:   mean {median('embedded', 'mean') / median('plain', 'mean'):4.2f}x  "
-              f"p50 {median('embedded', 'p50') / median('plain', 'p50'):4.2f}x  "
-              f"throughput {median('plain', 'rps') / median('embedded', 'rps'):4.2f}x")
-        print(f"  SQL directly ({args.requests} each, p50): " + "  ".join(f"{k} {v:.3f} ms" for k, v in sql_p50.items()))
-        print(f"  SQL embedded / hand-written join: {sql_p50['embedded'] / sql_p50['hand-written join']:4.2f}x   "
-              f"embedded / plain: {sql_p50['embedded'] / sql_p50['plain']:4.2f}x")
-        print("  statements per request: 1 (the composed read is one statement; embeds are lateral joins in it)")
     finally:
         drop_database(name)
+
+    http = {label: {key: round(statistics.median(r[key] for r in runs[label]), 3)
+                    for key in ("mean", "p50", "p99", "rps")} for label in runs}
+    return {"results": users * per_user, "users": users, "projects_per_user": 5,
+            "sender": f"wrk -t1 -c4, {rounds} rounds × {seconds} s per URL, medians of the rounds",
+            "queries": {"plain": urlencode(PLAIN, safe="*,()"), "embedded": urlencode(EMBEDDED, safe="*,()")},
+            "http": http,
+            "ratio_http_embedded_vs_plain_p50": round(http["embedded"]["p50"] / http["plain"]["p50"], 2),
+            "ratio_http_plain_vs_embedded_rps": round(http["plain"]["rps"] / http["embedded"]["rps"], 2),
+            "sql_p50_ms": {k: round(v, 3) for k, v in sql_p50.items()},
+            "ratio_sql_embedded_vs_hand_written": round(sql_p50["embedded"] / sql_p50["hand-written join"], 2),
+            "ratio_sql_embedded_vs_plain": round(sql_p50["embedded"] / sql_p50["plain"], 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--per-user", type=int, default=100)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=2000, help="direct SQL repetitions per statement")
+    args = parser.parse_args()
+    out = run(users=args.users, per_user=args.per_user, seconds=args.seconds, rounds=args.rounds,
+              requests=args.requests)
+    print(f"{out['results']} results, {out['users']} users, 5 projects each; {out['sender']}")
+    for label in ("plain", "embedded"):
+        h = out["http"][label]
+        print(f"  GET ?{out['queries'][label]}: mean {h['mean']:6.2f} ms  p50 {h['p50']:6.2f} ms  "
+              f"p99 {h['p99']:6.2f} ms  {h['rps']:7.0f} req/s")
+    print(f"  HTTP embedded / plain: p50 {out['ratio_http_embedded_vs_plain_p50']:4.2f}x  "
+          f"throughput {out['ratio_http_plain_vs_embedded_rps']:4.2f}x")
+    print(f"  SQL directly ({args.requests} each, p50): "
+          + "  ".join(f"{k} {v:.3f} ms" for k, v in out["sql_p50_ms"].items()))
+    print(f"  SQL embedded / hand-written join: {out['ratio_sql_embedded_vs_hand_written']:4.2f}x   "
+          f"embedded / plain: {out['ratio_sql_embedded_vs_plain']:4.2f}x")
+    print("  statements per request: 1 (the composed read is one statement; embeds are lateral joins in it)")
 
 
 if __name__ == "__main__":

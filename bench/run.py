@@ -2,8 +2,8 @@
 report (date, machine, versions, settings, commands, raw numbers, ratios, profiles) to bench/results/BENCHMARKS.md,
 which git ignores; `make bench-docs` (`--output docs/BENCHMARKS.md`) updates the tracked report on purpose.
 
-    .venv/bin/python -m bench.run [--quick] [--only pipeline,e2e,fanout,rls,auth,dispatch,storage,scaling] [--output docs/BENCHMARKS.md]
-                                  [--json results.json]
+    .venv/bin/python -m bench.run [--quick] [--output docs/BENCHMARKS.md] [--json results.json]
+        [--only pipeline,e2e,fanout,rls,auth,dispatch,storage,rest_embed,realtime_rls,scaling]
 
 `--quick` is a tiny run of everything (the smoke test's sizes); its figures mean nothing.
 """
@@ -21,7 +21,8 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import auth, dispatch, e2e_latency, fanout, pipeline, rls, scaling, storage
+from bench import (auth, dispatch, e2e_latency, fanout, pipeline, realtime_rls, rest_embed, rls, scaling,
+                   storage)
 from bench.common import py_spy_path
 from bench.report import SCALING_PNG, render
 from bench.sender import wrk_version
@@ -38,6 +39,8 @@ FULL = {
              "profile_seconds": 8},
     "dispatch": {"rate": 100, "seconds": 20, "claim_jobs": 4000, "claim_workers": 4, "claim_batches": (1, 10)},
     "storage": {"size_mb": 100, "repeats": 3},
+    "rest_embed": {"users": 1000, "per_user": 100, "seconds": 5, "rounds": 3, "requests": 2000},
+    "realtime_rls": {"users": 100, "rate": 20, "seconds": 8, "clients": 2, "missed": 100},
     "scaling": {"events": 3000, "connections": 32, "workers": (1, 2, 4), "api_processes": (1, 2),
                 "rates": (50, 100, 200)},
 }
@@ -50,14 +53,18 @@ QUICK = {
     "auth": {"requests": 4, "concurrency": 2, "users": 2, "hashes": 2, "verify_calls": 10, "profile_seconds": 0},
     "dispatch": {"rate": 20, "seconds": 1, "claim_jobs": 40, "claim_workers": 4, "claim_batches": (1, 10)},
     "storage": {"size_mb": 2, "repeats": 1},
+    "rest_embed": {"users": 20, "per_user": 25, "seconds": 1, "rounds": 1, "requests": 10},
+    "realtime_rls": {"users": 3, "rate": 5, "seconds": 1, "clients": 1, "missed": 3},
     "scaling": {"events": 40, "connections": 4, "workers": (2,), "api_processes": (1,), "rates": (20,)},
 }
 RUNNERS = {"pipeline": pipeline.run, "e2e": e2e_latency.run, "fanout": fanout.run, "rls": rls.run,
-           "auth": auth.run, "dispatch": dispatch.run, "storage": storage.run, "scaling": scaling.run}
+           "auth": auth.run, "dispatch": dispatch.run, "storage": storage.run, "scaling": scaling.run,
+           "rest_embed": rest_embed.run, "realtime_rls": realtime_rls.run}
 PARTIAL = Path("/tmp/segbase-bench-partial.json")
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "BENCHMARKS.md"  # untracked (.gitignore): a run never dirties docs/
 # rls last: its 1M rows would weigh on the others; dispatch runs on stacks of its own
-ORDER = ("pipeline", "e2e", "fanout", "auth", "dispatch", "storage", "scaling", "rls")
+ORDER = ("pipeline", "e2e", "fanout", "auth", "dispatch", "storage", "rest_embed", "realtime_rls", "scaling",
+         "rls")
 
 
 def _version(command: list[str]) -> str:
