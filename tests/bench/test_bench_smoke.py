@@ -96,3 +96,17 @@ def test_scaling_applies_every_event_in_each_configuration_and_plots(report, tmp
     assert "## Scaling" in render(report)
     plot(result, tmp_path / "scaling.png")
     assert (tmp_path / "scaling.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_embedding_and_realtime_channels_run_beside_their_references(report) -> None:
+    embed = report["results"]["rest_embed"]
+    assert embed["http"]["plain"]["rps"] > 0 and embed["http"]["embedded"]["rps"] > 0
+    assert set(embed["sql_p50_ms"]) == {"plain", "embedded", "hand-written join"}
+    channels = report["results"]["realtime_rls"]
+    for processes in ("one_api_process", "two_api_processes"):
+        shared = channels[processes]["shared_rls"]
+        assert shared["frames"] == shared["frames_expected"] > 0
+        assert channels[processes]["owner_routed_reference"]["frames"] > 0
+    assert channels["one_api_process"]["recovery"]["shared RLS table, since"]["replayed"] > 0
+    text = render(report)
+    assert "8. Embedding via /rest/v1" in text and "9. Realtime on a shared RLS table" in text
