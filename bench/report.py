@@ -76,7 +76,9 @@ METHOD = """\
   for that one transaction (user triggers — sign-up profile, reservation, outbox — are skipped for the load
   only), then ANALYZE. On one `authenticator` connection, each iteration runs both queries in alternating order,
   each in its own transaction after `set_config('role', …)` + claims as the API does, timing only the (prepared)
-  SELECT. /rest/v1: sequential keep-alive GETs `select=*&order=created_at.desc&limit=20` with user JWTs.
+  SELECT. /rest/v1: sequential keep-alive GETs `select=*&order=created_at.desc&limit=20` by wrk on one
+  connection for `http_seconds`, each with the next sample user's JWT (bench/wrk_tokens.lua; wrk's own latency
+  percentiles), after a 2 s warm-up.
 - **Auth.** Sign-ins sent by wrk (closed loop, one connection per concurrent client, password grants for the
   accounts in turn) and bench/auth_bench.py's `raw_hashes_per_second`
   (argon2-cffi with the server's parameters from api.auth.passwords) on the bench stack; token verification
@@ -255,7 +257,8 @@ def summary_rows(results: dict) -> list[list[str]]:
                      "≤ 1.1×", _goal(r["ratio_user_vs_service_p50"] <= 1.1)])
         h = r["http_rest_v1"]
         rows.append(["4. RLS list via /rest/v1", f"p50 {h['p50_ms']:.2f} ms, p95 {h['p95_ms']:.2f} ms "
-                     f"({h['n']:,} sequential requests, keep-alive)",
+                     f"({h['n']:,} sequential requests, keep-alive"
+                     + ("; sender: wrk, one connection)" if "sender" in h else ")"),
                      f"direct SQL as the user p50 {r['sql_as_user']['p50_ms']:.3f} ms",
                      f"{h['p50_ms'] / r['sql_as_user']['p50_ms']:.1f}× p50", "p95 ≤ 5 ms", _goal(h["p95_ms"] <= 5)])
     a = results.get("auth")

@@ -11,20 +11,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
+import subprocess
+import tempfile
 import time
 import uuid
+from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import psycopg
 
 from bench.common import Sampler, percentile
 from bench.rest_list import QUERY, sessions_and_tokens
+from bench.sender import wrk_path
 from bench.stack import Stack, pretty
 from db.urls import authenticator_libpq_url
 from tests.support.bulk import bulk_user_ids, load_results
 
+TOKENS_LUA = Path(__file__).with_name("wrk_tokens.lua")
 AS_USER = "select * from public.segmentation_results order by created_at desc limit 20"
 AS_SERVICE = ("select * from public.segmentation_results where user_id = %s::uuid "
               "order by created_at desc limit 20")
@@ -57,7 +64,22 @@ def plan_of(conn: psycopg.Connection, role: str, user_id: str, query: str, param
     return " / ".join(line.strip() for line in lines)
 
 
-def run(stack: Stack, *, users: int = 10_000, per_user: int = 100, queries: int = 2000,
+def wrk_get(url: str, anon: str, tokens: list[str], seconds: int) -> dict:
+    """Sequential keep-alive GETs by wrk (one connection), each as the next user's token (bench/wrk_tokens.lua)."""
+    with tempfile.TemporaryDirectory(prefix="segbase-wrk-") as tmp:
+        tokens_path, out_path = Path(tmp) / "tokens.txt", Path(tmp) / "out.json"
+        tokens_path.write_text("\n".join(tokens) + "\n")
+        env = {**os.environ, "WRK_TOKENS": str(tokens_path), "WRK_APIKEY": anon, "WRK_OUT": str(out_path)}
+        subprocess.run([wrk_path(), "-t1", "-c1", f"-d{seconds}s", "-s", str(TOKENS_LUA), url], env=env,
+                       capture_output=True, check=True, timeout=seconds + 60)
+        result = json.loads(out_path.read_text())
+    if result["non_2xx"] or result["socket_errors"]:
+        raise RuntimeError(f"wrk saw errors: {result}")
+    return {"n": result["requests"], **{k: result[k] for k in ("p50_ms", "p95_ms", "p99_ms", "mean_ms")},
+            "sender": f"wrk -t1 -c1 -d{seconds}s -s bench/wrk_tokens.lua ({len(tokens)} users' tokens in turn)"}
+
+
+def run(stack: Stack, *, users: int = 10_000, per_user: int = 100, queries: int = 2000, http_seconds: int = 10,
         sample_users: int = 200, profile_seconds: int = 0) -> dict:
     tag = uuid.uuid4().hex[:6]
     with psycopg.connect(stack.owner_url, autocommit=True) as owner:
@@ -86,29 +108,15 @@ def run(stack: Stack, *, users: int = 10_000, per_user: int = 100, queries: int 
                     (as_user if kind == "u" else as_service).append(elapsed)
 
     anon = stack.anon_key()
-
-    def http_loop(count: int, until: float | None = None) -> list[float]:
-        """Sequential keep-alive GETs as random sample users (the first 50 warm up and are not counted)."""
-        elapsed_ms: list[float] = []
-        with httpx.Client(base_url=f"{stack.url}/rest/v1", timeout=30) as client:
-            for i in range(-50, count):
-                if until is not None and time.monotonic() > until:
-                    break
-                user_id = rng.choice(sample)
-                headers = {"apikey": anon, "Authorization": f"Bearer {tokens[user_id]}"}
-                t0 = time.perf_counter()
-                response = client.get("/segmentation_results", params=QUERY, headers=headers)
-                elapsed = time.perf_counter() - t0
-                assert response.status_code == 200 and len(response.json()) == 20, response.text[:200]
-                if i >= 0:
-                    elapsed_ms.append(elapsed * 1000)
-        return elapsed_ms
-
-    http_ms = http_loop(queries)
+    url = f"{stack.url}/rest/v1/segmentation_results?{urlencode(QUERY, safe='*,()')}"
+    check = httpx.get(url, headers={"apikey": anon, "Authorization": f"Bearer {tokens[sample[0]]}"}, timeout=30)
+    assert check.status_code == 200 and len(check.json()) == 20, check.text[:200]
+    wrk_get(url, anon, [tokens[u] for u in sample], 2)  # warm-up: the sessions' cache, pooled connections
+    http = wrk_get(url, anon, [tokens[u] for u in sample], http_seconds)
     sampler = None
-    if profile_seconds:  # a pass of its own: py-spy's sampling would slow the timed loop (bench/report.py)
+    if profile_seconds:  # a pass of its own: py-spy's sampling would slow the timed run (bench/report.py)
         sampler = Sampler(stack.api.pid, profile_seconds)
-        http_loop(10 * queries, until=time.monotonic() + profile_seconds)
+        wrk_get(url, anon, [tokens[u] for u in sample], profile_seconds + 1)
 
     user_stats, service_stats = stats(as_user), stats(as_service)
     return {"rows": total, "users": users, "load_s": round(load_s, 1),
@@ -116,7 +124,7 @@ def run(stack: Stack, *, users: int = 10_000, per_user: int = 100, queries: int 
             "queries": queries, "sql_as_user": user_stats, "sql_as_service_role_filtered": service_stats,
             "ratio_user_vs_service_p50": round(user_stats["p50_ms"] / service_stats["p50_ms"], 3),
             "ratio_user_vs_service_mean": round(user_stats["mean_ms"] / service_stats["mean_ms"], 3),
-            "plans": plans, "http_rest_v1": stats(http_ms), "http_query": QUERY,
+            "plans": plans, "http_rest_v1": http, "http_query": QUERY,
             "profiles": {"api": sampler.summary(("dispatch_request (",))} if sampler else {}}
 
 

@@ -55,7 +55,7 @@ def test_fanout_delivers_to_every_socket_and_the_bare_reference_echoes(report) -
 def test_rls_and_auth_produce_their_ratios(report) -> None:
     rls = report["results"]["rls"]
     assert rls["rows"] >= 30 * 25 and "segmentation_results_" in rls["plans"]["user"]
-    assert rls["ratio_user_vs_service_p50"] > 0 and rls["http_rest_v1"]["n"] == 10
+    assert rls["ratio_user_vs_service_p50"] > 0 and rls["http_rest_v1"]["n"] > 0
     auth = report["results"]["auth"]
     assert auth["sign_in"]["ok"] == 4 and auth["sign_in"]["failures"] == 0
     assert auth["token_verification"]["resolve_caller_us"]["p50"] > 0
