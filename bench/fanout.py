@@ -44,7 +44,8 @@ from bench.wsclient import receive, subscribe
 from tests.support.processes import ROOT
 
 CONNECT_PARALLEL = 40
-DELIVERY_WORK = ("dispatch (api/realtime/hub.py", "deliver (api/realtime/fanout.py", "_write_queued (")
+DELIVERY_WORK = ("dispatch (api/realtime/hub.py", "dispatch_batch (api/realtime/hub.py", "deliver (api/realtime/fanout.py",
+                 "deliver_many (api/realtime/fanout.py", "_write_queued (")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
