@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 from simple_websocket import ConnectionClosed
+from wsproto.events import BytesMessage, TextMessage
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from api.identity import TokenError, resolve_caller
@@ -79,6 +80,33 @@ class WholeFrameSocket:
             self._sock.sendall(data, *flags)
         return len(data)
 
+    def send_now(self, data: bytes) -> int | None:
+        """Write what the socket takes of `data` without waiting: None (nothing written) while another greenlet
+        is writing; else how many bytes were written. Less than all of them leaves the lock held: the caller
+        must then `finish` the frame."""
+        # Not acquire(blocking=False): gevent's yields to other greenlets when the lock is taken.
+        if self._lock.locked():
+            return None
+        self._lock.acquire()  # free: taken without waiting
+        try:
+            sent = self._sock.send(data, 0, 0.0)  # gevent: timeout 0 = raise instead of waiting
+        except BlockingIOError:
+            sent = 0
+        except BaseException:
+            self._lock.release()
+            raise
+        if sent == len(data):
+            self._lock.release()
+        return sent
+
+    def finish(self, rest: memoryview) -> None:
+        """Write the rest of a frame `send_now` began (waiting for the socket as long as it takes), then let other
+        writers in."""
+        try:
+            self._sock.sendall(rest)
+        finally:
+            self._lock.release()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
 
@@ -128,7 +156,7 @@ def _spawn(function) -> None:
 class Connection:
     # Thousands per process: no per-instance dict.
     __slots__ = ("ws", "hub", "vsn", "apikey", "admission", "settings", "queue", "channels", "users", "joins",
-                 "messages", "closing", "close_reason", "_writing", "_writer_done", "_closed", "_read_eof")
+                 "messages", "closing", "close_reason", "_writing", "_writer_done", "_closed", "_read_eof", "_rest")
 
     def __init__(self, ws, hub: Hub, vsn: str, apikey: str, admission: Admission) -> None:
         ws.sock = WholeFrameSocket(ws.sock)
@@ -152,6 +180,7 @@ class Connection:
         self._writer_done: threading.Event | None = None  # made when someone waits for the writer to finish
         self._closed = False  # the close frame was queued: nothing is written after it
         self._read_eof = False  # the client's side has ended (close frame, EOF, protocol error)
+        self._rest: memoryview | None = None  # the unwritten end of a frame `_write_now` began (the writer's first)
 
     # --- outgoing ---------------------------------------------------------------------------------------
     def push(self, frame: str | bytes) -> bool:
@@ -163,7 +192,30 @@ class Connection:
             self.abort(f"send queue overflowed ({self.settings.realtime_send_queue_size} frames): "
                        "the client is not reading fast enough")
             return False
+        if not self._writing and self._write_now(frame):
+            return True
         self._enqueue(frame)
+        return True
+
+    def _write_now(self, frame: str | bytes) -> bool:
+        """Write a frame from the caller's greenlet when nothing is queued before it and the socket takes it at once
+        (an idle socket's common case: no writer greenlet, no switch); what the socket does not take at once, the
+        writer greenlet writes. False: nothing was written (queue the frame)."""
+        ws = self.ws
+        if not ws.connected:
+            return False
+        try:
+            data = ws.ws.send(BytesMessage(data=frame) if isinstance(frame, bytes) else TextMessage(data=frame))
+            sent = ws.sock.send_now(data)
+        except (OSError, LocalProtocolError):
+            self.closing = True  # the client is gone; the request greenlet sees it on its next read
+            return True
+        if sent is None:
+            return False
+        if sent < len(data):
+            self._rest = memoryview(data)[sent:]
+            self._writing = True
+            _spawn(self._write_queued)
         return True
 
     def _enqueue(self, item) -> None:
@@ -208,6 +260,9 @@ class Connection:
         """The writer greenlet: write queued frames in order until the queue is empty (or the close is sent)."""
         queued = self.queue
         try:
+            rest, self._rest = self._rest, None
+            if rest is not None:
+                self.ws.sock.finish(rest)
             while queued:
                 item = queued.popleft()
                 if isinstance(item, tuple) and item and item[0] is _CLOSE:
