@@ -17,7 +17,7 @@ from typing import Any
 import jwt
 
 from api.errors import GatewayError
-from db.auth import AUTH_ADMIN, session_is_live
+from db.auth import AUTH_ADMIN, live_sessions, session_is_live
 from db.uow import Caller, unit_of_work
 from schemas.settings import Settings
 
@@ -160,6 +160,40 @@ def session_is_alive(engine, session_id: str) -> bool:
         if len(_session_cache) >= SESSION_CACHE_MAX_ENTRIES:
             _session_cache.clear()
         _session_cache[key] = (id(engine), alive, now + SESSION_CACHE_SECONDS)
+    return alive
+
+
+SESSIONS_PER_QUERY = 5000
+
+
+def sessions_alive(engine, session_ids: list[str]) -> set[str]:
+    """Of `session_ids`, those `session_is_alive` would call alive, asking the database once per
+    SESSIONS_PER_QUERY sessions not in the cache (and caching the answers alike)."""
+    now = time.monotonic()
+    alive: set[str] = set()
+    unknown: dict[str, str] = {}  # normalised UUID → the id as given
+    for session_id in session_ids:
+        try:
+            key = str(uuid.UUID(str(session_id)))
+        except ValueError:
+            continue
+        cached = _session_cache.get(key)
+        if cached is not None and cached[0] == id(engine) and cached[2] > now:
+            if cached[1]:
+                alive.add(session_id)
+        else:
+            unknown[key] = session_id
+    keys = list(unknown)
+    for start in range(0, len(keys), SESSIONS_PER_QUERY):
+        chunk = keys[start:start + SESSIONS_PER_QUERY]
+        with unit_of_work(engine, AUTH_ADMIN) as uow:
+            live = live_sessions(uow=uow, session_ids=chunk)
+        with _session_cache_lock:
+            if len(_session_cache) + len(chunk) >= SESSION_CACHE_MAX_ENTRIES:
+                _session_cache.clear()
+            for key in chunk:
+                _session_cache[key] = (id(engine), key in live, now + SESSION_CACHE_SECONDS)
+        alive.update(unknown[key] for key in chunk if key in live)
     return alive
 
 

@@ -1,20 +1,30 @@
-"""WebSocket fan-out: U users × S authenticated sockets each (default 1,000 × 5 = 5,000), every socket subscribed
-to its user's own results; C changes/s committed by plain SQL UPDATEs (default 1,000/s) → C × S frames/s to
-deliver. Delivered/s, p95 delivery latency (commit → frame received), memory per connection of the API process.
+"""WebSocket fan-out: U users × S authenticated sockets each (default 2,000 × 5 = 10,000), every socket subscribed
+to its user's own results; C changes/s committed by plain SQL UPDATEs (default 2,000/s) → C × S frames/s to
+deliver. Delivered/s, p95 delivery latency (commit → frame received), memory per connection of each API process.
 Reference in the same run: the bare flask-sock echo server (bench/realtime_bare_server.py, same gunicorn +
-gevent) with the same number of sockets, each echoing one frame per S/C·U seconds, so it moves the same
-frames/s.
+gevent, as many worker processes) with the same number of sockets, each echoing one frame per S/C·U seconds, so
+it moves the same frames/s.
 
-    .venv/bin/python -m bench.fanout [--users 1000] [--per-user 5] [--rate 1000] [--seconds 10] [--clients 4]
+    .venv/bin/python -m bench.fanout [--users 2000] [--per-user 5] [--rate 2000] [--seconds 10] [--clients 4]
+                                     [--sockets-per-process 5000]
 
-Client side: asyncio + websockets in several processes (`python -m bench.fanout client ...`), each with the
-file-descriptor limit raised to its hard limit (resource.setrlimit), as is the parent and so the servers.
+The sockets are spread over ceil(U·S ÷ sockets-per-process) API processes (gunicorn workers of one `segbase api`,
+API_WORKERS): a gevent worker is one core, and the per-frame work (routing, encoding, writing) is per process. The
+benchmark starts a stack of its own with every socket limit set explicitly (`socket_limits`) and reports them:
+the file-descriptor limit each process runs with (the soft RLIMIT_NOFILE raised to the hard limit by the parent,
+which the servers inherit, and by `segbase api` itself), API_WORKER_CONNECTIONS and the per-address, per-user and
+join-rate caps of docs/REALTIME.md "Limits".
+
+Client side: asyncio + websockets in several processes (`python -m bench.fanout client ...`). CPU time of every
+process taking part (API workers, relay, clients, the committing parent) is reported over the change window, so a
+saturated client or sender shows.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import subprocess
@@ -29,12 +39,14 @@ import websockets
 
 from bench.common import Sampler, latency_summary
 from bench.realtime_latency import start_bare_server
-from bench.stack import Stack, pretty, raise_fd_limit, rss_kib
+from bench.stack import Stack, children, pretty, raise_fd_limit, rss_kib
 from bench.wsclient import receive, subscribe
 from tests.support.processes import ROOT
 
 CONNECT_PARALLEL = 40
-DELIVERY_WORK = ("dispatch (api/realtime/hub.py", "deliver (api/realtime/fanout.py", "_write_forever (")
+DELIVERY_WORK = ("dispatch (api/realtime/hub.py", "dispatch_batch (api/realtime/hub.py", "deliver (api/realtime/fanout.py",
+                 "deliver_many (api/realtime/fanout.py", "_write_queued (")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # --- client processes ------------------------------------------------------------------------------------------
@@ -148,6 +160,9 @@ class Clients:
             os.unlink(path)
         return frames
 
+    def pids(self) -> list[int]:
+        return [proc.pid for proc in self.procs]
+
     def kill(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
@@ -196,16 +211,113 @@ def commit_changes(stack: Stack, result_ids: list[str], rate: int, seconds: floa
     return start, end, changes
 
 
-def run(stack: Stack, *, users: int = 1000, per_user: int = 5, rate: int = 1000, seconds: float = 10,
-        clients: int = 4, profile_seconds: int = 0) -> dict:
+def socket_limits(sockets: int, processes: int, per_user: int) -> dict:
+    """The settings that cap sockets, raised explicitly for this run (docs/REALTIME.md "Limits"). gunicorn's
+    workers accept from one shared listening socket and the split is not exactly even (the run reports it), so
+    each process may hold every socket, all from one address, and `per_user` sockets per user."""
+    reserve = 200
+    return {"api_workers": processes, "api_worker_connections": sockets + reserve,
+            "realtime_http_reserve": reserve, "realtime_max_sockets_per_ip": sockets,
+            "realtime_max_sockets_per_user": max(per_user, 25), "realtime_joins_per_second": 1000.0}
+
+
+def fd_limits(pid: int) -> str:
+    """The process's "Max open files" (soft/hard), from /proc."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return f"{soft}/{hard}"
+    return "?"
+
+
+def connections_held(pids: list[int], port: int) -> dict[int, int]:
+    """How many established TCP connections to `port` each process holds (its WebSockets: the database and Redis
+    connections it also holds are to other ports)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 01 = ESTABLISHED
+                inodes.add(fields[9])
+    held = {}
+    for pid in pids:
+        count = 0
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                link = os.readlink(fd)
+            except OSError:
+                continue
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                count += 1
+        held[pid] = count
+    return held
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+class CpuMeter:
+    """CPU seconds of named processes between `start()` and `stop()`, as cores used over that wall time."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+
+    def _read(self) -> dict[str, float]:
+        out = {}
+        for name, pids in self.groups.items():
+            total = 0.0
+            for pid in pids:
+                try:
+                    total += cpu_s(pid)
+                except OSError:
+                    pass
+            out[name] = total
+        out["bench parent (commits the changes)"] = sum(os.times()[:2])
+        return out
+
+    def start(self) -> None:
+        self.t0, self.before = time.perf_counter(), self._read()
+
+    def stop(self) -> dict:
+        after, wall = self._read(), time.perf_counter() - self.t0
+        return {"wall_s": round(wall, 1), "cores": {name: round((after[name] - self.before[name]) / wall, 2)
+                                                    for name in after},
+                "machine_cores": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+
+def run(stack: Stack | None = None, *, users: int = 2000, per_user: int = 5, rate: int = 2000, seconds: float = 10,
+        clients: int = 4, profile_seconds: int = 0, sockets_per_process: int = 5000, reference: bool = True) -> dict:
+    """bench/run.py's entry point; the stack argument is unused: the run needs API processes and socket limits of
+    its own (`socket_limits`), so it starts its own stack."""
     fd_limit = raise_fd_limit()
+    sockets = users * per_user
+    processes = max(1, math.ceil(sockets / sockets_per_process))
+    limits = socket_limits(sockets, processes, per_user)
+    own = Stack(tag=f"fan{uuid.uuid4().hex[:4]}", workers=0, api_workers=processes, overrides=limits).start()
+    try:
+        result = measure(own, users=users, per_user=per_user, rate=rate, seconds=seconds, clients=clients,
+                         profile_seconds=profile_seconds, reference=reference)
+    finally:
+        own.stop()
+    result["socket_limits"] = {"sockets_per_process (planned)": sockets_per_process, "api_processes": processes,
+                               "fd_limit (bench parent, inherited)": fd_limit, **limits,
+                               "realtime_max_sockets (per process)": limits["api_worker_connections"]
+                               - limits["realtime_http_reserve"]}
+    return result
+
+
+def measure(stack: Stack, *, users: int, per_user: int, rate: int, seconds: float, clients: int,
+            profile_seconds: int, reference: bool = True) -> dict:
     bench_users = stack.bulk_users(users, credits=100)
     results = stack.pending_results(bench_users, 1)
     stack.wait_outbox_drained()
     result_ids = [ids[0] for ids in results.values()]
     sockets = [{"id": u.id, "token": u.access_token} for u in bench_users for _ in range(per_user)]
     api_pids = stack.api_worker_pids()
-    rss_before = sum(rss_kib(p) for p in api_pids)
+    rss_before = {pid: rss_kib(pid) for pid in api_pids}
     group = Clients([{"mode": "realtime", "url": stack.url, "anon": stack.anon_key(), "sockets": part}
                      for part in split(sockets, clients)])
     try:
@@ -213,37 +325,55 @@ def run(stack: Stack, *, users: int = 1000, per_user: int = 5, rate: int = 1000,
         connected = group.wait_ready()
         connect_s = time.perf_counter() - t0
         time.sleep(1)
-        rss_after = sum(rss_kib(p) for p in api_pids)
+        rss_after = {pid: rss_kib(pid) for pid in api_pids}
+        per_process = []
+        for pid, held in connections_held(api_pids, stack.api.port).items():
+            per_process.append({"pid": pid, "sockets": held, "fd_limit (soft/hard)": fd_limits(pid),
+                                "rss_mib": {"before": round(rss_before[pid] / 1024, 1),
+                                            "with_sockets": round(rss_after[pid] / 1024, 1)},
+                                "memory_per_connection_kib": round((rss_after[pid] - rss_before[pid])
+                                                                   / max(held, 1), 1)})
         samplers = []
         if profile_seconds:
             samplers = [("api", Sampler(stack.api.pid, min(profile_seconds, int(seconds))), DELIVERY_WORK),
                         ("relay", Sampler(stack.relay_process().pid, min(profile_seconds, int(seconds))),
                          ("publish_batch (",))]
+        cpu = CpuMeter({"api workers": api_pids, "relay": [stack.relay_process().pid],
+                        f"clients ({clients} processes)": group.pids()})
+        cpu.start()
         start, end, changes = commit_changes(stack, result_ids, rate, seconds)
         time.sleep(3)
+        cpu_figures = cpu.stop()
         group.tell("stop")
         frames = group.results()
     finally:
         group.kill()
-    ours = {"sockets": connected, "connect_and_join_s": round(connect_s, 1), "changes_committed": changes,
-            "changes_per_s": round(changes / (end - start), 1), "frames_expected": changes * per_user,
-            "memory_per_connection_kib": round((rss_after - rss_before) / max(connected, 1), 1),
-            "api_rss_mib": {"before": round(rss_before / 1024, 1), "with_sockets": round(rss_after / 1024, 1)},
+    growth = sum(rss_after.values()) - sum(rss_before.values())
+    ours = {"sockets": connected, "api_processes": len(api_pids), "connect_and_join_s": round(connect_s, 1),
+            "changes_committed": changes, "changes_per_s": round(changes / (end - start), 1),
+            "frames_expected": changes * per_user,
+            "memory_per_connection_kib": round(growth / max(connected, 1), 1),
+            "api_rss_mib": {"before": round(sum(rss_before.values()) / 1024, 1),
+                            "with_sockets": round(sum(rss_after.values()) / 1024, 1)},
+            "per_process": per_process, "cpu_during_changes": cpu_figures,
             **delivery(frames, (start, end))}
     ours["profiles"] = {name: sampler.summary(markers) for name, sampler, markers in samplers}
 
-    bare = bare_reference(stack, connected, frames_per_s=rate * per_user, seconds=seconds, clients=clients)
-    return {"users": users, "sockets_per_user": per_user, "fd_limit": fd_limit, "client_processes": clients,
+    if not reference:  # a quick look at segbase alone (--no-reference); the report always has the reference
+        return {"users": users, "sockets_per_user": per_user, "client_processes": clients, "segbase": ours}
+    bare = bare_reference(stack, connected, frames_per_s=rate * per_user, seconds=seconds, clients=clients,
+                          workers=len(api_pids))
+    return {"users": users, "sockets_per_user": per_user, "fd_limit": raise_fd_limit(), "client_processes": clients,
             "segbase": ours, "bare_echo": bare,
             "ratio_delivered_vs_bare": round(ours.get("delivered_per_s", 0) / max(bare.get("delivered_per_s", 1), 1),
                                              3)}
 
 
-def bare_reference(stack: Stack, count: int, *, frames_per_s: int, seconds: float, clients: int) -> dict:
-    proc, port = start_bare_server(stack.settings.redis_url, stack.settings.redis_key("bench", "bare"))
+def bare_reference(stack: Stack, count: int, *, frames_per_s: int, seconds: float, clients: int,
+                   workers: int = 1) -> dict:
+    proc, port = start_bare_server(stack.settings.redis_url, stack.settings.redis_key("bench", "bare"), workers)
     try:
-        pids = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()] or [
-            proc.pid]
+        pids = children(proc.pid) or [proc.pid]
         rss_before = sum(rss_kib(p) for p in pids)
         interval = max(count / frames_per_s, 0.001)
         group = Clients([{"mode": "echo", "url": f"ws://127.0.0.1:{port}/echo", "count": len(part),
@@ -252,10 +382,13 @@ def bare_reference(stack: Stack, count: int, *, frames_per_s: int, seconds: floa
             connected = group.wait_ready()
             time.sleep(1)
             rss_after = sum(rss_kib(p) for p in pids)
+            cpu = CpuMeter({"bare workers": pids, f"clients ({clients} processes)": group.pids()})
+            cpu.start()
             start = time.time()
             group.tell("go")
             time.sleep(seconds)
             end = time.time()
+            cpu_figures = cpu.stop()
             group.tell("stop")
             frames = group.results()
         finally:
@@ -263,9 +396,9 @@ def bare_reference(stack: Stack, count: int, *, frames_per_s: int, seconds: floa
     finally:
         proc.terminate()
         proc.wait(10)
-    return {"sockets": connected, "frames_offered_per_s": frames_per_s,
+    return {"sockets": connected, "worker_processes": len(pids), "frames_offered_per_s": frames_per_s,
             "memory_per_connection_kib": round((rss_after - rss_before) / max(connected, 1), 1),
-            **delivery(frames, (start, end))}
+            "cpu_during_echo": cpu_figures, **delivery(frames, (start, end))}
 
 
 def main() -> None:
@@ -273,18 +406,18 @@ def main() -> None:
         client_main(sys.argv[2])
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--per-user", type=int, default=5)
-    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--rate", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--sockets-per-process", type=int, default=5000)
+    parser.add_argument("--profile-seconds", type=int, default=0)
+    parser.add_argument("--no-reference", action="store_true", help="skip the bare echo reference (quick looks)")
     args = parser.parse_args()
-    stack = Stack(tag=f"fan{uuid.uuid4().hex[:4]}", workers=0).start()
-    try:
-        print(pretty(run(stack, users=args.users, per_user=args.per_user, rate=args.rate, seconds=args.seconds,
-                         clients=args.clients)))
-    finally:
-        stack.stop()
+    print(pretty(run(users=args.users, per_user=args.per_user, rate=args.rate, seconds=args.seconds,
+                     clients=args.clients, sockets_per_process=args.sockets_per_process,
+                     profile_seconds=args.profile_seconds, reference=not args.no_reference)))
 
 
 if __name__ == "__main__":

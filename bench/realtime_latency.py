@@ -48,11 +48,11 @@ def summary(samples: list[float]) -> dict[str, float]:
             "max_ms": round(ordered[-1] * 1000, 2)}
 
 
-def start_bare_server(redis_url: str, channel: str) -> tuple[subprocess.Popen, int]:
+def start_bare_server(redis_url: str, channel: str, workers: int = 1) -> tuple[subprocess.Popen, int]:
     port = free_port()
     env = {"BARE_REDIS_URL": redis_url, "BARE_CHANNEL": channel, "PATH": "/usr/bin:/bin"}
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "--worker-connections",
-                             "20000", "-b", f"127.0.0.1:{port}", "--log-level", "warning",
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers),
+                             "--worker-connections", "20000", "-b", f"127.0.0.1:{port}", "--log-level", "warning",
                              "bench.realtime_bare_server:app"], cwd=ROOT, env=env)
 
     def healthy() -> bool:

@@ -72,6 +72,9 @@ def _post_worker_init(worker) -> None:
     import gevent  # only inside a gevent worker; `segbase migrate` & co. never import gevent
     import gevent.socket  # as above
 
+    # gevent records, for every greenlet it spawns, the spawning greenlet and a copy of the spawning stack (a
+    # debugging aid, gevent.util.format_run_info): ~1 KiB kept for as long as each WebSocket's greenlet lives.
+    gevent.config.track_greenlet_tree = False
     gevent.socket.socket.sendfile = _cooperative_sendfile
     gevent.spawn(_close_websockets_on_shutdown, worker)
 

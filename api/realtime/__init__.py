@@ -18,7 +18,7 @@ from flask_sock import Sock
 from api.auth.limits import client_ip
 from api.identity import TokenError, resolve_caller
 from api.realtime import protocol
-from api.realtime.connection import Connection
+from api.realtime.connection import SERVER_OPTIONS, Connection
 from api.realtime.hub import Hub
 from api.realtime.limits import ProcessFullError
 from api.realtime.rest import bp as rest_bp
@@ -104,8 +104,9 @@ def init_app(app: Flask) -> None:
     """Register the WebSocket route."""
     raise_fd_limit()
     settings = app.extensions["segbase"].settings
-    # simple-websocket closes the socket with 1009 "Message is too big" past this (counted as it arrives).
-    app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": settings.realtime_max_message_bytes}
+    # simple-websocket closes the socket with 1009 "Message is too big" past this (counted as it arrives); it starts
+    # no reader thread of its own (the connection's greenlet reads, see connection.NoReaderThread).
+    app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": settings.realtime_max_message_bytes, **SERVER_OPTIONS}
     sock = Sock(app)
     app.register_blueprint(rest_bp, url_prefix="/realtime/v1")
     app.before_request(_before_upgrade)

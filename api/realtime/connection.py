@@ -1,17 +1,22 @@
-"""One WebSocket: reads client frames in the request greenlet, writes every frame from one writer greenlet fed by
-a bounded queue, so a slow or stuck client only ever fills its own queue (and is closed when it overflows)."""
+"""One WebSocket: reads client frames in the request greenlet, writes every frame from a writer greenlet fed by a
+bounded queue, so a slow or stuck client only ever fills its own queue (and is closed when it overflows).
+
+An idle joined socket is the unit of realtime capacity (docs/REALTIME.md, "Memory per socket"), so it holds one
+greenlet and no more: the request greenlet reads the socket itself (simple-websocket's reader thread is not
+started, see `NoReaderThread`), and the writer greenlet exists only while frames are waiting to be written."""
 from __future__ import annotations
 
 import logging
-import queue
 import socket
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 import redis
 from simple_websocket import ConnectionClosed
+from wsproto.events import BytesMessage, TextMessage
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from api.identity import TokenError, resolve_caller
 from api.realtime import bindings, broadcast, join_config, protocol, recovery
@@ -37,6 +42,7 @@ from schemas.realtime import BroadcastEvent
 log = logging.getLogger("segbase.realtime")
 
 CLOSE_GRACE_SECONDS = 5.0
+RECEIVE_BYTES = 4096  # simple-websocket's default read size
 _CLOSE = object()
 
 TOKEN_ERROR_REASONS = {
@@ -61,7 +67,9 @@ class WholeFrameSocket:
     simple-websocket 1.1.0 writes each frame with one `socket.send`, which writes only part of it when the
     client's receive window is full (miguelgrinberg/simple-websocket#45, fixed upstream after 1.1.0): the rest is
     lost and the client sees a corrupt stream. Here every `send` is a `sendall`, under one lock, so a pong or
-    close frame written by simple-websocket's reader never lands inside a half-written frame of the writer."""
+    close frame written by the reading greenlet never lands inside a half-written frame of the writer."""
+
+    __slots__ = ("_sock", "_lock")
 
     def __init__(self, sock) -> None:
         self._sock = sock
@@ -72,11 +80,84 @@ class WholeFrameSocket:
             self._sock.sendall(data, *flags)
         return len(data)
 
+    def send_now(self, data: bytes) -> int | None:
+        """Write what the socket takes of `data` without waiting: None (nothing written) while another greenlet
+        is writing; else how many bytes were written. Less than all of them leaves the lock held: the caller
+        must then `finish` the frame."""
+        # Not acquire(blocking=False): gevent's yields to other greenlets when the lock is taken.
+        if self._lock.locked():
+            return None
+        self._lock.acquire()  # free: taken without waiting
+        try:
+            sent = self._sock.send(data, 0, 0.0)  # gevent: timeout 0 = raise instead of waiting
+        except BlockingIOError:
+            sent = 0
+        except BaseException:
+            self._lock.release()
+            raise
+        if sent == len(data):
+            self._lock.release()
+        return sent
+
+    def finish(self, rest: memoryview) -> None:
+        """Write the rest of a frame `send_now` began (waiting for the socket as long as it takes), then let other
+        writers in."""
+        try:
+            self._sock.sendall(rest)
+        finally:
+            self._lock.release()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
 
 
+class NoReaderThread:
+    """simple-websocket's `thread_class` for the realtime route: a thread that is never started.
+
+    simple-websocket reads every socket in a thread (a greenlet under gevent) of its own and hands messages to
+    `receive()` through an event; segbase's request greenlet already waits for each client frame, so it reads the
+    socket itself (`Connection.receive`) and a socket keeps one greenlet instead of three (reader, request,
+    writer): each parked greenlet holds a copy of its C stack, a few KiB per socket."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, target=None) -> None:
+        self.name = "realtime-reader"
+
+    def start(self) -> None:
+        pass
+
+
+class NoEvent:
+    """simple-websocket's `event_class` with no reader thread: `_handle_events` sets it, nothing waits on it."""
+
+    __slots__ = ()
+
+    def set(self) -> None:
+        pass
+
+    def clear(self) -> None:
+        pass
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return True
+
+
+SERVER_OPTIONS = {"thread_class": NoReaderThread, "event_class": NoEvent}
+
+
+def _spawn(function) -> None:
+    """Run `function` in a new greenlet (a bare one: no Thread bookkeeping, nothing kept once it returns)."""
+    from gevent import spawn_raw  # the realtime route only runs in gunicorn's gevent worker
+
+    spawn_raw(function)
+
+
 class Connection:
+    # Thousands per process: no per-instance dict.
+    __slots__ = ("ws", "hub", "vsn", "apikey", "admission", "settings", "queue", "channels", "users", "joins",
+                 "messages", "closing", "close_reason", "_writing", "_writer_done", "_closed", "_read_eof", "_rest")
+
     def __init__(self, ws, hub: Hub, vsn: str, apikey: str, admission: Admission) -> None:
         ws.sock = WholeFrameSocket(ws.sock)
         self.ws = ws
@@ -85,7 +166,8 @@ class Connection:
         self.apikey = apikey
         self.admission = admission
         self.settings = hub.settings
-        self.queue: queue.Queue = queue.Queue(maxsize=self.settings.realtime_send_queue_size)
+        # Frames waiting for the writer greenlet, which runs only while there are some (`_writing`).
+        self.queue: deque = deque()
         self.channels: dict[str, Channel] = {}
         # Channels per user on this socket: the socket counts once for each user it has a channel of.
         self.users: Counter[str] = Counter()
@@ -94,21 +176,58 @@ class Connection:
         self.messages = TokenBucket(rate, max(1, int(rate)))
         self.closing = False
         self.close_reason: str | None = None
-        self._writer: threading.Thread | None = None
+        self._writing = False
+        self._writer_done: threading.Event | None = None  # made when someone waits for the writer to finish
+        self._closed = False  # the close frame was queued: nothing is written after it
+        self._read_eof = False  # the client's side has ended (close frame, EOF, protocol error)
+        self._rest: memoryview | None = None  # the unwritten end of a frame `_write_now` began (the writer's first)
 
     # --- outgoing ---------------------------------------------------------------------------------------
     def push(self, frame: str | bytes) -> bool:
         """Queue a frame without ever blocking the caller; a full queue closes this socket with a reason."""
         if self.closing:
             return False
-        try:
-            self.queue.put_nowait(frame)
-            return True
-        except queue.Full:
+        if len(self.queue) >= self.settings.realtime_send_queue_size:
             WS_DROPPED.inc()
             self.abort(f"send queue overflowed ({self.settings.realtime_send_queue_size} frames): "
                        "the client is not reading fast enough")
             return False
+        if not self._writing and self._write_now(frame):
+            return True
+        self._enqueue(frame)
+        return True
+
+    def _write_now(self, frame: str | bytes) -> bool:
+        """Write a frame from the caller's greenlet when nothing is queued before it and the socket takes it at once
+        (an idle socket's common case: no writer greenlet, no switch); what the socket does not take at once, the
+        writer greenlet writes. False: nothing was written (queue the frame)."""
+        ws = self.ws
+        if not ws.connected:
+            return False
+        try:
+            data = ws.ws.send(BytesMessage(data=frame) if isinstance(frame, bytes) else TextMessage(data=frame))
+            sent = ws.sock.send_now(data)
+        except (OSError, LocalProtocolError):
+            self.closing = True  # the client is gone; the request greenlet sees it on its next read
+            return True
+        if sent is None:
+            return False
+        if sent < len(data):
+            self._rest = memoryview(data)[sent:]
+            self._writing = True
+            _spawn(self._write_queued)
+        return True
+
+    def _enqueue(self, item) -> None:
+        """Queue a frame (or the close) and make sure a writer greenlet is draining the queue."""
+        if self._closed:
+            return
+        if isinstance(item, tuple) and item and item[0] is _CLOSE:
+            self._closed = True
+        self.queue.append(item)
+        if not self._writing:
+            self._writing = True
+            _spawn(self._write_queued)
 
     def abort(self, reason: str, code: int = protocol.CLOSE_POLICY) -> None:
         """Drop what is queued, tell the client why (system message + close frame), force it after a grace."""
@@ -119,21 +238,14 @@ class Connection:
         log.warning("closing realtime socket: %s", reason)
         for channel in list(self.channels.values()):
             self.hub.unregister(channel)
-        while True:
-            try:
-                self.queue.get_nowait()
-            except queue.Empty:
-                break
+        self.queue.clear()
         for channel in list(self.channels.values()):
-            self.queue.put_nowait(protocol.encode(self.vsn, channel.topic, "system", protocol.system_payload(
-                channel.topic, "error", reason, extension="system"), None, channel.join_ref))
-            if self.queue.full():
+            if len(self.queue) >= self.settings.realtime_send_queue_size - 1:
                 break
-        try:
-            self.queue.put_nowait((_CLOSE, code, reason))
-        except queue.Full:
-            pass
-        threading.Thread(target=self._force_close, daemon=True).start()
+            self._enqueue(protocol.encode(self.vsn, channel.topic, "system", protocol.system_payload(
+                channel.topic, "error", reason, extension="system"), None, channel.join_ref))
+        self._enqueue((_CLOSE, code, reason))
+        _spawn(self._force_close)
 
     def _force_close(self) -> None:
         """A client that stopped reading blocks the writer's send: shut the TCP socket after a grace period."""
@@ -144,19 +256,37 @@ class Connection:
             except OSError:
                 pass
 
-    def _write_forever(self) -> None:
+    def _write_queued(self) -> None:
+        """The writer greenlet: write queued frames in order until the queue is empty (or the close is sent)."""
+        queued = self.queue
         try:
-            while True:
-                item = self.queue.get()
+            rest, self._rest = self._rest, None
+            if rest is not None:
+                self.ws.sock.finish(rest)
+            while queued:
+                item = queued.popleft()
                 if isinstance(item, tuple) and item and item[0] is _CLOSE:
+                    queued.clear()
                     self.ws.close(reason=item[1], message=item[2][:120])
                     return
                 self.ws.send(item)
         except (ConnectionClosed, OSError):
             self.closing = True
+            queued.clear()
         except Exception:
             log.exception("realtime writer failed")
             self.closing = True
+            queued.clear()
+        finally:
+            self._writing = False
+            if self._writer_done is not None:
+                self._writer_done.set()
+
+    def _wait_written(self, timeout: float) -> None:
+        """Wait (up to `timeout`) until the writer greenlet has written what is queued."""
+        if self._writing:
+            self._writer_done = threading.Event()
+            self._writer_done.wait(timeout)
 
     def send_reply(self, message: protocol.Message, status: str, response: dict[str, Any]) -> None:
         self.push(protocol.reply(self.vsn, message, status, response))
@@ -167,10 +297,36 @@ class Connection:
                                   protocol.system_payload(channel_topic, status, text, extension), None, join_ref))
 
     # --- lifecycle --------------------------------------------------------------------------------------
+    def receive(self, timeout: float | None) -> str | bytes | None:
+        """The next client message, or None after `timeout` seconds without one; ConnectionClosed once the client's
+        side has ended. simple-websocket's reader thread, run in the request greenlet (see `NoReaderThread`):
+        pings are answered, a close frame is answered and ends the socket, a message over the size limit is
+        closed with 1009."""
+        from gevent import Timeout  # the realtime route only runs in gunicorn's gevent worker
+
+        ws = self.ws
+        while not ws.input_buffer:
+            if self._read_eof:
+                raise ConnectionClosed(ws.close_reason, ws.close_message)
+            data = None
+            try:
+                with Timeout(timeout, False):
+                    data = ws.sock.recv(RECEIVE_BYTES)
+                if data is None:
+                    return None
+                if not data:
+                    raise OSError("the client closed the connection")
+                ws.ws.receive_data(data)
+                if not ws._handle_events():
+                    self._read_eof = True
+                    ws.connected = False
+            except (OSError, LocalProtocolError, RemoteProtocolError):
+                self._read_eof = True
+                ws.connected = False
+        return ws.input_buffer.pop(0)
+
     def serve(self) -> None:
         """The request greenlet: read and handle frames until the client leaves or stops heartbeating."""
-        self._writer = threading.Thread(target=self._write_forever, name="realtime-writer", daemon=True)
-        self._writer.start()
         timeout = self.settings.realtime_heartbeat_timeout_seconds
         refused_until = time.monotonic() + REFUSED_SOCKET_SECONDS if self.admission.refused else None
         WS_CONNECTIONS.inc()
@@ -178,12 +334,12 @@ class Connection:
         try:
             while not self.closing:
                 if refused_until is not None:
-                    text = self.ws.receive(timeout=max(refused_until - time.monotonic(), 0))
+                    text = self.receive(max(refused_until - time.monotonic(), 0))
                     if text is None:
                         self.abort(self.admission.refused or "", protocol.CLOSE_POLICY)
                         break
                 else:
-                    text = self.ws.receive(timeout=timeout)
+                    text = self.receive(timeout)
                 if text is None:
                     if self.closing:
                         break
@@ -203,11 +359,8 @@ class Connection:
             self.closing = True
             for channel in list(self.channels.values()):
                 self._detach(channel)
-            try:
-                self.queue.put_nowait((_CLOSE, protocol.CLOSE_GOING_AWAY, self.close_reason or "bye"))
-            except queue.Full:
-                pass
-            self._writer.join(CLOSE_GRACE_SECONDS + 1)
+            self._enqueue((_CLOSE, protocol.CLOSE_GOING_AWAY, self.close_reason or "bye"))
+            self._wait_written(CLOSE_GRACE_SECONDS + 1)
 
     def handle(self, text: str | bytes) -> None:
         if isinstance(text, bytes) and text[:1] == bytes([broadcast.USER_BROADCAST_PUSH]):

@@ -1,5 +1,5 @@
 """Ends channels whose token expired or whose session was revoked (logout, refresh-token reuse), in a background
-greenlet: expiry every SWEEP_INTERVAL_SECONDS, sessions every SESSION_CHECK_SECONDS (one lookup per session)."""
+greenlet: expiry every SWEEP_INTERVAL_SECONDS, sessions every SESSION_CHECK_SECONDS (one query for all of them)."""
 from __future__ import annotations
 
 import logging
@@ -8,7 +8,7 @@ from collections import defaultdict
 
 from sqlalchemy import Engine
 
-from api.identity import session_is_alive
+from api.identity import sessions_alive
 from api.realtime.channels import Channel
 from api.realtime.registry import ChannelRegistry
 
@@ -47,7 +47,8 @@ class Sweeper:
                 sessions[channel.session_id].append(channel)
         if not check_sessions:
             return
+        alive = sessions_alive(self.engine, list(sessions))
         for session_id, members in sessions.items():
-            if not session_is_alive(self.engine, session_id):
+            if session_id not in alive:
                 for channel in members:
                     channel.subscriber.end_channel(channel, "Token has been revoked: the session ended")

@@ -17,9 +17,11 @@ from api.identity import (
     TokenError,
     caller_from_claims,
     decode_token,
+    forget_session,
     mint_access_token,
     resolve_caller,
     session_is_alive,
+    sessions_alive,
 )
 from tests.support.auth import new_email
 from tests.support.factories import create_user
@@ -126,6 +128,19 @@ def test_session_is_alive_is_robust_and_notices_revocation(settings, engine, own
     while session_is_alive(engine, user.session_id) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert session_is_alive(engine, user.session_id) is False
+
+
+def test_sessions_alive_answers_many_sessions_as_session_is_alive_does(settings, engine, owner_conn):
+    """The realtime sweeper's batch check: the same answer per session as the one-at-a-time check."""
+    live, revoked, banned = create_user(settings), create_user(settings), create_user(settings)
+    owner_conn.execute("delete from auth.sessions where id = %s", (revoked.session_id,))
+    owner_conn.execute("update auth.users set banned_until = now() + interval '1 hour' where id = %s", (banned.id,))
+    asked = [live.session_id, revoked.session_id, banned.session_id, "not-a-uuid", str(uuid.uuid4())]
+    for session_id in asked:
+        forget_session(session_id)
+    assert sessions_alive(engine, asked) == {live.session_id}
+    assert sessions_alive(engine, asked) == {live.session_id}  # the second answer comes from the cache
+    assert [session_is_alive(engine, s) for s in asked] == [True, False, False, False, False]
 
 
 def test_forged_tokens_are_refused_on_auth(gotrue, forged):
