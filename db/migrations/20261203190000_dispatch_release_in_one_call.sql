@@ -1,7 +1,9 @@
 -- Why: push dispatch paid several round trips and two releaser transactions per job, and at 100 jobs/s the one
 -- releaser thread was the queue every job waited in (docs/DISPATCH.md, "Figures"). The releaser now takes due
--- jobs and learns when to look next in one call, and it is told apart a delivery that only freed an in-flight
--- slot (NOTIFY payload 'slot', heeded only while the cap held jobs back) from a job that may be due now ('').
+-- jobs and learns when to look next in one call, and it tells a delivery that only freed an in-flight slot
+-- (NOTIFY payload 'slot', heeded only while the cap held jobs back) from a job that may be due now ('').
+-- The functions called once per job are PL/pgSQL: PostgreSQL plans a (non-inlined) SQL-language function's
+-- statements at every call, PL/pgSQL caches the plans per session — most of their cost per call.
 
 create or replace function internal.release_due_dispatch_jobs(max_jobs integer, max_in_flight integer,
                                                               hold_seconds integer,
@@ -24,8 +26,10 @@ begin
   select * into endpoint from internal.dispatch_endpoint e where e.id for update;
   if not endpoint.enabled or endpoint.paused_until > clock_timestamp()
      or endpoint.circuit_open_until > clock_timestamp() then
-    -- Disabled: enable_dispatch() notifies; paused or open: next_due is when that ends.
-    return query select ids, holds, counts, false, internal.dispatch_next_due(true);
+    -- Disabled: enable_dispatch() notifies; paused or open: the next due time is when that ends.
+    return query select ids, holds, counts, false,
+                        greatest((select min(j.due_at) from internal.dispatch_jobs j where j.due_at is not null),
+                                 endpoint.paused_until, endpoint.circuit_open_until);
     return;
   end if;
   select count(*) into in_flight from internal.dispatch_jobs j
@@ -50,15 +54,40 @@ begin
            coalesce(array_agg(r.attempts), '{}')
       into ids, holds, counts from released r;
   end if;
-  -- A release that used all its room may have left due jobs behind.
+  -- A release that used all its room may have left due jobs behind. The next due time is
+  -- internal.dispatch_next_due(true), written out (a SQL-language function is planned at every call).
   return query select ids, holds, counts, cardinality(ids) >= greatest(room, 0),
-                      internal.dispatch_next_due(true);
+                      greatest((select min(j.due_at) from internal.dispatch_jobs j where j.due_at is not null),
+                               endpoint.paused_until, endpoint.circuit_open_until);
 end
 $$;
 comment on function internal.release_due_dispatch_jobs(integer, integer, integer, integer) is
   'Push releaser: internal.release_dispatch_jobs in one row (arrays), with capped (the in-flight cap or the half-open probe may have held due jobs back: a freed slot matters) and next_due (when to look again).';
 revoke execute on function internal.release_due_dispatch_jobs(integer, integer, integer, integer) from public, anon, authenticated;
 grant execute on function internal.release_due_dispatch_jobs(integer, integer, integer, integer) to service_role;
+
+create or replace function internal.begin_dispatch_attempt(job_id uuid, attempt uuid)
+returns table (result_id uuid, user_id uuid, project_id uuid, text_prompt text, source_image_url text,
+               created_at timestamptz, enqueued_at timestamptz, attempts integer, hold_until timestamptz)
+language plpgsql
+set search_path = ''
+as $$
+begin
+  -- As before (20261202120000), in PL/pgSQL for its cached plan. Committed before the request is sent: an attempt
+  -- exists from here on. A cancel (which locks this row) either committed before, and this finds the job
+  -- finished, or waits for this and then the attempt is in flight.
+  return query
+  update internal.dispatch_jobs j
+     set last_attempt_at = clock_timestamp()
+    from public.segmentation_results r
+   where j.result_id = begin_dispatch_attempt.job_id and j.attempt_id = begin_dispatch_attempt.attempt
+     and j.state = 'sending' and j.due_at > clock_timestamp() and r.id = j.result_id
+  returning r.id, r.user_id, r.project_id, r.text_prompt, r.source_image_url, r.created_at, j.enqueued_at,
+            j.attempts, j.due_at;
+end
+$$;
+revoke execute on function internal.begin_dispatch_attempt(uuid, uuid) from public, anon, authenticated;
+grant execute on function internal.begin_dispatch_attempt(uuid, uuid) to service_role;
 
 create or replace function internal.record_dispatch_attempt(
   job_id uuid, attempt uuid, result text, detail text, retry_in_seconds double precision,
