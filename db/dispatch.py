@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
+import psycopg
+from psycopg.rows import namedtuple_row
 from sqlalchemy import Engine
 
 from db.storage.errors import StorageError
@@ -23,6 +25,7 @@ from db.storage.urls import (
     sign_mask_upload_url,
 )
 from db.uow import UnitOfWork
+from db.urls import authenticator_libpq_url
 from schemas.dispatch import DispatchJob
 from schemas.settings import Settings
 
@@ -91,6 +94,76 @@ def release_jobs(*, uow: UnitOfWork, max_jobs: int, max_in_flight: int, hold_sec
                        {"max_jobs": max_jobs, "max_in_flight": max_in_flight, "hold": hold_seconds,
                         "threshold": failure_threshold}).all()
     return [ReleasedAttempt(str(row.result_id), str(row.attempt_id), row.attempts) for row in rows]
+
+
+@dataclass(frozen=True)
+class Release:
+    """One look of the releaser: the attempts it started; whether the in-flight cap (or the half-open probe) may
+    have held due jobs back, so that a freed slot matters; and when a job may next become takeable."""
+
+    attempts: list[ReleasedAttempt]
+    capped: bool
+    next_due: datetime | None
+
+
+class PushSession:
+    """The push bookkeeping's own PostgreSQL session (the releaser's, and one per delivering worker process):
+    autocommit, as service_role, with commits that do not wait for the WAL flush (see `skip_commit_flush`). Each
+    call is one statement calling one SQL function, so it is one transaction and one round trip (prepared by
+    psycopg after a few uses), instead of BEGIN + identity, the flush setting, the call and COMMIT."""
+
+    SETUP = ("set role service_role; set request.jwt.claims = '{\"role\":\"service_role\"}'; "
+             "set synchronous_commit = off")
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn
+        conn.execute(self.SETUP)
+
+    @classmethod
+    def connect(cls, settings: Settings, *, application_name: str) -> PushSession:
+        return cls(psycopg.connect(authenticator_libpq_url(settings), autocommit=True,
+                                   application_name=application_name,
+                                   options=f"-c statement_timeout={settings.db_statement_timeout_ms}"))
+
+    @property
+    def closed(self) -> bool:
+        return self.conn.closed
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _rows(self, query: str, params: dict[str, Any]) -> list[Any]:
+        with self.conn.cursor(row_factory=namedtuple_row) as cursor:
+            return cursor.execute(query, params).fetchall()
+
+    def release(self, *, max_jobs: int, max_in_flight: int, hold_seconds: int, failure_threshold: int) -> Release:
+        """`release_jobs` and `next_due(for_push=True)` in one transaction, and whether the cap held jobs back."""
+        [row] = self._rows("select result_ids, attempt_ids, attempts, capped, next_due "
+                           "from internal.release_due_dispatch_jobs(%(max_jobs)s, %(max_in_flight)s, %(hold)s, "
+                           "%(threshold)s)",
+                           {"max_jobs": max_jobs, "max_in_flight": max_in_flight, "hold": hold_seconds,
+                            "threshold": failure_threshold})
+        attempts = [ReleasedAttempt(str(job), str(attempt), count)
+                    for job, attempt, count in zip(row.result_ids, row.attempt_ids, row.attempts)]
+        return Release(attempts, row.capped, row.next_due)
+
+    def begin_attempt(self, *, job_id: str, attempt_id: str) -> JobRecord | None:
+        """As `begin_attempt`: committed when this returns."""
+        rows = self._rows(f"select {', '.join(JOB_COLUMNS)}, hold_until "
+                          "from internal.begin_dispatch_attempt(%(job)s::uuid, %(attempt)s::uuid)",
+                          {"job": job_id, "attempt": attempt_id})
+        return _record(rows[0], hold="hold_until", lease=False) if rows else None
+
+    def record_attempt(self, *, job_id: str, attempt_id: str, result: AttemptResult, detail: str | None,
+                       retry_in_seconds: float | None, failure_threshold: int, open_seconds: int,
+                       max_open_seconds: int) -> str:
+        """As `record_attempt`."""
+        [row] = self._rows(
+            "select internal.record_dispatch_attempt(%(job)s::uuid, %(attempt)s::uuid, %(result)s, %(detail)s, "
+            "%(retry_in)s::double precision, %(threshold)s, %(open_seconds)s, %(max_open_seconds)s) as state",
+            {"job": job_id, "attempt": attempt_id, "result": result, "detail": detail, "retry_in": retry_in_seconds,
+             "threshold": failure_threshold, "open_seconds": open_seconds, "max_open_seconds": max_open_seconds})
+        return row.state
 
 
 def begin_attempt(*, uow: UnitOfWork, job_id: str, attempt_id: str) -> JobRecord | None:

@@ -34,7 +34,7 @@ from standardwebhooks import Webhook
 from broker.celery_app import create_celery
 from broker.tasks import DELIVER_DISPATCH_JOB_TASK, enqueue_delivery
 from db import dispatch
-from db.engine import create_app_engine, process_engine
+from db.engine import process_engine
 from db.errors import is_transient
 from db.urls import authenticator_libpq_url
 from db.uow import Caller, unit_of_work
@@ -52,9 +52,10 @@ RETRYABLE = (psycopg.OperationalError, sa_exc.OperationalError, sa_exc.DBAPIErro
 
 
 def hold_seconds(settings: Settings) -> int:
-    """How long an attempt holds its job: connect, send and wait for the response headers (each bounded by
-    DISPATCH_TIMEOUT_SECONDS), plus a margin. Past it the job is released again (its worker is presumed dead)."""
-    return math.ceil(3 * settings.dispatch_timeout_seconds) + HOLD_MARGIN_SECONDS
+    """How long an attempt holds its job: connect, send, wait for the response headers and read a short body
+    (each bounded by DISPATCH_TIMEOUT_SECONDS), plus a margin. Past it the job is released again (its worker is
+    presumed dead)."""
+    return math.ceil(4 * settings.dispatch_timeout_seconds) + HOLD_MARGIN_SECONDS
 
 
 def webhook_id(job_id: str) -> str:
@@ -64,6 +65,19 @@ def webhook_id(job_id: str) -> str:
 
 # --- the attempt ---------------------------------------------------------------------------------------------
 _clients: dict[int, httpx.Client] = {}
+_sessions: dict[int, dispatch.PushSession] = {}
+# A response body up to this size, announced by Content-Length, is read so that the connection is kept alive for
+# the next attempt (a connection whose response was not read to its end is closed); a longer or chunked one is not.
+DRAINED_BODY_MAX_BYTES = 64 * 1024
+
+
+def push_session(settings: Settings) -> dispatch.PushSession:
+    """This (prefork) process's bookkeeping session, opened after the fork; reopened after it broke."""
+    session = _sessions.get(os.getpid())
+    if session is None or session.closed:
+        session = _sessions[os.getpid()] = dispatch.PushSession.connect(settings,
+                                                                        application_name="segbase-dispatch")
+    return session
 
 
 def http_client(settings: Settings) -> httpx.Client:
@@ -124,7 +138,9 @@ def classify(settings: Settings, response: httpx.Response | None, error: Excepti
 
 
 def post_job(settings: Settings, message_id: str, body: str) -> tuple[httpx.Response | None, Exception | None]:
-    """POST one signed message; only the status and headers are read (a slow body never holds the attempt)."""
+    """POST one signed message. The status and headers decide; a short body (Content-Length up to
+    DRAINED_BODY_MAX_BYTES) is read too, within one more DISPATCH_TIMEOUT_SECONDS, so that the connection is kept
+    alive for the next attempt — a new TCP connection per attempt cost more than the rest of the POST."""
     assert settings.dispatch_url and settings.dispatch_signing_secret
     sent_at = datetime.now(timezone.utc)
     signature = Webhook(settings.dispatch_signing_secret.get_secret_value()).sign(message_id, sent_at, body)
@@ -134,16 +150,24 @@ def post_job(settings: Settings, message_id: str, body: str) -> tuple[httpx.Resp
     try:
         with http_client(settings).stream("POST", settings.dispatch_url, content=body.encode(),
                                           headers=headers) as response:
+            length = response.headers.get("content-length", "")
+            if length.isdigit() and int(length) <= DRAINED_BODY_MAX_BYTES:
+                try:
+                    response.read()
+                except httpx.HTTPError:
+                    pass  # the answer is already decided; closing the response drops the connection
             return response, None
     except httpx.HTTPError as exc:
         return None, exc
 
 
-def deliver(settings: Settings, engine: Engine, job_id: str, attempt_id: str) -> str:
-    """One push attempt: begin (committed), mint URLs, POST, record. Returns the job's state after it."""
-    with unit_of_work(engine, Caller.service()) as uow:
-        dispatch.skip_commit_flush(uow=uow)
-        record = dispatch.begin_attempt(uow=uow, job_id=job_id, attempt_id=attempt_id)
+def deliver(settings: Settings, engine: Engine, job_id: str, attempt_id: str,
+            session: dispatch.PushSession | None = None) -> str:
+    """One push attempt: begin (committed), mint URLs, POST, record. Returns the job's state after it. Begin and
+    record go through `session` (this process's PushSession: one round trip each); `engine` serves the owner's RLS
+    check of a stored source image."""
+    session = session or push_session(settings)
+    record = session.begin_attempt(job_id=job_id, attempt_id=attempt_id)
     if record is None:
         DISPATCH_ATTEMPTS.labels("stale").inc()
         log.info("dispatch job %s: attempt %s is stale (cancelled, finished or superseded); nothing sent",
@@ -162,13 +186,11 @@ def deliver(settings: Settings, engine: Engine, job_id: str, attempt_id: str) ->
                               data=dispatch.build_job(settings, record, urls))
     response, error = post_job(settings, webhook_id(job_id), message.model_dump_json())
     result, detail, retry_in = classify(settings, response, error, record.attempts)
-    with unit_of_work(engine, Caller.service()) as uow:
-        dispatch.skip_commit_flush(uow=uow)
-        state = dispatch.record_attempt(
-            uow=uow, job_id=job_id, attempt_id=attempt_id, result=result, detail=detail, retry_in_seconds=retry_in,
-            failure_threshold=settings.dispatch_circuit_failure_threshold,
-            open_seconds=settings.dispatch_circuit_open_seconds,
-            max_open_seconds=settings.dispatch_circuit_max_open_seconds)
+    state = session.record_attempt(
+        job_id=job_id, attempt_id=attempt_id, result=result, detail=detail, retry_in_seconds=retry_in,
+        failure_threshold=settings.dispatch_circuit_failure_threshold,
+        open_seconds=settings.dispatch_circuit_open_seconds,
+        max_open_seconds=settings.dispatch_circuit_max_open_seconds)
     DISPATCH_ATTEMPTS.labels(result).inc()
     if result == "delivered":
         DISPATCH_LATENCY.labels("push").observe(
@@ -194,8 +216,7 @@ def _warm_up(**_: object) -> None:
     if settings is None or settings.dispatch_mode != "push":
         return
     try:
-        with unit_of_work(process_engine(settings, application_name="segbase-dispatch"), Caller.service()):
-            pass
+        push_session(settings)
         http_client(settings)
     except Exception as exc:  # noqa: BLE001 — warming up is an optimisation; the first job connects anyway
         log.warning("dispatch warm-up failed (%s)", type(exc).__name__)
@@ -210,6 +231,8 @@ def deliver_dispatch_job(self, job_id: str, attempt_id: str) -> str:
     try:
         return deliver(settings, process_engine(settings, application_name="segbase-dispatch"), job_id, attempt_id)
     except Exception as exc:
+        if isinstance(exc, psycopg.OperationalError) and (broken := _sessions.pop(os.getpid(), None)):
+            broken.close()  # reopened by the retry (or the next attempt this process runs)
         if not is_transient(exc):
             raise  # the hold expires and the job is released again; the attempt budget bounds a poison job
         log.warning("dispatch job %s: transient %s; retrying the attempt", job_id, type(exc).__name__)
@@ -218,38 +241,38 @@ def deliver_dispatch_job(self, job_id: str, attempt_id: str) -> str:
 
 # --- the releaser --------------------------------------------------------------------------------------------
 class DispatchReleaser:
-    """Hands due jobs to delivery attempts and sends their Celery messages; one active per database."""
+    """Hands due jobs to delivery attempts and sends their Celery messages; one active per database.
+
+    It works on the one connection that holds the advisory lock and LISTENs, set up as a PushSession: a look is
+    one statement (release + when to look next). Notifications that arrive while it runs are kept by psycopg and
+    served by the next wait, so none is missed."""
 
     def __init__(self, settings: Settings, stop: threading.Event) -> None:
         self.settings = settings
         self.stop = stop
-        self.engine = create_app_engine(settings, pool_size=1, application_name="segbase-dispatch-releaser")
         self.celery = create_celery(settings)
         self.released = 0
 
-    def release_batch(self) -> int:
-        """Release what the cap and the endpoint allow and send one message per attempt; returns how many."""
-        with unit_of_work(self.engine, Caller.service()) as uow:
-            dispatch.skip_commit_flush(uow=uow)
-            attempts = dispatch.release_jobs(uow=uow, max_jobs=self.settings.dispatch_max_in_flight,
-                                             max_in_flight=self.settings.dispatch_max_in_flight,
-                                             hold_seconds=hold_seconds(self.settings),
-                                             failure_threshold=self.settings.dispatch_circuit_failure_threshold)
-        for attempt in attempts:
+    def release_batch(self, session: dispatch.PushSession) -> dispatch.Release:
+        """Release what the cap and the endpoint allow and send one message per attempt."""
+        release = session.release(max_jobs=self.settings.dispatch_max_in_flight,
+                                  max_in_flight=self.settings.dispatch_max_in_flight,
+                                  hold_seconds=hold_seconds(self.settings),
+                                  failure_threshold=self.settings.dispatch_circuit_failure_threshold)
+        for attempt in release.attempts:
             try:
                 enqueue_delivery(self.celery, attempt.job_id, attempt.attempt_id)
             except Exception as exc:  # noqa: BLE001 — the job stays held; when its hold expires it is released again
                 log.warning("dispatch job %s released but not queued (%s); it is released again when its hold "
                             "expires", attempt.job_id, type(exc).__name__)
-        self.released += len(attempts)
-        return len(attempts)
+        self.released += len(release.attempts)
+        return release
 
-    def seconds_until_due(self) -> float:
-        with unit_of_work(self.engine, Caller.service()) as uow:
-            due = dispatch.next_due(uow=uow, for_push=True)
-        if due is None:
+    @staticmethod
+    def seconds_until_due(release: dispatch.Release) -> float:
+        if release.next_due is None:
             return FALLBACK_POLL_SECONDS
-        wait = (due - datetime.now(timezone.utc)).total_seconds()
+        wait = (release.next_due - datetime.now(timezone.utc)).total_seconds()
         # Due already but nothing released: the in-flight cap is full or dispatch is disabled; a NOTIFY (a freed
         # slot, re-enable) wakes us, the fallback poll covers a lost one.
         return FALLBACK_POLL_SECONDS if wait <= 0 else min(wait + 0.01, FALLBACK_POLL_SECONDS)
@@ -266,16 +289,21 @@ class DispatchReleaser:
         return False
 
     def serve(self, conn: psycopg.Connection) -> None:
+        session = dispatch.PushSession(conn)
         conn.execute(f"listen {dispatch.NOTIFY_CHANNEL}")
         log.info("dispatch releaser active: pushing to %s", self.settings.dispatch_url)
         while not self.stop.is_set():
             # A full batch means more may be due at once; a smaller one means the queue or the cap is exhausted.
-            while self.release_batch() == self.settings.dispatch_max_in_flight and not self.stop.is_set():
+            while len((release := self.release_batch(session)).attempts) == self.settings.dispatch_max_in_flight \
+                    and not self.stop.is_set():
                 pass
-            deadline = time.monotonic() + self.seconds_until_due()
+            deadline = time.monotonic() + self.seconds_until_due(release)
             while not self.stop.is_set() and (left := deadline - time.monotonic()) > 0:
-                # Short waits keep SIGTERM responsive; any notification means "look again".
-                if any(True for _ in conn.notifies(timeout=min(left, 1.0), stop_after=1)):
+                # Short waits keep SIGTERM responsive; a notification means "look again", except a delivery's
+                # freed slot ('slot') while the cap held nothing back: every job that becomes due notifies ''
+                # itself (or is the next due time), so looking again would find nothing to release.
+                if any(note.payload != "slot" or release.capped
+                       for note in conn.notifies(timeout=min(left, 1.0))):
                     for _ in conn.notifies(timeout=0):  # the ones that arrived meanwhile: one look serves them all
                         pass
                     break
@@ -294,7 +322,6 @@ class DispatchReleaser:
                 log.warning("dispatch releaser interrupted (%s); retrying in %.1fs", type(exc).__name__, backoff)
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
-        self.engine.dispose()
         log.info("dispatch releaser stopped after releasing %d attempts", self.released)
 
 

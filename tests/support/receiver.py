@@ -4,6 +4,7 @@ hold a request until released — and it can go down and come back on the same p
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -61,6 +62,7 @@ class Receiver:
         self.received: list[Received] = []
         self.lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
+        self.connections: set[socket.socket] = set()  # open (kept-alive) connections, closed when it goes down
 
     @property
     def url(self) -> str:
@@ -71,6 +73,16 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                with receiver.lock:
+                    receiver.connections.add(self.connection)
+
+            def finish(self) -> None:
+                with receiver.lock:
+                    receiver.connections.discard(self.connection)
+                super().finish()
 
             def do_POST(self) -> None:  # noqa: N802 — the http.server naming
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -101,11 +113,19 @@ class Receiver:
         return self
 
     def stop(self) -> None:
-        """Go down: the port refuses connections until `start()` again."""
+        """Go down: the port refuses connections until `start()` again, and the connections a sender keeps alive
+        are closed, as a backend that goes down closes them."""
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
             self.server = None
+        with self.lock:
+            connections, self.connections = self.connections, set()
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the sender
 
     def requests(self, job_id: str | None = None) -> list[Received]:
         with self.lock:
