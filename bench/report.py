@@ -324,10 +324,14 @@ def summary_rows(results: dict) -> list[list[str]]:
             ratio = st[f"ratio_{direction}_vs_cp"]
             cpu = st.get("api_cpu_s_per_100_mb", {}).get(direction)
             durable = st.get("ratio_upload_vs_durable_copy") if direction == "upload" else None
+            client = st.get("client_cpu_s_per_100_mb")  # absent from reports saved before it was measured
             rows.append([f"7. Storage {direction}, {st['size_mb']} MB file",
                          f"{_fmt(st[f'{direction}_mb_per_s'])} MB/s through /storage/v1 (curl, file backend, "
                          f"median of {st['repeats']}; the upload is fsynced before its 2xx)"
-                         + (f"; API CPU {cpu} s per 100 MB" if cpu is not None else ""),
+                         + (f"; API CPU {cpu} s per 100 MB" if cpu is not None else "")
+                         + (f"; curl's own CPU {client[direction]} s per 100 MB (`cp`'s {client['cp']} s); without curl's "
+                            f"start-up and exit ({st['curl_startup_exit_ms']} ms): "
+                            f"{_fmt(st['in_transfer_mb_per_s'][direction])} MB/s" if client else ""),
                          f"`cp` of the same file on the same disk: {_fmt(st['cp_mb_per_s'])} MB/s (page cache, "
                          "no fsync)" + (f"; made durable (`dd conv=fsync`): {_fmt(st['durable_copy_mb_per_s'])} "
                                         f"MB/s, upload {durable:.2f}× of it" if durable is not None else ""),

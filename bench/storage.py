@@ -1,18 +1,30 @@
 """Storage throughput: upload and download MB/s of one large file through /storage/v1 (file backend), next to `cp`
-of the same file on the same disk, in the same run. The client is curl (cheap: the server is what is measured);
-the upload is a streamed POST of the file (`curl -T`), the download is written to a file on the same disk, as `cp`
-writes its copy. Goal: each ≥ 0.5× of `cp`.
+of the same file on the same disk, in the same run. The client is curl; the upload is a streamed POST of the file
+(`curl -T`), the download is written to a file on the same disk, as `cp` writes its copy. Goal: each ≥ 0.5× of
+`cp`. Medians of `repeats` runs, each run timing `cp`, `dd`, the upload and the download in turn.
 
 A 2xx upload is durable (fsynced), which `cp` is not, so the upload is also set against the same copy made durable
-(`dd … conv=fsync`, the floor of any durable write on this disk). The API process tree's CPU time per transfer
-(from /proc) separates segbase's own cost from the client's and the disk's; the load average is recorded, as
-other work on the machine weighs on every figure.
+the plain way (`dd … conv=fsync`: write it all, then fsync; the upload starts its writeback as it streams, see
+db/storage/backends.py, so it may beat this). The API process tree's CPU time per transfer (from /proc) separates
+segbase's own cost from the client's and the disk's; the load average is recorded, as other work on the machine
+weighs on every figure.
+
+The ratios time whole processes, `cp`'s and curl's alike. Two figures say what of that is the client's own: each
+command's CPU time (user + system, from the children's rusage) and curl's `time_total` (connect to last byte,
+without curl's start-up and exit, which cost it ~10 ms where `cp` needs ~1). curl is not a cheap downloader: it
+hands the body to its output file in 16 KiB pieces, which stdio writes as 4 + 12 KiB write(2)s (~13,000 per
+100 MB, `strace -c`), so a download costs curl several times the CPU `cp` spends on the same bytes, whatever the
+server does; that client CPU bounds the download's ratio. Writing 100 MB of new page cache costs ~30 ms of system
+time when the kernel reuses memory it just freed, and up to ~300 ms in a VM whose free memory the host has taken
+back (free page reporting): that falls on `cp`, `dd`, the upload's writes and curl's download alike, and the
+client CPU figures show when it did.
 
     .venv/bin/python -m bench.run --only storage
 """
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import subprocess
 import tempfile
@@ -38,13 +50,18 @@ def _write_file(path: Path, size: int) -> None:
         os.fsync(out.fileno())
 
 
-def _timed(command: list[str]) -> float:
+def _timed(command: list[str]) -> tuple[float, float, str]:
+    """Wall seconds, the command's own CPU seconds (user + system: the children's rusage grows by exactly this
+    child, the only one reaped meanwhile) and its stdout."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if completed.returncode != 0:
         raise RuntimeError(f"{command[0]} failed: {completed.stderr.strip()[:300]}")
-    return elapsed
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, cpu, completed.stdout
 
 
 def _cpu_seconds(pids: list[int]) -> float:
@@ -56,7 +73,7 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def run(stack: Stack, *, size_mb: int = 100, repeats: int = 3) -> dict:
+def run(stack: Stack, *, size_mb: int = 100, repeats: int = 5) -> dict:
     size = size_mb * CHUNK
     work = Path(tempfile.mkdtemp(prefix="segbase-bench-storage-"))
     storage_dir = work / "storage"
@@ -75,21 +92,33 @@ def run(stack: Stack, *, size_mb: int = 100, repeats: int = 3) -> dict:
         api_pids = [api.pid, *child_pids(api.pid)]
         load_before = os.getloadavg()
         cp_s, durable_s, up_s, down_s, up_cpu, down_cpu = [], [], [], [], [], []
+        client_cpu: dict[str, list[float]] = {"cp": [], "upload": [], "download": []}
+        curl_total: dict[str, list[float]] = {"upload": [], "download": []}
         for attempt in range(repeats):
             target = work / f"copy-{attempt}.bin"
-            cp_s.append(_timed(["cp", str(source), str(target)]))
+            elapsed, cpu, _ = _timed(["cp", str(source), str(target)])
+            cp_s.append(elapsed)
+            client_cpu["cp"].append(cpu)
             target.unlink()
-            durable_s.append(_timed(["dd", f"if={source}", f"of={target}", "bs=4M", "conv=fsync", "status=none"]))
+            durable_s.append(_timed(["dd", f"if={source}", f"of={target}", "bs=4M", "conv=fsync", "status=none"])[0])
             target.unlink()
             url = f"{api.url}/storage/v1/object/{bucket}/big-{attempt}.bin"
-            cpu = _cpu_seconds(api_pids)
-            up_s.append(_timed(["curl", "-sS", "--fail", "-X", "POST", "-T", str(source), *curl_headers,
-                                "-H", "Content-Type: application/octet-stream", "-o", os.devnull, url]))
-            up_cpu.append(_cpu_seconds(api_pids) - cpu)
+            api_cpu = _cpu_seconds(api_pids)
+            elapsed, cpu, out = _timed(["curl", "-sS", "--fail", "-X", "POST", "-T", str(source), *curl_headers,
+                                        "-H", "Content-Type: application/octet-stream", "-o", os.devnull,
+                                        "-w", "%{time_total}", url])
+            up_cpu.append(_cpu_seconds(api_pids) - api_cpu)
+            up_s.append(elapsed)
+            client_cpu["upload"].append(cpu)
+            curl_total["upload"].append(float(out))
             downloaded = work / f"download-{attempt}.bin"
-            cpu = _cpu_seconds(api_pids)
-            down_s.append(_timed(["curl", "-sS", "--fail", *curl_headers, "-o", str(downloaded), url]))
-            down_cpu.append(_cpu_seconds(api_pids) - cpu)
+            api_cpu = _cpu_seconds(api_pids)
+            elapsed, cpu, out = _timed(["curl", "-sS", "--fail", *curl_headers, "-o", str(downloaded),
+                                        "-w", "%{time_total}", url])
+            down_cpu.append(_cpu_seconds(api_pids) - api_cpu)
+            down_s.append(elapsed)
+            client_cpu["download"].append(cpu)
+            curl_total["download"].append(float(out))
             if downloaded.stat().st_size != size:
                 raise RuntimeError("the download is not the uploaded size")
             downloaded.unlink()
@@ -103,8 +132,16 @@ def run(stack: Stack, *, size_mb: int = 100, repeats: int = 3) -> dict:
                   "upload_mb_per_s": rate(up_s), "download_mb_per_s": rate(down_s),
                   "api_cpu_s_per_100_mb": {"upload": round(statistics.median(up_cpu) * 100 / mb, 3),
                                            "download": round(statistics.median(down_cpu) * 100 / mb, 3)},
+                  "client_cpu_s_per_100_mb": {name: round(statistics.median(samples) * 100 / mb, 3)
+                                              for name, samples in client_cpu.items()},
+                  "in_transfer_mb_per_s": {name: rate(samples) for name, samples in curl_total.items()},
+                  "curl_startup_exit_ms": round(statistics.median(
+                      [whole - inside for whole, inside in zip(up_s + down_s,
+                                                                curl_total["upload"] + curl_total["download"])])
+                      * 1000, 1),
                   "load_average": {"before": load_before, "after": os.getloadavg()},
-                  "seconds": {"cp": cp_s, "durable_copy": durable_s, "upload": up_s, "download": down_s}}
+                  "seconds": {"cp": cp_s, "durable_copy": durable_s, "upload": up_s, "download": down_s,
+                              "curl_time_total": curl_total}}
         result["ratio_upload_vs_cp"] = round(result["upload_mb_per_s"] / result["cp_mb_per_s"], 2)
         result["ratio_download_vs_cp"] = round(result["download_mb_per_s"] / result["cp_mb_per_s"], 2)
         result["ratio_upload_vs_durable_copy"] = round(result["upload_mb_per_s"] / result["durable_copy_mb_per_s"], 2)
