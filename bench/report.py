@@ -324,17 +324,24 @@ def summary_rows(results: dict) -> list[list[str]]:
             ratio = st[f"ratio_{direction}_vs_cp"]
             cpu = st.get("api_cpu_s_per_100_mb", {}).get(direction)
             durable = st.get("ratio_upload_vs_durable_copy") if direction == "upload" else None
-            client = st.get("client_cpu_s_per_100_mb")  # absent from reports saved before it was measured
+            client = st.get("client_cpu_s_per_100_mb") or {}
+            curl = st.get("curl")  # absent from reports saved before the bulk client was the headline
+            if curl:
+                how = (f"client bench/bulk_http.py (in-process, {'os.sendfile' if direction == 'upload' else 'recv_into 4 MiB'}"
+                       f", its CPU {client.get(direction)} s per 100 MB); with curl: "
+                       f"{_fmt(curl[f'{direction}_mb_per_s'])} MB/s ({curl[f'ratio_{direction}_vs_cp']:.2f}× cp; curl's "
+                       f"own CPU {curl['client_cpu_s_per_100_mb'][direction]} s per 100 MB, start-up and exit "
+                       f"{curl['startup_exit_ms']} ms)")
+            else:
+                how = "client curl"
             rows.append([f"7. Storage {direction}, {st['size_mb']} MB file",
-                         f"{_fmt(st[f'{direction}_mb_per_s'])} MB/s through /storage/v1 (curl, file backend, "
-                         f"median of {st['repeats']}; the upload is fsynced before its 2xx)"
-                         + (f"; API CPU {cpu} s per 100 MB" if cpu is not None else "")
-                         + (f"; curl's own CPU {client[direction]} s per 100 MB (`cp`'s {client['cp']} s); without curl's "
-                            f"start-up and exit ({st['curl_startup_exit_ms']} ms): "
-                            f"{_fmt(st['in_transfer_mb_per_s'][direction])} MB/s" if client else ""),
+                         f"{_fmt(st[f'{direction}_mb_per_s'])} MB/s through /storage/v1 (file backend, median of "
+                         f"{st['repeats']}; the upload is fsynced before its 2xx"
+                         + (f"; API CPU {cpu} s per 100 MB" if cpu is not None else "") + f"; {how})",
                          f"`cp` of the same file on the same disk: {_fmt(st['cp_mb_per_s'])} MB/s (page cache, "
-                         "no fsync)" + (f"; made durable (`dd conv=fsync`): {_fmt(st['durable_copy_mb_per_s'])} "
-                                        f"MB/s, upload {durable:.2f}× of it" if durable is not None else ""),
+                         f"no fsync; its CPU {client.get('cp', '?')} s per 100 MB)"
+                         + (f"; made durable (`dd conv=fsync`): {_fmt(st['durable_copy_mb_per_s'])} "
+                            f"MB/s, upload {durable:.2f}× of it" if durable is not None else ""),
                          f"**{ratio:.2f}×**", "≥ 0.5×", _goal(ratio >= 0.5)])
     em = results.get("rest_embed")
     if em:

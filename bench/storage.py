@@ -1,7 +1,11 @@
 """Storage throughput: upload and download MB/s of one large file through /storage/v1 (file backend), next to `cp`
-of the same file on the same disk, in the same run. The client is curl; the upload is a streamed POST of the file
-(`curl -T`), the download is written to a file on the same disk, as `cp` writes its copy. Goal: each ≥ 0.5× of
-`cp`. Medians of `repeats` runs, each run timing `cp`, `dd`, the upload and the download in turn.
+of the same file on the same disk, in the same run. Goal: each ≥ 0.5× of `cp`. Medians of `repeats` runs, each
+run timing `cp`, `dd`, then the transfers with two clients in turn:
+
+- the headline client is bench/bulk_http.py, in the bench process (no process start, as `cp` needs ~1 ms): the
+  upload leaves with os.sendfile, the download is read into one 4 MiB buffer and written to a file on the same
+  disk from it, as `cp` writes its copy — a client that costs little, so the figure is the server's;
+- curl beside it (`curl -T` up, `-o file` down), whose own costs are described below.
 
 A 2xx upload is durable (fsynced), which `cp` is not, so the upload is also set against the same copy made durable
 the plain way (`dd … conv=fsync`: write it all, then fsync; the upload starts its writeback as it streams, see
@@ -9,12 +13,12 @@ db/storage/backends.py, so it may beat this). The API process tree's CPU time pe
 segbase's own cost from the client's and the disk's; the load average is recorded, as other work on the machine
 weighs on every figure.
 
-The ratios time whole processes, `cp`'s and curl's alike. Two figures say what of that is the client's own: each
-command's CPU time (user + system, from the children's rusage) and curl's `time_total` (connect to last byte,
+With curl, the times are whole processes, `cp`'s and curl's alike. Two figures say what of that is the client's
+own: each command's CPU time (user + system, from the children's rusage) and curl's `time_total` (connect to last byte,
 without curl's start-up and exit, which cost it ~10 ms where `cp` needs ~1). curl is not a cheap downloader: it
 hands the body to its output file in 16 KiB pieces, which stdio writes as 4 + 12 KiB write(2)s (~13,000 per
 100 MB, `strace -c`), so a download costs curl several times the CPU `cp` spends on the same bytes, whatever the
-server does; that client CPU bounds the download's ratio. Writing 100 MB of new page cache costs ~30 ms of system
+server does; that client CPU bounds curl's download ratio. Writing 100 MB of new page cache costs ~30 ms of system
 time when the kernel reuses memory it just freed, and up to ~300 ms in a VM whose free memory the host has taken
 back (free page reporting): that falls on `cp`, `dd`, the upload's writes and curl's download alike, and the
 client CPU figures show when it did.
@@ -34,6 +38,7 @@ from pathlib import Path
 
 import httpx
 
+from bench import bulk_http
 from bench.stack import Stack
 from tests.support.processes import ApiProcess
 from tests.support.storage import child_pids
@@ -64,6 +69,16 @@ def _timed(command: list[str]) -> tuple[float, float, str]:
     return elapsed, cpu, completed.stdout
 
 
+def _same_bytes(left: Path, right: Path) -> bool:
+    with open(left, "rb") as a, open(right, "rb") as b:
+        while True:
+            block_a, block_b = a.read(CHUNK * 4), b.read(CHUNK * 4)
+            if block_a != block_b:
+                return False
+            if not block_a:
+                return True
+
+
 def _cpu_seconds(pids: list[int]) -> float:
     """User + system CPU time of these processes so far (Linux /proc)."""
     total = 0
@@ -91,33 +106,55 @@ def run(stack: Stack, *, size_mb: int = 100, repeats: int = 5) -> dict:
         curl_headers = [arg for key, value in headers.items() for arg in ("-H", f"{key}: {value}")]
         api_pids = [api.pid, *child_pids(api.pid)]
         load_before = os.getloadavg()
-        cp_s, durable_s, up_s, down_s, up_cpu, down_cpu = [], [], [], [], [], []
-        client_cpu: dict[str, list[float]] = {"cp": [], "upload": [], "download": []}
+        seconds: dict[str, list[float]] = {name: [] for name in ("cp", "durable_copy", "upload", "download",
+                                                                 "curl_upload", "curl_download")}
+        client_cpu: dict[str, list[float]] = {name: [] for name in ("cp", "upload", "download", "curl_upload",
+                                                                    "curl_download")}
+        api_cpu: dict[str, list[float]] = {name: [] for name in ("upload", "download", "curl_upload",
+                                                                 "curl_download")}
         curl_total: dict[str, list[float]] = {"upload": [], "download": []}
+
+        def measured(name: str, transfer) -> str:
+            """Run one transfer, recording its wall time, the client's CPU and the API's; returns its output."""
+            before = _cpu_seconds(api_pids)
+            elapsed, cpu, out = transfer()
+            api_cpu[name].append(_cpu_seconds(api_pids) - before)
+            seconds[name].append(elapsed)
+            client_cpu[name].append(cpu)
+            return out
+
+        def in_process(call) -> tuple[float, float, str]:
+            cpu, started = time.thread_time(), time.perf_counter()
+            status, count = call()
+            elapsed, cpu = time.perf_counter() - started, time.thread_time() - cpu
+            if status != 200:
+                raise RuntimeError(f"the transfer was answered {status}: {count!r}"[:300])
+            return elapsed, cpu, ""
+
         for attempt in range(repeats):
             target = work / f"copy-{attempt}.bin"
             elapsed, cpu, _ = _timed(["cp", str(source), str(target)])
-            cp_s.append(elapsed)
+            seconds["cp"].append(elapsed)
             client_cpu["cp"].append(cpu)
             target.unlink()
-            durable_s.append(_timed(["dd", f"if={source}", f"of={target}", "bs=4M", "conv=fsync", "status=none"])[0])
+            seconds["durable_copy"].append(
+                _timed(["dd", f"if={source}", f"of={target}", "bs=4M", "conv=fsync", "status=none"])[0])
             target.unlink()
             url = f"{api.url}/storage/v1/object/{bucket}/big-{attempt}.bin"
-            api_cpu = _cpu_seconds(api_pids)
-            elapsed, cpu, out = _timed(["curl", "-sS", "--fail", "-X", "POST", "-T", str(source), *curl_headers,
-                                        "-H", "Content-Type: application/octet-stream", "-o", os.devnull,
-                                        "-w", "%{time_total}", url])
-            up_cpu.append(_cpu_seconds(api_pids) - api_cpu)
-            up_s.append(elapsed)
-            client_cpu["upload"].append(cpu)
-            curl_total["upload"].append(float(out))
+            measured("upload", lambda url=url: in_process(lambda: bulk_http.upload(
+                url, source, {**headers, "Content-Type": "application/octet-stream"})))
             downloaded = work / f"download-{attempt}.bin"
-            api_cpu = _cpu_seconds(api_pids)
-            elapsed, cpu, out = _timed(["curl", "-sS", "--fail", *curl_headers, "-o", str(downloaded),
-                                        "-w", "%{time_total}", url])
-            down_cpu.append(_cpu_seconds(api_pids) - api_cpu)
-            down_s.append(elapsed)
-            client_cpu["download"].append(cpu)
+            measured("download", lambda url=url: in_process(lambda: bulk_http.download(url, downloaded, headers)))
+            if downloaded.stat().st_size != size or not _same_bytes(source, downloaded):
+                raise RuntimeError("the download is not the uploaded file")
+            downloaded.unlink()
+            curl_url = f"{api.url}/storage/v1/object/{bucket}/big-{attempt}-curl.bin"
+            out = measured("curl_upload", lambda: _timed(
+                ["curl", "-sS", "--fail", "-X", "POST", "-T", str(source), *curl_headers,
+                 "-H", "Content-Type: application/octet-stream", "-o", os.devnull, "-w", "%{time_total}", curl_url]))
+            curl_total["upload"].append(float(out))
+            out = measured("curl_download", lambda: _timed(
+                ["curl", "-sS", "--fail", *curl_headers, "-o", str(downloaded), "-w", "%{time_total}", curl_url]))
             curl_total["download"].append(float(out))
             if downloaded.stat().st_size != size:
                 raise RuntimeError("the download is not the uploaded size")
@@ -127,24 +164,37 @@ def run(stack: Stack, *, size_mb: int = 100, repeats: int = 5) -> dict:
         def rate(samples: list[float]) -> float:
             return round(mb / statistics.median(samples), 1)
 
+        def per_100_mb(samples: list[float]) -> float:
+            return round(statistics.median(samples) * 100 / mb, 3)
+
+        curl_wall = seconds["curl_upload"] + seconds["curl_download"]
         result = {"size_mb": size_mb, "repeats": repeats, "disk": str(work),
-                  "cp_mb_per_s": rate(cp_s), "durable_copy_mb_per_s": rate(durable_s),
-                  "upload_mb_per_s": rate(up_s), "download_mb_per_s": rate(down_s),
-                  "api_cpu_s_per_100_mb": {"upload": round(statistics.median(up_cpu) * 100 / mb, 3),
-                                           "download": round(statistics.median(down_cpu) * 100 / mb, 3)},
-                  "client_cpu_s_per_100_mb": {name: round(statistics.median(samples) * 100 / mb, 3)
-                                              for name, samples in client_cpu.items()},
-                  "in_transfer_mb_per_s": {name: rate(samples) for name, samples in curl_total.items()},
-                  "curl_startup_exit_ms": round(statistics.median(
-                      [whole - inside for whole, inside in zip(up_s + down_s,
-                                                                curl_total["upload"] + curl_total["download"])])
-                      * 1000, 1),
+                  "client": "bench/bulk_http.py in the bench process (upload: os.sendfile; download: recv_into a "
+                            "4 MiB buffer, written from it)",
+                  "cp_mb_per_s": rate(seconds["cp"]), "durable_copy_mb_per_s": rate(seconds["durable_copy"]),
+                  "upload_mb_per_s": rate(seconds["upload"]), "download_mb_per_s": rate(seconds["download"]),
+                  "api_cpu_s_per_100_mb": {"upload": per_100_mb(api_cpu["upload"]),
+                                           "download": per_100_mb(api_cpu["download"])},
+                  "client_cpu_s_per_100_mb": {name: per_100_mb(client_cpu[name])
+                                              for name in ("cp", "upload", "download")},
+                  "curl": {"upload_mb_per_s": rate(seconds["curl_upload"]),
+                           "download_mb_per_s": rate(seconds["curl_download"]),
+                           "client_cpu_s_per_100_mb": {"upload": per_100_mb(client_cpu["curl_upload"]),
+                                                       "download": per_100_mb(client_cpu["curl_download"])},
+                           "api_cpu_s_per_100_mb": {"upload": per_100_mb(api_cpu["curl_upload"]),
+                                                    "download": per_100_mb(api_cpu["curl_download"])},
+                           "in_transfer_mb_per_s": {name: rate(samples) for name, samples in curl_total.items()},
+                           "startup_exit_ms": round(statistics.median(
+                               [whole - inside for whole, inside in
+                                zip(curl_wall, curl_total["upload"] + curl_total["download"])]) * 1000, 1)},
                   "load_average": {"before": load_before, "after": os.getloadavg()},
-                  "seconds": {"cp": cp_s, "durable_copy": durable_s, "upload": up_s, "download": down_s,
-                              "curl_time_total": curl_total}}
+                  "seconds": {**seconds, "curl_time_total": curl_total}}
         result["ratio_upload_vs_cp"] = round(result["upload_mb_per_s"] / result["cp_mb_per_s"], 2)
         result["ratio_download_vs_cp"] = round(result["download_mb_per_s"] / result["cp_mb_per_s"], 2)
         result["ratio_upload_vs_durable_copy"] = round(result["upload_mb_per_s"] / result["durable_copy_mb_per_s"], 2)
+        for direction in ("upload", "download"):
+            result["curl"][f"ratio_{direction}_vs_cp"] = round(
+                result["curl"][f"{direction}_mb_per_s"] / result["cp_mb_per_s"], 2)
         return result
     finally:
         api.stop()

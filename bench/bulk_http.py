@@ -1,0 +1,107 @@
+"""A client that costs little for one large HTTP/1.1 body, for the storage benchmark (bench/storage.py): the server
+is what is measured there, and curl hands a download to its output file in 16 KiB pieces, spending several times
+the CPU `cp` spends on the same bytes. Here an upload leaves with `socket.sendfile` on a blocking socket
+(os.sendfile: the file's pages go to the socket without passing through Python) and a download is read with
+`recv_into` into one 4 MiB buffer and written to its file from it — a few hundred system calls per 100 MB.
+
+One request per connection; the bodies segbase answers with for a whole object carry a Content-Length, which is
+all this reads (a chunked or short answer is an error). Standard library only.
+"""
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from urllib.parse import urlsplit
+
+BUFFER_BYTES = 4 * 1024 * 1024
+HEAD_LIMIT = 64 * 1024
+
+
+class BulkHttpError(RuntimeError):
+    pass
+
+
+def _open(url: str) -> tuple[socket.socket, str, str]:
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise BulkHttpError(f"only http:// URLs: {url}")
+    sock = socket.create_connection((parts.hostname, parts.port or 80), timeout=120)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    return sock, f"{parts.hostname}:{parts.port or 80}", target
+
+
+def _request_head(method: str, target: str, host: str, headers: dict[str, str]) -> bytes:
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _response_head(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers with lower-case names, the body bytes read along with the head)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(HEAD_LIMIT)
+        if not chunk:
+            raise BulkHttpError("the connection closed before the response head")
+        data += chunk
+        if len(data) > HEAD_LIMIT:
+            raise BulkHttpError("response head too long")
+    head, _, rest = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    status = int(status_line.split(" ", 2)[1])
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers, rest
+
+
+def _read_exactly(sock: socket.socket, length: int, already: bytes) -> bytes:
+    body = bytearray(already)
+    while len(body) < length:
+        chunk = sock.recv(min(BUFFER_BYTES, length - len(body)))
+        if not chunk:
+            raise BulkHttpError("the body ended early")
+        body += chunk
+    return bytes(body)
+
+
+def upload(url: str, path: Path, headers: dict[str, str], method: str = "POST") -> tuple[int, bytes]:
+    """Send the file as the request body (Content-Length, os.sendfile); returns (status, response body)."""
+    size = path.stat().st_size
+    sock, host, target = _open(url)
+    with sock, open(path, "rb") as file:
+        sock.sendall(_request_head(method, target, host, {**headers, "Content-Length": str(size)}))
+        if sock.sendfile(file) != size:
+            raise BulkHttpError("the file was not sent whole")
+        status, response_headers, rest = _response_head(sock)
+        return status, _read_exactly(sock, int(response_headers.get("content-length", "0")), rest)
+
+
+def download(url: str, path: Path, headers: dict[str, str]) -> tuple[int, int]:
+    """GET into `path`; returns (status, bytes written). A non-200 answer's body is not written."""
+    sock, host, target = _open(url)
+    with sock:
+        sock.sendall(_request_head("GET", target, host, headers))
+        status, response_headers, rest = _response_head(sock)
+        if status != 200:
+            return status, 0
+        if "content-length" not in response_headers:
+            raise BulkHttpError("no Content-Length in the answer")
+        remaining = int(response_headers["content-length"]) - len(rest)
+        buffer = bytearray(BUFFER_BYTES)
+        view = memoryview(buffer)
+        written = 0
+        with open(path, "wb", buffering=0) as out:
+            if rest:
+                written += out.write(rest)
+            while remaining > 0:
+                received = sock.recv_into(view, min(BUFFER_BYTES, remaining))
+                if not received:
+                    raise BulkHttpError("the body ended early")
+                piece = view[:received]
+                while piece:
+                    piece = piece[out.write(piece):]
+                written += received
+                remaining -= received
+        return status, written
