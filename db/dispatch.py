@@ -78,14 +78,6 @@ def _record(row: Any, *, hold: str, lease: bool) -> JobRecord:
 
 
 # --- push ------------------------------------------------------------------------------------------------------
-def skip_commit_flush(*, uow: UnitOfWork) -> None:
-    """Let this transaction's commit return before its WAL is flushed (`synchronous_commit = off`): for the push
-    bookkeeping only (release, begin, record), where a commit lost in a PostgreSQL crash only repeats a delivery
-    under the same webhook-id — the job itself was enqueued by its result's own (flushed) commit, and a cancel's
-    flushed commit flushes every earlier one. Claims (pull) and operator actions keep the flush."""
-    uow.execute("set local synchronous_commit = off")
-
-
 def release_jobs(*, uow: UnitOfWork, max_jobs: int, max_in_flight: int, hold_seconds: int,
                  failure_threshold: int) -> list[ReleasedAttempt]:
     """Hand due jobs to delivery attempts, within the in-flight cap and the endpoint's state (push releaser)."""
@@ -108,9 +100,13 @@ class Release:
 
 class PushSession:
     """The push bookkeeping's own PostgreSQL session (the releaser's, and one per delivering worker process):
-    autocommit, as service_role, with commits that do not wait for the WAL flush (see `skip_commit_flush`). Each
-    call is one statement calling one SQL function, so it is one transaction and one round trip (prepared by
-    psycopg after a few uses), instead of BEGIN + identity, the flush setting, the call and COMMIT."""
+    autocommit, as service_role. Each call is one statement calling one SQL function, so it is one transaction
+    and one round trip (prepared by psycopg after a few uses), instead of BEGIN + identity, the call and COMMIT.
+
+    Its commits do not wait for the WAL flush (`synchronous_commit = off`): for the push bookkeeping only (release,
+    begin, record), where a commit lost in a PostgreSQL crash only repeats a delivery under the same webhook-id —
+    the job itself was enqueued by its result's own (flushed) commit, and a cancel's flushed commit flushes every
+    earlier one. Claims (pull) and operator actions keep the flush."""
 
     SETUP = ("set role service_role; set request.jwt.claims = '{\"role\":\"service_role\"}'; "
              "set synchronous_commit = off")

@@ -313,7 +313,8 @@ class DispatchReleaser:
         while not self.stop.is_set():
             try:
                 with psycopg.connect(authenticator_libpq_url(self.settings), autocommit=True,
-                                     application_name="segbase-dispatch-lock") as conn:
+                                     application_name="segbase-dispatch-lock",
+                                     options=f"-c statement_timeout={self.settings.db_statement_timeout_ms}") as conn:
                     if not self.acquire(conn):
                         break
                     backoff = 0.5
