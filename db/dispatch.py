@@ -128,6 +128,12 @@ class PushSession:
     def close(self) -> None:
         self.conn.close()
 
+    def __enter__(self) -> PushSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _rows(self, query: str, params: dict[str, Any]) -> list[Any]:
         with self.conn.cursor(row_factory=namedtuple_row) as cursor:
             return cursor.execute(query, params).fetchall()
