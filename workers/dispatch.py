@@ -1,16 +1,17 @@
-"""Push dispatch: the releaser that hands due jobs to delivery attempts, and the Celery task that POSTs one attempt
-to DISPATCH_URL as a Standard Webhooks message.
+"""Push dispatch: the releaser that hands due jobs to delivery attempts, and the attempt that POSTs one job to
+DISPATCH_URL as a Standard Webhooks message — on one of the releaser's own threads, or as a Celery task.
 
 The queue's rules live in PostgreSQL (db/dispatch.py): the releaser marks each job `sending` under a fresh attempt
-id, held for a bounded time, and sends a Celery message carrying only (job id, attempt id). The task begins the
-attempt in a committed transaction — after a cancel committed it finds the job finished and sends nothing — mints
-the job's URLs, POSTs, and records the outcome. A worker killed mid-delivery leaves the job `sending` until its
-hold expires; then it is released again under a new attempt id, and the backend receives the same `webhook-id`.
-A lost Celery message is cured the same way, so nothing about a job exists only in Redis.
+id, held for a bounded time, and hands the attempt (job id, attempt id) to one of its DISPATCH_RELAY_THREADS
+delivery threads while one is free, or else to `segbase worker` as a Celery message carrying only those two ids.
+The attempt begins in a committed transaction — after a cancel committed it finds the job finished and sends
+nothing — mints the job's URLs, POSTs, and records the outcome. A relay or worker killed mid-delivery leaves the
+job `sending` until its hold expires; then it is released again under a new attempt id, and the backend receives
+the same `webhook-id`. A lost Celery message is cured the same way, so nothing about a job exists only in Redis.
 
 The releaser runs in `segbase relay` when DISPATCH_MODE=push (one active per database: an advisory lock, like the
-outbox relay), woken by NOTIFY on enqueue, on a freed in-flight slot and on re-enable, and otherwise when the
-next retry or hold expiry is due.
+outbox relay), woken by NOTIFY on enqueue, on a job queued again and on re-enable (and on a freed in-flight slot
+while the cap held jobs back), and otherwise when the next retry or hold expiry is due.
 """
 from __future__ import annotations
 
