@@ -1,6 +1,7 @@
 """SQL-facing functions of job dispatch: the queue's rules live in PostgreSQL
 (db/migrations/20261202120000_dispatch_queue.sql) and these wrappers stay thin. Each takes an open unit of work
-(`uow=`) as service_role and never commits.
+(`uow=`) as service_role and never commits — except the push bookkeeping on a `PushSession` (release, begin,
+record), where each call is one SQL function in one statement, its own transaction.
 
 The operator actions — `cancel_job`, `retry_job`, `enable_dispatch` — are what `segbase dispatch` and the console
 call; each is one SQL function executable by service_role only.
