@@ -1,6 +1,7 @@
 """SQL-facing functions of job dispatch: the queue's rules live in PostgreSQL
 (db/migrations/20261202120000_dispatch_queue.sql) and these wrappers stay thin. Each takes an open unit of work
-(`uow=`) as service_role and never commits.
+(`uow=`) as service_role and never commits — except the push bookkeeping on a `PushSession` (release, begin,
+record), where each call is one SQL function in one statement, its own transaction.
 
 The operator actions — `cancel_job`, `retry_job`, `enable_dispatch` — are what `segbase dispatch` and the console
 call; each is one SQL function executable by service_role only.
@@ -78,14 +79,6 @@ def _record(row: Any, *, hold: str, lease: bool) -> JobRecord:
 
 
 # --- push ------------------------------------------------------------------------------------------------------
-def skip_commit_flush(*, uow: UnitOfWork) -> None:
-    """Let this transaction's commit return before its WAL is flushed (`synchronous_commit = off`): for the push
-    bookkeeping only (release, begin, record), where a commit lost in a PostgreSQL crash only repeats a delivery
-    under the same webhook-id — the job itself was enqueued by its result's own (flushed) commit, and a cancel's
-    flushed commit flushes every earlier one. Claims (pull) and operator actions keep the flush."""
-    uow.execute("set local synchronous_commit = off")
-
-
 def release_jobs(*, uow: UnitOfWork, max_jobs: int, max_in_flight: int, hold_seconds: int,
                  failure_threshold: int) -> list[ReleasedAttempt]:
     """Hand due jobs to delivery attempts, within the in-flight cap and the endpoint's state (push releaser)."""
@@ -108,9 +101,13 @@ class Release:
 
 class PushSession:
     """The push bookkeeping's own PostgreSQL session (the releaser's, and one per delivering worker process):
-    autocommit, as service_role, with commits that do not wait for the WAL flush (see `skip_commit_flush`). Each
-    call is one statement calling one SQL function, so it is one transaction and one round trip (prepared by
-    psycopg after a few uses), instead of BEGIN + identity, the flush setting, the call and COMMIT."""
+    autocommit, as service_role. Each call is one statement calling one SQL function, so it is one transaction
+    and one round trip (prepared by psycopg after a few uses), instead of BEGIN + identity, the call and COMMIT.
+
+    Its commits do not wait for the WAL flush (`synchronous_commit = off`): for the push bookkeeping only (release,
+    begin, record), where a commit lost in a PostgreSQL crash only repeats a delivery under the same webhook-id —
+    the job itself was enqueued by its result's own (flushed) commit, and a cancel's flushed commit flushes every
+    earlier one. Claims (pull) and operator actions keep the flush."""
 
     SETUP = ("set role service_role; set request.jwt.claims = '{\"role\":\"service_role\"}'; "
              "set synchronous_commit = off")
@@ -131,6 +128,12 @@ class PushSession:
 
     def close(self) -> None:
         self.conn.close()
+
+    def __enter__(self) -> PushSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _rows(self, query: str, params: dict[str, Any]) -> list[Any]:
         with self.conn.cursor(row_factory=namedtuple_row) as cursor:

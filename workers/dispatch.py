@@ -1,16 +1,17 @@
-"""Push dispatch: the releaser that hands due jobs to delivery attempts, and the Celery task that POSTs one attempt
-to DISPATCH_URL as a Standard Webhooks message.
+"""Push dispatch: the releaser that hands due jobs to delivery attempts, and the attempt that POSTs one job to
+DISPATCH_URL as a Standard Webhooks message — on one of the releaser's own threads, or as a Celery task.
 
 The queue's rules live in PostgreSQL (db/dispatch.py): the releaser marks each job `sending` under a fresh attempt
-id, held for a bounded time, and sends a Celery message carrying only (job id, attempt id). The task begins the
-attempt in a committed transaction — after a cancel committed it finds the job finished and sends nothing — mints
-the job's URLs, POSTs, and records the outcome. A worker killed mid-delivery leaves the job `sending` until its
-hold expires; then it is released again under a new attempt id, and the backend receives the same `webhook-id`.
-A lost Celery message is cured the same way, so nothing about a job exists only in Redis.
+id, held for a bounded time, and hands the attempt (job id, attempt id) to one of its DISPATCH_RELAY_THREADS
+delivery threads while one is free, or else to `segbase worker` as a Celery message carrying only those two ids.
+The attempt begins in a committed transaction — after a cancel committed it finds the job finished and sends
+nothing — mints the job's URLs, POSTs, and records the outcome. A relay or worker killed mid-delivery leaves the
+job `sending` until its hold expires; then it is released again under a new attempt id, and the backend receives
+the same `webhook-id`. A lost Celery message is cured the same way, so nothing about a job exists only in Redis.
 
 The releaser runs in `segbase relay` when DISPATCH_MODE=push (one active per database: an advisory lock, like the
-outbox relay), woken by NOTIFY on enqueue, on a freed in-flight slot and on re-enable, and otherwise when the
-next retry or hold expiry is due.
+outbox relay), woken by NOTIFY on enqueue, on a job queued again and on re-enable (and on a freed in-flight slot
+while the cap held jobs back), and otherwise when the next retry or hold expiry is due.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import os
 import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
@@ -222,6 +224,27 @@ def _warm_up(**_: object) -> None:
         log.warning("dispatch warm-up failed (%s)", type(exc).__name__)
 
 
+def deliver_with_retries(settings: Settings, engine: Engine, session_of, job_id: str, attempt_id: str,
+                         retries: int = 3, pause: float = 1.0) -> str | None:
+    """`deliver` outside Celery (the releaser's own threads), with the retries the Celery task gets: a transient
+    database failure is retried after `pause` (a broken session is reopened); anything else, or the last failure,
+    is logged and left to the hold's expiry, which releases the job again. `session_of()` gives the calling
+    thread's session; `session_of(drop=True)` closes a broken one (the next call opens another)."""
+    for attempt in range(retries + 1):
+        try:
+            return deliver(settings, engine, job_id, attempt_id, session_of())
+        except Exception as exc:  # noqa: BLE001 — a delivery thread must survive any failure of one attempt
+            if isinstance(exc, psycopg.OperationalError):
+                session_of(drop=True)
+            if not is_transient(exc) or attempt == retries:
+                log.exception("dispatch job %s: attempt %s failed (%s); it is released again when its hold expires",
+                              job_id, attempt_id, type(exc).__name__)
+                return None
+            log.warning("dispatch job %s: transient %s; retrying the attempt", job_id, type(exc).__name__)
+            time.sleep(pause)
+    return None
+
+
 @shared_task(name=DELIVER_DISPATCH_JOB_TASK, bind=True, ignore_result=True, acks_late=True,
              reject_on_worker_lost=True, max_retries=3)
 def deliver_dispatch_job(self, job_id: str, attempt_id: str) -> str:
@@ -241,30 +264,79 @@ def deliver_dispatch_job(self, job_id: str, attempt_id: str) -> str:
 
 # --- the releaser --------------------------------------------------------------------------------------------
 class DispatchReleaser:
-    """Hands due jobs to delivery attempts and sends their Celery messages; one active per database.
+    """Hands due jobs to delivery attempts; one active per database.
 
     It works on the one connection that holds the advisory lock and LISTENs, set up as a PushSession: a look is
     one statement (release + when to look next). Notifications that arrive while it runs are kept by psycopg and
-    served by the next wait, so none is missed."""
+    served by the next wait, so none is missed.
+
+    An attempt goes to one of its own DISPATCH_RELAY_THREADS delivery threads while one is free — no Redis, Celery
+    consumer or pool child between the release and the POST, which was half the CPU of a delivery — and otherwise
+    to `segbase worker` as a Celery message (job id, attempt id), so deliveries beyond one process still scale out.
+    Either way the attempt is the same `deliver`, and a crash of either process is cured by the hold's expiry."""
 
     def __init__(self, settings: Settings, stop: threading.Event) -> None:
         self.settings = settings
         self.stop = stop
         self.celery = create_celery(settings)
         self.released = 0
+        self.threads = settings.dispatch_relay_threads
+        self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="dispatch-delivery") if self.threads else None
+        self.busy = 0  # delivery threads working on an attempt (only the releaser thread adds to it)
+        self.busy_lock = threading.Lock()
+        self.local = threading.local()  # each delivery thread's PushSession
+        self.engine = process_engine(settings, application_name="segbase-dispatch-relay",
+                                     pool_size=max(1, self.threads))  # the owner's RLS check of a stored image
+        if self.threads:
+            http_client(settings)  # one keep-alive client, made before the delivery threads share it
+
+    def _session(self, drop: bool = False) -> dispatch.PushSession | None:
+        session = getattr(self.local, "session", None)
+        if drop:
+            if session is not None:
+                session.close()
+            self.local.session = None
+            return None
+        if session is None or session.closed:
+            session = self.local.session = dispatch.PushSession.connect(self.settings,
+                                                                        application_name="segbase-dispatch")
+        return session
+
+    def _deliver_here(self, job_id: str, attempt_id: str) -> None:
+        try:
+            deliver_with_retries(self.settings, self.engine, self._session, job_id, attempt_id)
+        finally:
+            with self.busy_lock:
+                self.busy -= 1
+
+    def hand_over(self, attempt: dispatch.ReleasedAttempt) -> None:
+        """To a free delivery thread of this process, or else to the workers."""
+        if self.pool is not None:
+            with self.busy_lock:
+                free = self.busy < self.threads
+                if free:
+                    self.busy += 1
+            if free:
+                try:
+                    self.pool.submit(self._deliver_here, attempt.job_id, attempt.attempt_id)
+                    return
+                except RuntimeError:  # shutting down: the workers take it
+                    with self.busy_lock:
+                        self.busy -= 1
+        try:
+            enqueue_delivery(self.celery, attempt.job_id, attempt.attempt_id)
+        except Exception as exc:  # noqa: BLE001 — the job stays held; when its hold expires it is released again
+            log.warning("dispatch job %s released but not queued (%s); it is released again when its hold "
+                        "expires", attempt.job_id, type(exc).__name__)
 
     def release_batch(self, session: dispatch.PushSession) -> dispatch.Release:
-        """Release what the cap and the endpoint allow and send one message per attempt."""
+        """Release what the cap and the endpoint allow and hand each attempt over."""
         release = session.release(max_jobs=self.settings.dispatch_max_in_flight,
                                   max_in_flight=self.settings.dispatch_max_in_flight,
                                   hold_seconds=hold_seconds(self.settings),
                                   failure_threshold=self.settings.dispatch_circuit_failure_threshold)
         for attempt in release.attempts:
-            try:
-                enqueue_delivery(self.celery, attempt.job_id, attempt.attempt_id)
-            except Exception as exc:  # noqa: BLE001 — the job stays held; when its hold expires it is released again
-                log.warning("dispatch job %s released but not queued (%s); it is released again when its hold "
-                            "expires", attempt.job_id, type(exc).__name__)
+            self.hand_over(attempt)
         self.released += len(release.attempts)
         return release
 
@@ -313,7 +385,8 @@ class DispatchReleaser:
         while not self.stop.is_set():
             try:
                 with psycopg.connect(authenticator_libpq_url(self.settings), autocommit=True,
-                                     application_name="segbase-dispatch-lock") as conn:
+                                     application_name="segbase-dispatch-lock",
+                                     options=f"-c statement_timeout={self.settings.db_statement_timeout_ms}") as conn:
                     if not self.acquire(conn):
                         break
                     backoff = 0.5
@@ -322,6 +395,8 @@ class DispatchReleaser:
                 log.warning("dispatch releaser interrupted (%s); retrying in %.1fs", type(exc).__name__, backoff)
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)  # attempts under way finish (each bounded by its timeouts)
         log.info("dispatch releaser stopped after releasing %d attempts", self.released)
 
 

@@ -338,6 +338,37 @@ def test_health_reports_the_queue(dispatch_settings, dispatch_engine, db):
     assert health["dispatch_oldest_waiting_seconds"] >= 90 and health["dispatch_enabled"] is True
 
 
+def test_the_releasers_look_says_whether_the_cap_held_jobs_back_and_when_to_look_next(dispatch_settings,
+                                                                                       dispatch_engine, db):
+    """One statement on a push session releases what the cap allows, says whether a freed slot matters (`capped`)
+    and when a job may next become takeable; a delivery notifies 'slot', a job queued again for a retry ''."""
+    user = create_user(dispatch_settings, credits=10)
+    submit(dispatch_engine, user, 3)
+    with dispatch.PushSession.connect(dispatch_settings, application_name="segbase-tests-push") as session:
+        look = session.release(max_jobs=100, **{**PUSH, "max_in_flight": 2})
+        assert len(look.attempts) == 2 and look.capped  # the third job waits for a slot
+        assert look.next_due is not None and look.next_due <= db.execute("select now()").fetchone()[0]
+        assert session.begin_attempt(job_id=look.attempts[0].job_id,
+                                     attempt_id=look.attempts[0].attempt_id).result_id == look.attempts[0].job_id
+        db.execute(f"listen {dispatch.NOTIFY_CHANNEL}")
+        assert session.record_attempt(job_id=look.attempts[0].job_id, attempt_id=look.attempts[0].attempt_id,
+                                      result="delivered", detail=None, retry_in_seconds=None, **BREAKER) == "delivered"
+        assert [n.payload for n in db.notifies(timeout=10, stop_after=1)] == ["slot"]
+
+        look = session.release(max_jobs=100, **{**PUSH, "max_in_flight": 2})
+        assert len(look.attempts) == 1 and look.capped  # the cap is full again, nothing left behind but held
+        assert session.record_attempt(job_id=look.attempts[0].job_id, attempt_id=look.attempts[0].attempt_id,
+                                      result="failed", detail="HTTP 500", retry_in_seconds=30, **BREAKER) == "queued"
+        assert [n.payload for n in db.notifies(timeout=10, stop_after=1)] == [""]
+
+        # Room for more than is due: not capped; the next look is due when the retry is.
+        look = session.release(max_jobs=100, **PUSH)
+        assert look.attempts == [] and not look.capped
+        retry_due = db.execute("select min(due_at) from internal.dispatch_jobs where state = 'queued'").fetchone()[0]
+        holds = db.execute("select min(due_at) from internal.dispatch_jobs where state = 'sending'").fetchone()[0]
+        assert look.next_due == min(retry_due, holds)
+
+
 def test_owner_connection_sees_no_notification_before_commit(dispatch_settings, dispatch_engine, db):
     """Enqueueing NOTIFYs segbase_dispatch once the inserting transaction commits, never before."""
     user = create_user(dispatch_settings, credits=5)
