@@ -33,6 +33,7 @@ from tests.support.processes import SegbaseProcess, free_port, wait_for
 
 SECRET = "whsec_" + base64.b64encode(b"segbase-bench-dispatch-secret-32").decode()
 REFERENCE_CHANNEL = "bench_dispatch_reference"
+RELAY_THREADS = 8  # the second push run: the releaser delivering itself (DISPATCH_RELAY_THREADS, docs/DISPATCH.md)
 WARMUP_JOBS = 20
 INSERT = ("insert into public.segmentation_results (source_image_url, text_prompt) "
           "values ('https://img.example/bench.png', 'bench') returning id")
@@ -124,7 +125,9 @@ def _collect(arrivals: multiprocessing.Queue, committed: dict[str, float], timeo
     return [got[j] - committed[j] for j in got]
 
 
-def push_latency(rate: float, seconds: float, users: int = 20) -> dict[str, Any]:
+def push_latency(rate: float, seconds: float, users: int = 20, relay_threads: int | None = None) -> dict[str, Any]:
+    """Push latency with the default DISPATCH_RELAY_THREADS, or with `relay_threads` (0: every attempt is a Celery
+    task on the workers)."""
     port = free_port()
     context = multiprocessing.get_context("spawn")
     arrivals = context.Queue()
@@ -135,7 +138,8 @@ def push_latency(rate: float, seconds: float, users: int = 20) -> dict[str, Any]
     url = f"http://127.0.0.1:{port}/jobs"
     stack = Stack(tag="dpush", relay=False, workers=2, worker_concurrency=4,
                   overrides={"dispatch_mode": "push", "dispatch_url": url, "dispatch_signing_secret": SECRET,
-                             "dispatch_max_in_flight": 64}).start()
+                             "dispatch_max_in_flight": 64,
+                             **({} if relay_threads is None else {"dispatch_relay_threads": relay_threads})}).start()
     relay = None
     reference = None
     try:
@@ -163,7 +167,8 @@ def push_latency(rate: float, seconds: float, users: int = 20) -> dict[str, Any]
         latencies = _collect(arrivals, sent["committed"], timeout=120)
         engine.dispose()
         ours, ref = latency_summary(latencies), latency_summary(ref_latencies)
-        return {"rate_per_s": rate, "seconds": seconds, "jobs": len(sent["committed"]), "received": len(latencies),
+        return {"rate_per_s": rate, "seconds": seconds, "relay_threads": stack.settings.dispatch_relay_threads,
+                "jobs": len(sent["committed"]), "received": len(latencies),
                 "offered_per_s": sent["offered_per_s"], "sustained": sent["sustained"], "segbase": ours,
                 "reference_notify_relay": ref, "reference_received": len(ref_latencies),
                 "ratio_p99_vs_reference": round(ours["p99_ms"] / max(ref["p99_ms"], 0.01), 2),
@@ -253,6 +258,7 @@ def run(stack: Stack | None = None, *, rate: float, seconds: float, claim_jobs: 
         claim_batches: tuple[int, ...]) -> dict[str, Any]:
     """Both benchmarks, each on a stack of its own (they need DISPATCH_MODE push/pull; `stack` is not used)."""
     return {"push_latency": push_latency(rate, seconds),
+            "push_latency_relay_threads": push_latency(rate, seconds, relay_threads=RELAY_THREADS),
             "claim": claim_throughput(claim_jobs, claim_workers, claim_batches)}
 
 

@@ -125,7 +125,7 @@ class Settings(BaseSettings):
     dispatch_retry_after_max_seconds: int = Field(3600, ge=1)  # longest Retry-After honoured on 429/503
     dispatch_max_in_flight: int = Field(16, ge=1, le=10_000)  # push attempts in flight to the endpoint
     # push: attempts the active releaser delivers itself (threads of `segbase relay`); the rest go to workers
-    dispatch_relay_threads: int = Field(8, ge=0, le=256)
+    dispatch_relay_threads: int = Field(0, ge=0, le=256)
     dispatch_circuit_failure_threshold: int = Field(5, ge=1)  # consecutive failures that open the circuit
     dispatch_circuit_open_seconds: int = Field(30, ge=1)  # first open period (doubles per failed probe)
     dispatch_circuit_max_open_seconds: int = Field(600, ge=1)

@@ -72,9 +72,10 @@ def test_the_report_renders_every_section(report) -> None:
 
 def test_dispatch_delivers_every_job_and_leases_each_once(report) -> None:
     result = report["results"]["dispatch"]
-    push = result["push_latency"]
-    assert push["received"] == push["jobs"] > 0 and push["reference_received"] == push["jobs"]
-    assert push["segbase"]["p99_ms"] > 0
+    for push in (result["push_latency"], result["push_latency_relay_threads"]):
+        assert push["received"] == push["jobs"] > 0 and push["reference_received"] == push["jobs"]
+        assert push["segbase"]["p99_ms"] > 0
+    assert result["push_latency"]["relay_threads"] == 0 and result["push_latency_relay_threads"]["relay_threads"] > 0
     for run in result["claim"]["runs"]:
         assert run["claimed_http"] == run["claimed_sql"] == run["jobs"] and run["unique_http"]
 
