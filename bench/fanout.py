@@ -45,8 +45,8 @@ from tests.support.processes import ROOT
 
 CONNECT_PARALLEL = 40
 CONNECT_ATTEMPTS = 5
-DELIVERY_WORK = ("dispatch (api/realtime/hub.py", "dispatch_batch (api/realtime/hub.py", "deliver (api/realtime/fanout.py",
-                 "deliver_many (api/realtime/fanout.py", "_write_queued (")
+DELIVERY_WORK = ("dispatch (api/realtime/hub.py", "dispatch_batch (api/realtime/hub.py",
+                 "deliver (api/realtime/fanout.py", "deliver_many (api/realtime/fanout.py", "_write_queued (")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -306,9 +306,13 @@ class CpuMeter:
 
     def stop(self) -> dict:
         after, wall = self._read(), time.perf_counter() - self.t0
-        return {"wall_s": round(wall, 1), "cores": {name: round((after[name] - self.before[name]) / wall, 2)
-                                                    for name in after},
+        self.used = {name: after[name] - self.before[name] for name in after}
+        return {"wall_s": round(wall, 1), "cores": {name: round(used / wall, 2) for name, used in self.used.items()},
                 "machine_cores": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+    def per_frame_us(self, frames: int) -> dict:
+        """CPU µs per delivered frame of each group (the window covers the delivery tail when every frame is in)."""
+        return {name: round(used * 1e6 / max(frames, 1), 1) for name, used in self.used.items()}
 
 
 def run(stack: Stack | None = None, *, users: int = 2000, per_user: int = 5, rate: int = 2000, seconds: float = 10,
@@ -381,6 +385,7 @@ def measure(stack: Stack, *, users: int, per_user: int, rate: int, seconds: floa
                             "with_sockets": round(sum(rss_after.values()) / 1024, 1)},
             "per_process": per_process, "cpu_during_changes": cpu_figures,
             **delivery(frames, (start, end))}
+    cpu_figures["cpu_us_per_delivered_frame"] = cpu.per_frame_us(ours.get("frames", 0))
     ours["profiles"] = {name: sampler.summary(markers) for name, sampler, markers in samplers}
 
     if not reference:  # a quick look at segbase alone (--no-reference); the report always has the reference
@@ -420,10 +425,12 @@ def bare_reference(stack: Stack, count: int, *, frames_per_s: int, seconds: floa
     finally:
         proc.terminate()
         proc.wait(10)
+    echoed = delivery(frames, (start, end))
+    cpu_figures["cpu_us_per_delivered_frame"] = cpu.per_frame_us(echoed.get("frames", 0))
     return {"sockets": connected, "connect_retries": group.connect_retries, "worker_processes": len(pids),
             "frames_offered_per_s": frames_per_s,
             "memory_per_connection_kib": round((rss_after - rss_before) / max(connected, 1), 1),
-            "cpu_during_echo": cpu_figures, **delivery(frames, (start, end))}
+            "cpu_during_echo": cpu_figures, **echoed}
 
 
 def main() -> None:
