@@ -34,7 +34,7 @@ def connections_for(rate: int) -> int:
 
 
 API_WORK = ("process_webhook (", "_write_forever (api/functions", "_publish_forever (",
-            "dispatch (api/realtime/hub.py", "_write_forever (api/realtime")
+            "dispatch (api/realtime/hub.py", "dispatch_batch (api/realtime/hub.py", "_write_queued (api/realtime")
 RELAY_WORK = ("publish_batch (",)
 WORKER_WORK = ("apply_webhook_event (", "apply_webhook_events (")
 

@@ -44,32 +44,50 @@ from bench.wsclient import receive, subscribe
 from tests.support.processes import ROOT
 
 CONNECT_PARALLEL = 40
-DELIVERY_WORK = ("dispatch (api/realtime/hub.py", "dispatch_batch (api/realtime/hub.py", "deliver (api/realtime/fanout.py",
-                 "deliver_many (api/realtime/fanout.py", "_write_queued (")
+CONNECT_ATTEMPTS = 5
+DELIVERY_WORK = ("dispatch (api/realtime/hub.py", "dispatch_batch (api/realtime/hub.py",
+                 "deliver (api/realtime/fanout.py", "deliver_many (api/realtime/fanout.py", "_write_queued (")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # --- client processes ------------------------------------------------------------------------------------------
 
+async def opened(connect, retries: list[int]):
+    """`await connect()`, tried again (up to CONNECT_ATTEMPTS times, 1 s apart) when the server closed or refused
+    the upgrade — on a loaded machine a connection's request can wait past the server's keep-alive timeout before
+    it is read — counting every retry in `retries`, which the run reports."""
+    for attempt in range(CONNECT_ATTEMPTS):
+        try:
+            return await connect()
+        except (OSError, asyncio.TimeoutError, websockets.InvalidHandshake):
+            if attempt == CONNECT_ATTEMPTS - 1:
+                raise
+            retries[0] += 1
+            await asyncio.sleep(1)
+
+
 async def realtime_client(config: dict) -> dict:
-    """Open this process's sockets, report `ready`, record every change frame until told to stop."""
+    """Open this process's sockets, report `ready`, record every change frame until told to stop. Each socket
+    heartbeats from its join on (opening thousands can take longer than the server's heartbeat timeout)."""
     received: list[tuple[float, float]] = []
     gate = asyncio.Semaphore(CONNECT_PARALLEL)
-
-    async def open_one(n: int, user: dict):
-        async with gate:
-            return await subscribe(config["url"], config["anon"], user["token"], user["id"], f"fan-{n}",
-                                   binding=config.get("binding"))
-
-    sockets = await asyncio.gather(*(open_one(n, u) for n, u in enumerate(config["sockets"])))
+    retries = [0]
+    tasks = []
 
     def on_record(record: dict, received_at: float) -> None:
         prompt = record.get("text_prompt") or ""
         if prompt.startswith("t:"):
             received.append((float(prompt[2:]), received_at))
 
-    tasks = [asyncio.create_task(receive(ws, on_record, time.time)) for ws in sockets]
-    print(f"ready {len(sockets)}", flush=True)
+    async def open_one(n: int, user: dict):
+        async with gate:
+            ws = await opened(lambda: subscribe(config["url"], config["anon"], user["token"], user["id"],
+                                                f"fan-{n}", binding=config.get("binding")), retries)
+        tasks.append(asyncio.create_task(receive(ws, on_record, time.time)))
+        return ws
+
+    sockets = await asyncio.gather(*(open_one(n, u) for n, u in enumerate(config["sockets"])))
+    print(f"ready {len(sockets)} {retries[0]}", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # "stop"
     for ws in sockets:
         await ws.close()
@@ -84,12 +102,15 @@ async def echo_client(config: dict) -> dict:
     gate = asyncio.Semaphore(CONNECT_PARALLEL)
     stop = asyncio.Event()
 
+    retries = [0]
+
     async def open_one():
         async with gate:
-            return await websockets.connect(config["url"], max_queue=None, ping_interval=None, open_timeout=60)
+            return await opened(lambda: websockets.connect(config["url"], max_queue=None, ping_interval=None,
+                                                           open_timeout=60), retries)
 
     sockets = await asyncio.gather(*(open_one() for _ in range(config["count"])))
-    print(f"ready {len(sockets)}", flush=True)
+    print(f"ready {len(sockets)} {retries[0]}", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # "go"
 
     async def pinger(ws) -> None:
@@ -137,11 +158,13 @@ class Clients:
 
     def wait_ready(self) -> int:
         total = 0
+        self.connect_retries = 0
         for proc in self.procs:
             line = proc.stdout.readline()
             if not line.startswith("ready"):
                 raise RuntimeError(f"fan-out client failed to connect: {line!r}")
             total += int(line.split()[1])
+            self.connect_retries += int(line.split()[2])
         return total
 
     def tell(self, word: str) -> None:
@@ -283,9 +306,13 @@ class CpuMeter:
 
     def stop(self) -> dict:
         after, wall = self._read(), time.perf_counter() - self.t0
-        return {"wall_s": round(wall, 1), "cores": {name: round((after[name] - self.before[name]) / wall, 2)
-                                                    for name in after},
+        self.used = {name: after[name] - self.before[name] for name in after}
+        return {"wall_s": round(wall, 1), "cores": {name: round(used / wall, 2) for name, used in self.used.items()},
                 "machine_cores": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+    def per_frame_us(self, frames: int) -> dict:
+        """CPU µs per delivered frame of each group (the window covers the delivery tail when every frame is in)."""
+        return {name: round(used * 1e6 / max(frames, 1), 1) for name, used in self.used.items()}
 
 
 def run(stack: Stack | None = None, *, users: int = 2000, per_user: int = 5, rate: int = 2000, seconds: float = 10,
@@ -350,6 +377,7 @@ def measure(stack: Stack, *, users: int, per_user: int, rate: int, seconds: floa
         group.kill()
     growth = sum(rss_after.values()) - sum(rss_before.values())
     ours = {"sockets": connected, "api_processes": len(api_pids), "connect_and_join_s": round(connect_s, 1),
+            "connect_retries": group.connect_retries,
             "changes_committed": changes, "changes_per_s": round(changes / (end - start), 1),
             "frames_expected": changes * per_user,
             "memory_per_connection_kib": round(growth / max(connected, 1), 1),
@@ -357,6 +385,7 @@ def measure(stack: Stack, *, users: int, per_user: int, rate: int, seconds: floa
                             "with_sockets": round(sum(rss_after.values()) / 1024, 1)},
             "per_process": per_process, "cpu_during_changes": cpu_figures,
             **delivery(frames, (start, end))}
+    cpu_figures["cpu_us_per_delivered_frame"] = cpu.per_frame_us(ours.get("frames", 0))
     ours["profiles"] = {name: sampler.summary(markers) for name, sampler, markers in samplers}
 
     if not reference:  # a quick look at segbase alone (--no-reference); the report always has the reference
@@ -396,9 +425,12 @@ def bare_reference(stack: Stack, count: int, *, frames_per_s: int, seconds: floa
     finally:
         proc.terminate()
         proc.wait(10)
-    return {"sockets": connected, "worker_processes": len(pids), "frames_offered_per_s": frames_per_s,
+    echoed = delivery(frames, (start, end))
+    cpu_figures["cpu_us_per_delivered_frame"] = cpu.per_frame_us(echoed.get("frames", 0))
+    return {"sockets": connected, "connect_retries": group.connect_retries, "worker_processes": len(pids),
+            "frames_offered_per_s": frames_per_s,
             "memory_per_connection_kib": round((rss_after - rss_before) / max(connected, 1), 1),
-            "cpu_during_echo": cpu_figures, **delivery(frames, (start, end))}
+            "cpu_during_echo": cpu_figures, **echoed}
 
 
 def main() -> None:

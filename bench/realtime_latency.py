@@ -52,7 +52,8 @@ def start_bare_server(redis_url: str, channel: str, workers: int = 1) -> tuple[s
     port = free_port()
     env = {"BARE_REDIS_URL": redis_url, "BARE_CHANNEL": channel, "PATH": "/usr/bin:/bin"}
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers),
-                             "--worker-connections", "20000", "-b", f"127.0.0.1:{port}", "--log-level", "warning",
+                             "--worker-connections", "20000", "--keep-alive", "5",  # as segbase/server.py
+                             "-b", f"127.0.0.1:{port}", "--log-level", "warning",
                              "bench.realtime_bare_server:app"], cwd=ROOT, env=env)
 
     def healthy() -> bool:

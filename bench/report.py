@@ -256,6 +256,7 @@ def summary_rows(results: dict) -> list[list[str]]:
                      f"{_fmt(o.get('delivered_per_s', 0))} frames/s delivered ({o.get('frames', 0):,}/"
                      f"{o['frames_expected']:,}), p95 {_fmt(o.get('p95_ms', 0))} ms, "
                      f"{_fmt(o['memory_per_connection_kib'])} KiB/connection"
+                     + (f", {o['connect_retries']:,} connect retries" if o.get("connect_retries") else "")
                      + (f" (limits per process: {limits['api_worker_connections']:,} connections, "
                         f"{limits['realtime_max_sockets (per process)']:,} sockets, fd limit "
                         f"{o['per_process'][0]['fd_limit (soft/hard)']})" if limits and o.get("per_process") else ""),

@@ -44,6 +44,7 @@ log = logging.getLogger("segbase.realtime")
 CLOSE_GRACE_SECONDS = 5.0
 RECEIVE_BYTES = 4096  # simple-websocket's default read size
 _CLOSE = object()
+ALL_EXTENSIONS = frozenset(realtime_db.EXTENSIONS)  # what a public channel may read and write (one set for all)
 
 TOKEN_ERROR_REASONS = {
     "malformed": "MalformedJWT: The token provided is not a valid JWT",
@@ -166,8 +167,9 @@ class Connection:
         self.apikey = apikey
         self.admission = admission
         self.settings = hub.settings
-        # Frames waiting for the writer greenlet, which runs only while there are some (`_writing`).
-        self.queue: deque = deque()
+        # Frames waiting for the writer greenlet, which runs only while there are some (`_writing`); made when the
+        # first frame waits (an empty deque is ~0.7 KiB, and most frames to an idle socket never wait).
+        self.queue: deque | None = None
         self.channels: dict[str, Channel] = {}
         # Channels per user on this socket: the socket counts once for each user it has a channel of.
         self.users: Counter[str] = Counter()
@@ -187,7 +189,7 @@ class Connection:
         """Queue a frame without ever blocking the caller; a full queue closes this socket with a reason."""
         if self.closing:
             return False
-        if len(self.queue) >= self.settings.realtime_send_queue_size:
+        if self.queue is not None and len(self.queue) >= self.settings.realtime_send_queue_size:
             WS_DROPPED.inc()
             self.abort(f"send queue overflowed ({self.settings.realtime_send_queue_size} frames): "
                        "the client is not reading fast enough")
@@ -224,6 +226,8 @@ class Connection:
             return
         if isinstance(item, tuple) and item and item[0] is _CLOSE:
             self._closed = True
+        if self.queue is None:
+            self.queue = deque()
         self.queue.append(item)
         if not self._writing:
             self._writing = True
@@ -238,9 +242,9 @@ class Connection:
         log.warning("closing realtime socket: %s", reason)
         for channel in list(self.channels.values()):
             self.hub.unregister(channel)
-        self.queue.clear()
+        self.queue = None
         for channel in list(self.channels.values()):
-            if len(self.queue) >= self.settings.realtime_send_queue_size - 1:
+            if self.queue is not None and len(self.queue) >= self.settings.realtime_send_queue_size - 1:
                 break
             self._enqueue(protocol.encode(self.vsn, channel.topic, "system", protocol.system_payload(
                 channel.topic, "error", reason, extension="system"), None, channel.join_ref))
@@ -258,26 +262,27 @@ class Connection:
 
     def _write_queued(self) -> None:
         """The writer greenlet: write queued frames in order until the queue is empty (or the close is sent)."""
-        queued = self.queue
         try:
             rest, self._rest = self._rest, None
             if rest is not None:
                 self.ws.sock.finish(rest)
-            while queued:
-                item = queued.popleft()
+            while self.queue:  # read each time: abort() replaces the queue
+                item = self.queue.popleft()
                 if isinstance(item, tuple) and item and item[0] is _CLOSE:
-                    queued.clear()
+                    self.queue = None
                     self.ws.close(reason=item[1], message=item[2][:120])
                     return
                 self.ws.send(item)
         except (ConnectionClosed, OSError):
             self.closing = True
-            queued.clear()
+            self.queue = None
         except Exception:
             log.exception("realtime writer failed")
             self.closing = True
-            queued.clear()
+            self.queue = None
         finally:
+            if not self.queue:
+                self.queue = None
             self._writing = False
             if self._writer_done is not None:
                 self._writer_done.set()
@@ -351,6 +356,7 @@ class Connection:
                     log.info("refused a realtime frame: %s", exc.reason)
                 except Exception:
                     log.exception("realtime frame handling failed")
+                text = None  # not kept while waiting for the next frame (a join frame is ~1 KiB per idle socket)
         except ConnectionClosed:
             pass
         finally:
@@ -574,7 +580,7 @@ class Connection:
         realtime.messages allows this caller (probed in one rolled-back transaction, cached on the channel
         until the next access_token)."""
         if not private:
-            return frozenset(realtime_db.EXTENSIONS), frozenset(realtime_db.EXTENSIONS)
+            return ALL_EXTENSIONS, ALL_EXTENSIONS
         return realtime_db.channel_access(self.hub.engine, caller, sub_topic)
 
     def _join_refusal(self, topic: str) -> str | None:
