@@ -45,7 +45,7 @@ def test_kill_9_of_the_relay_delivering_an_attempt_itself_loses_no_job(dispatch_
     releaser's lock releases the job again once the hold expires — same webhook-id, nothing lost."""
     hold = threading.Event()
     receiver = Receiver(lambda request, index: Reply(200, hold=hold) if index == 0 else Reply(200)).start()
-    settings = push_settings(dispatch_settings, receiver, "r", dispatch_timeout_seconds=1)
+    settings = push_settings(dispatch_settings, receiver, "r", dispatch_timeout_seconds=1, dispatch_relay_threads=1)
     try:
         with processes() as running:
             relay = running.relay(settings, "doomed-relay")
