@@ -360,17 +360,19 @@ def measure(stack: Stack, *, users: int, per_user: int, rate: int, seconds: floa
                                             "with_sockets": round(rss_after[pid] / 1024, 1)},
                                 "memory_per_connection_kib": round((rss_after[pid] - rss_before[pid])
                                                                    / max(held, 1), 1)})
-        samplers = []
-        if profile_seconds:
-            samplers = [("api", Sampler(stack.api.pid, min(profile_seconds, int(seconds))), DELIVERY_WORK),
-                        ("relay", Sampler(stack.relay_process().pid, min(profile_seconds, int(seconds))),
-                         ("publish_batch (",))]
         cpu = CpuMeter({"api workers": api_pids, "relay": [stack.relay_process().pid],
                         f"clients ({clients} processes)": group.pids()})
         cpu.start()
         start, end, changes = commit_changes(stack, result_ids, rate, seconds)
         time.sleep(3)
         cpu_figures = cpu.stop()
+        samplers = []
+        if profile_seconds:  # a stream of its own after the measured one: py-spy's sampling takes CPU from it
+            samplers = [("api", Sampler(stack.api.pid, profile_seconds), DELIVERY_WORK),
+                        ("relay", Sampler(stack.relay_process().pid, profile_seconds), ("publish_batch (",))]
+            commit_changes(stack, result_ids, rate, profile_seconds + 1)
+            for _, sampler, _ in samplers:
+                sampler.wait()
         group.tell("stop")
         frames = group.results()
     finally:

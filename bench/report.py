@@ -487,7 +487,7 @@ def render(report: dict) -> str:
     ]
     titles = {"pipeline": "Pipeline (a profile pass after the measured run)",
               "e2e": "End-to-end (a profile pass at 200/s after the measured rates)",
-              "fanout": "Fan-out (during the change stream)", "rls": "/rest/v1 list (a profile pass after the timed loop)",
+              "fanout": "Fan-out (a profile pass: a change stream after the measured one)", "rls": "/rest/v1 list (a profile pass after the timed loop)",
               "auth": "Sign-in (a profile pass after the measured load)"}
     for name, title in titles.items():
         res = results.get(name)
