@@ -65,11 +65,16 @@ def assert_limited(response) -> int:
 
 
 def test_sign_in_limit_per_ip_trips_and_resets(strict):
-    attempt, response = first_limited(lambda _: strict.password_grant(new_email()), 2 * LIMIT + 1)
-    assert attempt >= LIMIT
-    retry_after = assert_limited(response)
-    # sign-up shares the bucket
-    assert strict.signup().status_code == 429
+    # Sign-up shares the bucket: right after a burst of sign-ins was refused, a sign-up is refused too — unless the
+    # window rolled over between the two (a 2 s window on a loaded machine), in which case the burst is repeated.
+    for _ in range(3):
+        attempt, response = first_limited(lambda _: strict.password_grant(new_email()), 2 * LIMIT + 1)
+        assert attempt >= LIMIT
+        retry_after = assert_limited(response)
+        if strict.signup().status_code == 429:
+            break
+    else:
+        pytest.fail("a sign-up right after the sign-in limit tripped was never refused")
     time.sleep(retry_after)
     email = new_email()
     assert strict.signup(email).status_code == 200
