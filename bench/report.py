@@ -334,7 +334,7 @@ def summary_rows(results: dict) -> list[list[str]]:
             client = st.get("client_cpu_s_per_100_mb") or {}
             curl = st.get("curl")  # absent from reports saved before the bulk client was the headline
             if curl:
-                how = (f"client bench/bulk_http.py (in-process, {'os.sendfile' if direction == 'upload' else 'recv_into 4 MiB'}"
+                how = (f"client bench/bulk_http.py (in-process, {'os.sendfile' if direction == 'upload' else 'os.splice'}"
                        f", its CPU {client.get(direction)} s per 100 MB); with curl: "
                        f"{_fmt(curl[f'{direction}_mb_per_s'])} MB/s ({curl[f'ratio_{direction}_vs_cp']:.2f}× cp; curl's "
                        f"own CPU {curl['client_cpu_s_per_100_mb'][direction]} s per 100 MB, start-up and exit "

@@ -3,8 +3,8 @@ of the same file on the same disk, in the same run. Goal: each ≥ 0.5× of `cp`
 run timing `cp`, `dd`, then the transfers with two clients in turn:
 
 - the headline client is bench/bulk_http.py, in the bench process (no process start, as `cp` needs ~1 ms): the
-  upload leaves with os.sendfile, the download is read into one 4 MiB buffer and written to a file on the same
-  disk from it, as `cp` writes its copy — a client that costs little, so the figure is the server's;
+  upload leaves with os.sendfile, the download goes from the socket to a file on the same disk with os.splice
+  (as `cp` writes its copy, inside the kernel) — a client that costs little, so the figure is the server's;
 - curl beside it (`curl -T` up, `-o file` down), whose own costs are described below.
 
 A 2xx upload is durable (fsynced), which `cp` is not, so the upload is also set against the same copy made durable
@@ -169,8 +169,8 @@ def run(stack: Stack, *, size_mb: int = 100, repeats: int = 5) -> dict:
 
         curl_wall = seconds["curl_upload"] + seconds["curl_download"]
         result = {"size_mb": size_mb, "repeats": repeats, "disk": str(work),
-                  "client": "bench/bulk_http.py in the bench process (upload: os.sendfile; download: recv_into a "
-                            "4 MiB buffer, written from it)",
+                  "client": "bench/bulk_http.py in the bench process (upload: os.sendfile; download: os.splice "
+                            "through a pipe into the file)",
                   "cp_mb_per_s": rate(seconds["cp"]), "durable_copy_mb_per_s": rate(seconds["durable_copy"]),
                   "upload_mb_per_s": rate(seconds["upload"]), "download_mb_per_s": rate(seconds["download"]),
                   "api_cpu_s_per_100_mb": {"upload": per_100_mb(api_cpu["upload"]),
