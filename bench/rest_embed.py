@@ -56,9 +56,10 @@ def wrk(url: str, headers: dict[str, str], seconds: int) -> dict[str, float]:
     def ms(text: str) -> float:
         value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
         return float(value) * UNITS[unit]
-    mean = ms(re.search(r"Latency\s+(\S+)", out).group(1))
-    p50 = ms(re.search(r"50%\s+(\S+)", out).group(1))
-    p99 = ms(re.search(r"99%\s+(\S+)", out).group(1))
+    mean = ms(re.search(r"^\s+Latency\s+(\S+)", out, re.MULTILINE).group(1))
+    # anchored: the Stdev column ends in a percentage too ("75.50%" must not pass for the 50th percentile)
+    p50 = ms(re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE).group(1))
+    p99 = ms(re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE).group(1))
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     return {"mean": mean, "p50": p50, "p99": p99, "rps": rate}
 
