@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
@@ -40,6 +40,14 @@ class UploadBody:
     cache_control: str
     user_metadata: dict[str, Any] | None
     chunks: Iterable[bytes]
+    # The same bytes as a source a blob writer can move straight into its file (splice(2)), when the request's
+    # body comes from a client socket with a declared length; None otherwise. Read either it or `chunks`.
+    socket_source: SocketSource | None = None
+
+
+class SocketSource(Protocol):
+    def splice_into(self, fd: int, on_progress: Callable[[int], None]) -> int:
+        """Move the whole body into the file `fd` at its position; `on_progress(total)` after each step."""
 
 
 @dataclass(frozen=True)
@@ -92,15 +100,22 @@ def prepare_upload(store: Store, caller: Caller, *, bucket_id: str, name: str, u
     return UploadTarget(bucket=bucket, name=name, limit=size_limit(store, bucket), upsert=upsert, owner=owner)
 
 
-def _stream_into_blob(store: Store, version: str, chunks: Iterable[bytes], limit: int) -> BlobStats:
+def _stream_into_blob(store: Store, version: str, body: UploadBody, limit: int) -> BlobStats:
     stats = BlobStats()
     writer = store.backend.writer(version)
     try:
-        for chunk in chunks:
-            stats.size += len(chunk)
+        splice_from = getattr(writer, "splice_from", None)
+        if body.socket_source is not None and splice_from is not None:
+            # A declared length, already held to `limit` before the body was read (limit_body); checked again.
+            stats.size = splice_from(body.socket_source)
             if stats.size > limit:
                 raise too_large(limit)
-            writer.write(chunk)
+        else:
+            for chunk in body.chunks:
+                stats.size += len(chunk)
+                if stats.size > limit:
+                    raise too_large(limit)
+                writer.write(chunk)
         writer.commit()
     except BaseException:
         writer.abort()
@@ -119,7 +134,7 @@ def store_upload(store: Store, caller: Caller, target: UploadTarget, body: Uploa
     janitor.announce_upload(store.engine, version=version, bucket_id=target.bucket.id)
     replaced: list[str] = []
     try:
-        stats = _stream_into_blob(store, version, body.chunks, target.limit)
+        stats = _stream_into_blob(store, version, body, target.limit)
         now = datetime.now(timezone.utc)
         # The ETag names the blob: it changes with every upload, and costs nothing (an MD5 of the body, as S3 sends
         # for single-part uploads, would cost a third of the upload's CPU, and no client checks it).
