@@ -100,16 +100,26 @@ class _SocketBody:
         self.buffered = buffered
         self.remaining = length
 
-    @classmethod
-    def of(cls, request: Request) -> _SocketBody | None:
+    @staticmethod
+    def applies(request: Request) -> bool:
+        """Whether the body is gunicorn's socket body as this code knows it (else it is read through wsgi.input)."""
         environ = request.environ
         body, sock = environ.get("wsgi.input"), environ.get("gunicorn.socket")
         reader = getattr(body, "reader", None)
         unreader = getattr(reader, "unreader", None)
-        if (sock is None or getattr(unreader, "sock", None) is not sock or not hasattr(unreader, "take_buffered")
-                or getattr(reader, "length", None) != request.content_length or body.buf.tell()):
-            return None  # not gunicorn's socket body as this code knows it: read through wsgi.input
-        return cls(body, reader, unreader, sock, request.content_length)
+        return not (sock is None or getattr(unreader, "sock", None) is not sock
+                    or not hasattr(unreader, "take_buffered")
+                    or getattr(reader, "length", None) != request.content_length or body.buf.tell())
+
+    @classmethod
+    def of(cls, request: Request) -> _SocketBody | None:
+        """Take over the body (and what gunicorn buffered of it): only once it is about to be read, since a body
+        left unread (an upload refused before streaming) is drained by gunicorn from what it still holds."""
+        if request.content_length is None or not cls.applies(request):
+            return None
+        environ = request.environ
+        body = environ["wsgi.input"]
+        return cls(body, body.reader, body.reader.unreader, environ["gunicorn.socket"], request.content_length)
 
     def read(self, size: int) -> bytes | bytearray:
         if self.buffered:
@@ -189,7 +199,20 @@ def body_stream(request: Request):
     return request.stream
 
 
-def _raw_chunks(request: Request, stream) -> Iterator[bytes]:
+class _SpliceSource:
+    """The upload's socket body for a blob writer that moves it with splice(2), taken over only when it does."""
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+
+    def splice_into(self, fd: int, on_progress: Callable[[int], None]) -> int:
+        body = _SocketBody.of(self.request)
+        assert body is not None, "checked by raw_body"
+        return body.splice_into(fd, on_progress)
+
+
+def _raw_chunks(request: Request) -> Iterator[bytes]:
+    stream = body_stream(request)
     received = 0
     while chunk := stream.read(READ_CHUNK_BYTES):
         received += len(chunk)
@@ -208,12 +231,11 @@ def raw_body(request: Request) -> UploadBody:
             metadata_text = base64.b64decode(encoded, validate=False).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError) as exc:
             raise invalid_request("x-metadata must be base64 of a JSON object") from exc
-    stream = body_stream(request)
+    splice = request.content_length is not None and "wsgi.input" in request.environ and _SocketBody.applies(request)
     return UploadBody(content_type=request.headers.get("Content-Type") or DEFAULT_RAW_CONTENT_TYPE,
                       cache_control=request.headers.get("Cache-Control") or "no-cache",
                       user_metadata=_user_metadata(metadata_text, "x-metadata"),
-                      chunks=_raw_chunks(request, stream),
-                      socket_source=stream if isinstance(stream, _SocketBody) else None)
+                      chunks=_raw_chunks(request), socket_source=_SpliceSource(request) if splice else None)
 
 
 class MultipartUpload:
