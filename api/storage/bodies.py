@@ -107,7 +107,7 @@ class _SocketBody:
         body, sock = environ.get("wsgi.input"), environ.get("gunicorn.socket")
         reader = getattr(body, "reader", None)
         unreader = getattr(reader, "unreader", None)
-        return not (sock is None or getattr(unreader, "sock", None) is not sock
+        return not (request.content_length is None or sock is None or getattr(unreader, "sock", None) is not sock
                     or not hasattr(unreader, "take_buffered")
                     or getattr(reader, "length", None) != request.content_length or body.buf.tell())
 
@@ -115,7 +115,7 @@ class _SocketBody:
     def of(cls, request: Request) -> _SocketBody | None:
         """Take over the body (and what gunicorn buffered of it): only once it is about to be read, since a body
         left unread (an upload refused before streaming) is drained by gunicorn from what it still holds."""
-        if request.content_length is None or not cls.applies(request):
+        if not cls.applies(request):
             return None
         environ = request.environ
         body = environ["wsgi.input"]
@@ -141,7 +141,6 @@ class _SocketBody:
         self.remaining -= len(chunk)
         self.reader.length -= len(chunk)
         return chunk
-
 
     def splice_into(self, fd: int, on_progress: Callable[[int], None]) -> int:
         """Move the rest of the body into the file `fd` with splice(2) through a pipe: the kernel moves the pages
@@ -186,8 +185,7 @@ class _SocketBody:
             os.close(read_end)
             os.close(write_end)
         if self.remaining > 0:
-            raise invalid_request(f"the body ended after {declared - self.remaining} of {declared} bytes "
-                                  "(the client disconnected?)")
+            raise _ended_short(declared - self.remaining, declared)
         return moved
 
 
@@ -219,8 +217,11 @@ def _raw_chunks(request: Request) -> Iterator[bytes]:
         yield chunk
     # gunicorn ends a body short, without an error, when the client disconnects: never store a truncated object.
     if request.content_length is not None and received != request.content_length:
-        raise invalid_request(f"the body ended after {received} of {request.content_length} bytes "
-                              "(the client disconnected?)")
+        raise _ended_short(received, request.content_length)
+
+
+def _ended_short(received: int, declared: int) -> StorageError:
+    return invalid_request(f"the body ended after {received} of {declared} bytes (the client disconnected?)")
 
 
 def raw_body(request: Request) -> UploadBody:
@@ -231,7 +232,7 @@ def raw_body(request: Request) -> UploadBody:
             metadata_text = base64.b64decode(encoded, validate=False).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError) as exc:
             raise invalid_request("x-metadata must be base64 of a JSON object") from exc
-    splice = request.content_length is not None and "wsgi.input" in request.environ and _SocketBody.applies(request)
+    splice = _SocketBody.applies(request)
     return UploadBody(content_type=request.headers.get("Content-Type") or DEFAULT_RAW_CONTENT_TYPE,
                       cache_control=request.headers.get("Cache-Control") or "no-cache",
                       user_metadata=_user_metadata(metadata_text, "x-metadata"),

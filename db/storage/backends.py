@@ -134,13 +134,17 @@ class FileBlobWriter:
             in_flight, self.in_flight = self.in_flight, None
             in_flight.get()
 
+    def _writeback_due(self, total: int) -> tuple[int, int] | None:
+        """The range (offset, length) to send to writeback once `total` bytes are in the file, if one is due."""
+        if _sync_file_range is None or total - self.writeback_from < WRITEBACK_BYTES:
+            return None
+        due, self.writeback_from = (self.writeback_from, total - self.writeback_from), total
+        return due
+
     def write(self, chunk: bytes) -> None:
         self._wait()
         self.written += len(chunk)
-        writeback = None
-        if _sync_file_range is not None and self.written - self.writeback_from >= WRITEBACK_BYTES:
-            writeback = (self.writeback_from, self.written - self.writeback_from)
-            self.writeback_from = self.written
+        writeback = self._writeback_due(self.written)
         if monkey.is_module_patched("threading"):
             self.in_flight = gevent.get_hub().threadpool.spawn(_write_chunk, self.file, chunk, writeback)
         else:
@@ -153,9 +157,8 @@ class FileBlobWriter:
         fd = self.file.fileno()
 
         def progress(total: int) -> None:
-            if _sync_file_range is not None and total - self.writeback_from >= WRITEBACK_BYTES:
-                _sync_file_range(fd, self.writeback_from, total - self.writeback_from, SYNC_FILE_RANGE_WRITE)
-                self.writeback_from = total
+            if (writeback := self._writeback_due(total)) is not None:
+                _sync_file_range(fd, writeback[0], writeback[1], SYNC_FILE_RANGE_WRITE)
 
         moved = source.splice_into(fd, progress)
         self.written += moved
