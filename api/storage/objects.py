@@ -56,9 +56,13 @@ def receive_upload(caller: Caller, bucket_id: str, name: str, *, upsert: bool, o
                    check_in_transaction=None) -> StoredObject:
     """The upload steps shared by every upload route (see db/storage/store.py for their order)."""
     target = storage.prepare_upload(store(), caller, bucket_id=bucket_id, name=name, upsert=upsert, owner=owner)
-    limit_body(target.limit)
+
+    def open_body():
+        limit_body(target.limit)
+        return upload_body(request)
+
     try:
-        return storage.store_upload(store(), caller, target, upload_body(request), check_in_transaction)
+        return storage.store_upload(store(), caller, target, open_body, check_in_transaction)
     except (StorageError, RequestEntityTooLarge) as exc:
         if isinstance(exc, RequestEntityTooLarge) or exc.status == 413:
             drain_refused_body()

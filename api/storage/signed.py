@@ -97,7 +97,7 @@ def create_signed_upload_url(bucket_id: str, name: str) -> Response:
     caller = current_caller()
     bucket_id, name = names(bucket_id, name)
     upsert = upsert_requested()
-    storage.prepare_upload(store(), caller, bucket_id=bucket_id, name=name, upsert=upsert, owner=owner_of(caller))
+    storage.check_upload(store(), caller, bucket_id=bucket_id, name=name, upsert=upsert, owner=owner_of(caller))
     token = signing.sign_upload(store().settings, bucket_id, name, owner=owner_of(caller), upsert=upsert)
     return jsonify({"url": f"/object/upload/sign/{bucket_id}/{name}?token={token}", "token": token})
 

@@ -30,11 +30,17 @@ class JanitorCounts:
         return {"garbage": self.garbage, "abandoned": self.abandoned, "stale_writes": self.stale_writes}
 
 
+def record_intent(uow: UnitOfWork, *, version: str, bucket_id: str) -> None:
+    """In `uow` (as the service): blob `version` is about to be written. Committed before the blob's first byte,
+    so its leftovers can always be found."""
+    uow.execute("insert into internal.storage_upload_intents (version, bucket_id) values (:version, :bucket)",
+                {"version": version, "bucket": bucket_id})
+
+
 def announce_upload(engine: Engine, *, version: str, bucket_id: str) -> None:
-    """Record, durably, that blob `version` is about to be written (so its leftovers can always be found)."""
+    """record_intent in a transaction of its own."""
     with unit_of_work(engine, Caller.service()) as uow:
-        uow.execute("insert into internal.storage_upload_intents (version, bucket_id) values (:version, :bucket)",
-                    {"version": version, "bucket": bucket_id})
+        record_intent(uow, version=version, bucket_id=bucket_id)
 
 
 def forget_upload(engine: Engine, backend: BlobBackend, version: str) -> None:

@@ -1,11 +1,12 @@
 """What one storage operation does across PostgreSQL and the blob backend, in the order that keeps them agreeing.
 
-Upload: read the bucket's limits → ask RLS whether the caller may write this object (a rolled-back insert) → record
-an upload intent → stream the body into a new blob named by a fresh version, counting bytes against the limit →
-commit the blob → insert (or upsert) the object row as the caller, which claims the intent. A failure at any step
-removes the new blob; a crash leaves an intent the janitor finds. The row's replaced blob is removed right after the
-commit. Reads look the row up as the caller and stream the blob outside any transaction (no connection is held
-while bytes flow); a blob removed between the two (a concurrent overwrite) is retried once with the new row.
+Upload: one transaction before the body is read — the bucket's limits, RLS's answer on whether the caller may write
+this object (a rolled-back insert as the caller) and an upload intent naming the new blob's fresh version — then
+stream the body into that blob, counting bytes against the limit → commit the blob → insert (or upsert) the object
+row as the caller, which claims the intent. A failure at any later step removes the new blob and the intent; a crash
+leaves an intent the janitor finds. The row's replaced blob is removed right after the commit. Reads look the row up
+as the caller and stream the blob outside any transaction (no connection is held while bytes flow); a blob removed
+between the two (a concurrent overwrite) is retried once with the new row.
 """
 from __future__ import annotations
 
@@ -57,6 +58,8 @@ class UploadTarget:
     limit: int
     upsert: bool
     owner: str | None
+    # The new blob's name, announced by an intent committed with the checks; None for a check alone.
+    version: str | None = None
 
 
 @dataclass
@@ -91,13 +94,35 @@ def mime_allowed(mimetype: str, allowed: list[str] | None) -> bool:
     return False
 
 
+def check_upload(store: Store, caller: Caller, *, bucket_id: str, name: str, upsert: bool,
+                 owner: str | None) -> UploadTarget:
+    """Everything checkable before a body exists: the bucket, its limit, and the caller's right to write."""
+    return _checked_target(store, caller, bucket_id=bucket_id, name=name, upsert=upsert, owner=owner, version=None)
+
+
 def prepare_upload(store: Store, caller: Caller, *, bucket_id: str, name: str, upsert: bool,
                    owner: str | None) -> UploadTarget:
-    """Everything checkable before the body is read: the bucket, its limit, and the caller's right to write."""
-    bucket = service_bucket(store, bucket_id)
-    with unit_of_work(store.engine, caller) as uow:
+    """check_upload's checks and the intent naming the new blob, in one transaction committed before the body is
+    read; store_upload then either claims the intent with the object row or forgets it."""
+    return _checked_target(store, caller, bucket_id=bucket_id, name=name, upsert=upsert, owner=owner,
+                           version=str(uuid.uuid4()))
+
+
+def _checked_target(store: Store, caller: Caller, *, bucket_id: str, name: str, upsert: bool, owner: str | None,
+                    version: str | None) -> UploadTarget:
+    """One transaction: the bucket read as the service (whoever the caller is), the intent for `version` if one is
+    given, then RLS asked as `caller` (a refusal rolls the intent back with everything else)."""
+    with unit_of_work(store.engine, Caller.service()) as uow:
+        bucket = objects.get_bucket(uow, bucket_id)
+        if bucket is None:
+            raise bucket_not_found()
+        if version is not None:
+            janitor.record_intent(uow, version=version, bucket_id=bucket_id)
+        if caller != uow.caller:
+            uow.become(caller)
         objects.upload_precheck(uow, bucket_id=bucket_id, name=name, owner=owner, upsert=upsert)
-    return UploadTarget(bucket=bucket, name=name, limit=size_limit(store, bucket), upsert=upsert, owner=owner)
+    return UploadTarget(bucket=bucket, name=name, limit=size_limit(store, bucket), upsert=upsert, owner=owner,
+                        version=version)
 
 
 def _stream_into_blob(store: Store, version: str, body: UploadBody, limit: int) -> BlobStats:
@@ -123,17 +148,20 @@ def _stream_into_blob(store: Store, version: str, body: UploadBody, limit: int) 
     return stats
 
 
-def store_upload(store: Store, caller: Caller, target: UploadTarget, body: UploadBody,
+def store_upload(store: Store, caller: Caller, target: UploadTarget, open_body: Callable[[], UploadBody],
                  check_in_transaction: Callable[[UnitOfWork], None] | None = None) -> StoredObject:
-    """Stream `body` into a new blob and commit the object row as `caller`; on any failure nothing remains."""
-    if not mime_allowed(body.content_type, target.bucket.allowed_mime_types):
-        raise StorageError(415, ErrorCode.INVALID_MIME_TYPE,
-                           f"mime type {body.content_type.split(';')[0]} is not supported "
-                           f"(bucket {target.bucket.id} accepts {', '.join(target.bucket.allowed_mime_types or [])})")
-    version = str(uuid.uuid4())
-    janitor.announce_upload(store.engine, version=version, bucket_id=target.bucket.id)
+    """Stream the body `open_body()` gives into the blob `target` announced (see prepare_upload) and commit the
+    object row as `caller`; on any failure, from opening the body on, neither the blob nor the intent remains."""
+    version = target.version
+    if version is None:
+        raise ValueError("store_upload needs a target from prepare_upload (one with an announced version)")
     replaced: list[str] = []
     try:
+        body = open_body()
+        if not mime_allowed(body.content_type, target.bucket.allowed_mime_types):
+            raise StorageError(415, ErrorCode.INVALID_MIME_TYPE,
+                               f"mime type {body.content_type.split(';')[0]} is not supported (bucket "
+                               f"{target.bucket.id} accepts {', '.join(target.bucket.allowed_mime_types or [])})")
         stats = _stream_into_blob(store, version, body, target.limit)
         now = datetime.now(timezone.utc)
         # The ETag names the blob: it changes with every upload, and costs nothing (an MD5 of the body, as S3 sends

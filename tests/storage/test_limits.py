@@ -181,3 +181,26 @@ def test_mask_upload_url_is_refused_once_the_job_is_finished(raw, settings, owne
     late = raw.http.put(url, content=png_bytes(5, 5), headers={"Content-Type": "image/png"})
     assert late.status_code == 403 and "done" in late.json()["message"]
     assert raw.download("masks", signed.path, user.access_token).content == png
+
+
+def test_refusals_after_the_checks_leave_no_upload_intent(raw, alice, owner_conn) -> None:
+    """The checks and the new blob's intent commit in one transaction before the body is read: a refusal after it
+    (a declared length over the bucket's limit, a type the bucket does not take) forgets the intent at once, and a
+    refusal by the checks themselves (RLS, a missing bucket) rolls it back with them."""
+    bucket = unique("refuse")
+    created = raw.request("POST", "/bucket", service=True, json={"id": bucket, "name": bucket, "file_size_limit": 1024,
+                                                                 "allowed_mime_types": ["image/png"]})
+    assert created.status_code == 200, created.text
+
+    def intents() -> int:
+        return owner_conn.execute("select count(*) from internal.storage_upload_intents where bucket_id = %s",
+                                  (bucket,)).fetchone()[0]
+
+    assert raw.upload(bucket, "big.png", b"\0" * 2048, service=True).status_code == 413
+    assert raw.upload(bucket, "page.html", b"<p>hi</p>", service=True, content_type="text/html").status_code == 415
+    assert raw.upload(bucket, "theirs.png", png_bytes(2, 2), alice.access_token).status_code == 403  # no policy
+    assert raw.upload(unique("missing"), "x.png", png_bytes(2, 2), service=True).status_code == 404
+    assert intents() == 0
+    assert raw.upload(bucket, "ok.png", png_bytes(2, 2), service=True).status_code == 200
+    assert intents() == 0  # claimed by the row
+    assert owner_conn.execute("select count(*) from storage.objects where bucket_id = %s", (bucket,)).fetchone()[0] == 1
