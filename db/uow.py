@@ -64,19 +64,30 @@ class UnitOfWork:
         row, so both commit together)."""
         if caller.role not in DATABASE_ROLES:
             raise ValueError(f"unknown database role {caller.role!r}")
-        self.execute("select set_config('role', :role, true), set_config('request.jwt.claims', :claims, true)",
-                     {"role": caller.role, "claims": json.dumps(caller.claims, separators=(",", ":"))})
+        # Through the driver's cursor, so it can go in a pipeline() with the statements around it.
+        self.driver_cursor().execute(
+            "select set_config('role', %(role)s, true), set_config('request.jwt.claims', %(claims)s, true)",
+            {"role": caller.role, "claims": json.dumps(caller.claims, separators=(",", ":"))})
         self.caller = caller
+
+    @contextmanager
+    def pipeline(self) -> Iterator[None]:
+        """Send the statements run through `driver_cursor()` (and `become`) inside this block together and wait once
+        for their results (psycopg's pipeline mode): one round trip instead of one per statement. Results are read
+        after the block; an error is raised at its end, and the statements after the failed one do not run."""
+        with self.connection.connection.driver_connection.pipeline():
+            yield
 
     def execute(self, statement: Any, params: dict[str, Any] | None = None) -> Any:
         if isinstance(statement, str):
             statement = text(statement)
         return self.connection.execute(statement, params or {})
 
-    def driver_cursor(self) -> psycopg.Cursor:
+    def driver_cursor(self, **options: Any) -> psycopg.Cursor:
         """A cursor in this transaction for statements composed with `psycopg.sql` (positional parameters):
-        the data API's builder (db/rest/) composes those, and runs them through db/rest/execute.py."""
-        return self.connection.connection.driver_connection.cursor()
+        the data API's builder (db/rest/) composes those, and runs them through db/rest/execute.py. `options` go to
+        psycopg's `cursor()` (e.g. `row_factory`)."""
+        return self.connection.connection.driver_connection.cursor(**options)
 
 
 def _begin_statement(driver: psycopg.Connection, caller: Caller) -> str:

@@ -33,8 +33,9 @@ class JanitorCounts:
 def record_intent(uow: UnitOfWork, *, version: str, bucket_id: str) -> None:
     """In `uow` (as the service): blob `version` is about to be written. Committed before the blob's first byte,
     so its leftovers can always be found."""
-    uow.execute("insert into internal.storage_upload_intents (version, bucket_id) values (:version, :bucket)",
-                {"version": version, "bucket": bucket_id})
+    uow.driver_cursor().execute(  # the driver's cursor: it can go in a uow.pipeline()
+        "insert into internal.storage_upload_intents (version, bucket_id) values (%(version)s, %(bucket)s)",
+        {"version": version, "bucket": bucket_id})
 
 
 def announce_upload(engine: Engine, *, version: str, bucket_id: str) -> None:

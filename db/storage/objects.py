@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from psycopg import sql
+from psycopg.rows import dict_row
 
 from db.uow import UnitOfWork
 
@@ -110,8 +112,19 @@ def _object(row) -> StoredObject:
 # --- buckets ----------------------------------------------------------------------------------------------------
 
 def get_bucket(uow: UnitOfWork, bucket_id: str) -> Bucket | None:
-    row = uow.execute(f"select {BUCKET_COLUMNS} from storage.buckets where id = :id", {"id": bucket_id}).first()
-    return _bucket(row) if row else None
+    return read_bucket(send_bucket_query(uow, bucket_id))
+
+
+def send_bucket_query(uow: UnitOfWork, bucket_id: str) -> psycopg.Cursor:
+    """Ask for the bucket's row; `read_bucket` reads the answer (in a `uow.pipeline()`, once the block is over)."""
+    cursor = uow.driver_cursor(row_factory=dict_row)
+    cursor.execute(f"select {BUCKET_COLUMNS} from storage.buckets where id = %(id)s", {"id": bucket_id})
+    return cursor
+
+
+def read_bucket(cursor: psycopg.Cursor) -> Bucket | None:
+    row = cursor.fetchone()
+    return _bucket(_Row(row)) if row else None
 
 
 def list_buckets(uow: UnitOfWork, *, limit: int | None = None, offset: int = 0, search: str | None = None,
@@ -174,34 +187,38 @@ def find_object(uow: UnitOfWork, bucket_id: str, name: str, *, for_update: bool 
 
 def upload_precheck(uow: UnitOfWork, *, bucket_id: str, name: str, owner: str | None, upsert: bool) -> None:
     """Ask PostgreSQL whether the caller may create (or, with upsert, replace) this object, before any byte is
-    streamed: the insert runs in a savepoint that is always rolled back (Supabase's `canUpload`)."""
-    uow.execute("savepoint upload_precheck")
+    streamed: the insert runs in a savepoint that is always rolled back (Supabase's `canUpload`). Through the
+    driver's cursor, so it can go in a `uow.pipeline()`."""
+    cursor = uow.driver_cursor()
+    cursor.execute("savepoint upload_precheck")
     try:
-        _write_row(uow, bucket_id=bucket_id, name=name, version=None, owner=owner, metadata={},
-                   user_metadata=None, upsert=upsert)
+        _send_write_row(cursor, bucket_id=bucket_id, name=name, version=None, owner=owner, metadata={},
+                        user_metadata=None, upsert=upsert)
     finally:
-        uow.execute("rollback to savepoint upload_precheck")
+        cursor.execute("rollback to savepoint upload_precheck")
 
 
-def _write_row(uow: UnitOfWork, *, bucket_id: str, name: str, version: str | None, owner: str | None,
-               metadata: dict[str, Any], user_metadata: dict[str, Any] | None, upsert: bool):
+def _send_write_row(cursor: psycopg.Cursor, *, bucket_id: str, name: str, version: str | None, owner: str | None,
+                    metadata: dict[str, Any], user_metadata: dict[str, Any] | None, upsert: bool) -> None:
     conflict = ("on conflict (bucket_id, name) do update set version = excluded.version, owner = excluded.owner, "
                 "owner_id = excluded.owner_id, metadata = excluded.metadata, user_metadata = excluded.user_metadata, "
                 "updated_at = now(), last_accessed_at = now()") if upsert else ""
-    return uow.execute(
+    cursor.execute(
         "insert into storage.objects (bucket_id, name, owner, owner_id, version, metadata, user_metadata) "
-        "values (:bucket, :name, :owner, :owner_id, :version, cast(:metadata as jsonb), cast(:user_metadata as jsonb)) "
-        f"{conflict} returning {OBJECT_COLUMNS}",
+        "values (%(bucket)s, %(name)s, %(owner)s, %(owner_id)s, %(version)s, cast(%(metadata)s as jsonb), "
+        f"cast(%(user_metadata)s as jsonb)) {conflict} returning {OBJECT_COLUMNS}",
         {"bucket": bucket_id, "name": name, "owner": owner, "owner_id": owner, "version": version,
          "metadata": json.dumps(metadata),
-         "user_metadata": json.dumps(user_metadata) if user_metadata is not None else None}).one()
+         "user_metadata": json.dumps(user_metadata) if user_metadata is not None else None})
 
 
 def write_object(uow: UnitOfWork, *, bucket_id: str, name: str, version: str, owner: str | None,
                  metadata: dict[str, Any], user_metadata: dict[str, Any] | None, upsert: bool) -> StoredObject:
     """Insert the object row pointing at blob `version` (with upsert: replace the existing row's blob)."""
-    return _object(_write_row(uow, bucket_id=bucket_id, name=name, version=version, owner=owner, metadata=metadata,
-                              user_metadata=user_metadata, upsert=upsert))
+    cursor = uow.driver_cursor(row_factory=dict_row)
+    _send_write_row(cursor, bucket_id=bucket_id, name=name, version=version, owner=owner, metadata=metadata,
+                    user_metadata=user_metadata, upsert=upsert)
+    return _object(_Row(cursor.fetchone()))
 
 
 def delete_objects(uow: UnitOfWork, bucket_id: str, names: list[str]) -> list[StoredObject]:

@@ -200,6 +200,8 @@ def test_refusals_after_the_checks_leave_no_upload_intent(raw, alice, owner_conn
     assert raw.upload(bucket, "page.html", b"<p>hi</p>", service=True, content_type="text/html").status_code == 415
     assert raw.upload(bucket, "theirs.png", png_bytes(2, 2), alice.access_token).status_code == 403  # no policy
     assert raw.upload(unique("missing"), "x.png", png_bytes(2, 2), service=True).status_code == 404
+    missing = raw.upload(unique("missing"), f"{alice.id}/x.png", png_bytes(2, 2), alice.access_token)
+    assert missing.status_code == 404 and missing.json()["error"] == "Bucket not found"  # said before RLS's answer
     assert intents() == 0
     assert raw.upload(bucket, "ok.png", png_bytes(2, 2), service=True).status_code == 200
     assert intents() == 0  # claimed by the row
