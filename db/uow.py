@@ -64,19 +64,11 @@ class UnitOfWork:
         row, so both commit together)."""
         if caller.role not in DATABASE_ROLES:
             raise ValueError(f"unknown database role {caller.role!r}")
-        # Through the driver's cursor, so it can go in a pipeline() with the statements around it.
+        # Through the driver's cursor, so it can go in a pipelined unit of work.
         self.driver_cursor().execute(
             "select set_config('role', %(role)s, true), set_config('request.jwt.claims', %(claims)s, true)",
             {"role": caller.role, "claims": json.dumps(caller.claims, separators=(",", ":"))})
         self.caller = caller
-
-    @contextmanager
-    def pipeline(self) -> Iterator[None]:
-        """Send the statements run through `driver_cursor()` (and `become`) inside this block together and wait once
-        for their results (psycopg's pipeline mode): one round trip instead of one per statement. Results are read
-        after the block; an error is raised at its end, and the statements after the failed one do not run."""
-        with self.connection.connection.driver_connection.pipeline():
-            yield
 
     def execute(self, statement: Any, params: dict[str, Any] | None = None) -> Any:
         if isinstance(statement, str):
@@ -146,23 +138,39 @@ def _end(connection: Connection, statement: str) -> None:
             driver.autocommit = False
 
 
+def _end_pipelined(driver: psycopg.Connection) -> None:
+    """After a pipelined COMMIT: give the connection back in psycopg's default (non-autocommit) mode, as `_end`."""
+    if driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        driver.autocommit = False
+
+
 @contextmanager
-def unit_of_work(engine: Engine, caller: Caller) -> Iterator[UnitOfWork]:
+def unit_of_work(engine: Engine, caller: Caller, *, pipelined: bool = False) -> Iterator[UnitOfWork]:
     """Open one transaction as `caller`; commit on success, roll back on error, then run after-commit callbacks.
 
-    Round trips: BEGIN + identity (one), each statement, COMMIT (one)."""
+    Round trips: BEGIN + identity (one), each statement, COMMIT (one). `pipelined`: the block's statements and the
+    COMMIT go in one round trip (psycopg's pipeline mode) — for a short transaction whose statements do not read
+    each other's results: only statements run through `driver_cursor()` or `become()` belong in it, their results
+    are read after the block, and an error is raised at its end (the statements after the failed one do not run)."""
     connection = _begin(engine, caller)
     with connection:
         uow = UnitOfWork(connection, caller)
         try:
-            yield uow
+            if pipelined:
+                driver = _driver(connection)
+                with driver.pipeline():
+                    yield uow
+                    driver.execute("commit")
+                _end_pipelined(driver)
+            else:
+                yield uow
+                _end(connection, "commit")
         except BaseException:
             try:
                 _end(connection, "rollback")
             except Exception:  # noqa: BLE001 — a broken connection is invalidated; the original error matters
                 log.debug("rollback failed", exc_info=True)
             raise
-        _end(connection, "commit")
         callbacks = uow._after_commit
     for callback in callbacks:
         try:

@@ -33,7 +33,7 @@ class JanitorCounts:
 def record_intent(uow: UnitOfWork, *, version: str, bucket_id: str) -> None:
     """In `uow` (as the service): blob `version` is about to be written. Committed before the blob's first byte,
     so its leftovers can always be found."""
-    uow.driver_cursor().execute(  # the driver's cursor: it can go in a uow.pipeline()
+    uow.driver_cursor().execute(  # the driver's cursor: it can go in a pipelined unit of work
         "insert into internal.storage_upload_intents (version, bucket_id) values (%(version)s, %(bucket)s)",
         {"version": version, "bucket": bucket_id})
 

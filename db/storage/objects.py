@@ -116,7 +116,7 @@ def get_bucket(uow: UnitOfWork, bucket_id: str) -> Bucket | None:
 
 
 def send_bucket_query(uow: UnitOfWork, bucket_id: str) -> psycopg.Cursor:
-    """Ask for the bucket's row; `read_bucket` reads the answer (in a `uow.pipeline()`, once the block is over)."""
+    """Ask for the bucket's row; `read_bucket` reads the answer (in a pipelined unit of work, once it is over)."""
     cursor = uow.driver_cursor(row_factory=dict_row)
     cursor.execute(f"select {BUCKET_COLUMNS} from storage.buckets where id = %(id)s", {"id": bucket_id})
     return cursor
@@ -188,7 +188,7 @@ def find_object(uow: UnitOfWork, bucket_id: str, name: str, *, for_update: bool 
 def upload_precheck(uow: UnitOfWork, *, bucket_id: str, name: str, owner: str | None, upsert: bool) -> None:
     """Ask PostgreSQL whether the caller may create (or, with upsert, replace) this object, before any byte is
     streamed: the insert runs in a savepoint that is always rolled back (Supabase's `canUpload`). Through the
-    driver's cursor, so it can go in a `uow.pipeline()`."""
+    driver's cursor, so it can go in a pipelined unit of work."""
     cursor = uow.driver_cursor()
     cursor.execute("savepoint upload_precheck")
     try:

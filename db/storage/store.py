@@ -113,24 +113,23 @@ def _checked_target(store: Store, caller: Caller, *, bucket_id: str, name: str, 
                     version: str | None) -> UploadTarget:
     """One transaction: the bucket read as the service (whoever the caller is), the intent for `version` if one is
     given, then RLS asked as `caller` (a refusal rolls the intent back with everything else)."""
-    with unit_of_work(store.engine, Caller.service()) as uow:
-        bucket_query: psycopg.Cursor | None = None
-        try:
-            with uow.pipeline():  # every statement below in one round trip
-                bucket_query = objects.send_bucket_query(uow, bucket_id)
-                if version is not None:
-                    janitor.record_intent(uow, version=version, bucket_id=bucket_id)
-                if caller != uow.caller:
-                    uow.become(caller)
-                objects.upload_precheck(uow, bucket_id=bucket_id, name=name, owner=owner, upsert=upsert)
-        except psycopg.Error:
-            answered = bucket_query is not None and bucket_query.pgresult is not None
-            if answered and objects.read_bucket(bucket_query) is None:  # a missing bucket says so, before RLS
-                raise bucket_not_found() from None
-            raise
-        bucket = objects.read_bucket(bucket_query)
-        if bucket is None:
-            raise bucket_not_found()
+    bucket_query: psycopg.Cursor | None = None
+    try:
+        with unit_of_work(store.engine, Caller.service(), pipelined=True) as uow:  # one round trip after BEGIN
+            bucket_query = objects.send_bucket_query(uow, bucket_id)
+            if version is not None:
+                janitor.record_intent(uow, version=version, bucket_id=bucket_id)
+            if caller != uow.caller:
+                uow.become(caller)
+            objects.upload_precheck(uow, bucket_id=bucket_id, name=name, owner=owner, upsert=upsert)
+    except psycopg.Error:
+        answered = bucket_query is not None and bucket_query.pgresult is not None
+        if answered and objects.read_bucket(bucket_query) is None:  # a missing bucket says so, before RLS
+            raise bucket_not_found() from None
+        raise
+    bucket = objects.read_bucket(bucket_query)
+    if bucket is None:  # not reached: the precheck's insert names the bucket, and its foreign key refuses it
+        raise bucket_not_found()
     return UploadTarget(bucket=bucket, name=name, limit=size_limit(store, bucket), upsert=upsert, owner=owner,
                         version=version)
 

@@ -74,6 +74,49 @@ def test_a_unit_of_work_costs_three_round_trips_and_no_ping(own_engine) -> None:
     assert [m for m in sent if m in ("Query", "Sync")] == ["Query", "Query", "Query"], sent
 
 
+def test_a_pipelined_unit_sends_its_statements_and_commit_in_one_round_trip(own_engine) -> None:
+    backend_pid(own_engine)
+    cursors = []
+
+    def one_unit(engine: Engine) -> None:
+        with unit_of_work(engine, Caller.service(), pipelined=True) as uow:
+            for key in ("uow-test-pipelined-1", "uow-test-pipelined-2"):
+                cursor = uow.driver_cursor()
+                cursor.execute("insert into internal.webhook_inbox (idempotency_key, result_id, event_status, "
+                               "payload) values (%s, gen_random_uuid(), 'done', '{}') returning idempotency_key",
+                               (key,))
+                cursors.append(cursor)
+            uow.become(user_caller("00000000-0000-4000-8000-000000000003"))
+            cursor = uow.driver_cursor()
+            cursor.execute("select current_user::text, auth.uid()::text")
+            cursors.append(cursor)
+
+    sent = frontend_messages(own_engine, one_unit)
+    # BEGIN + identity as one simple query; then every statement and the COMMIT, and one Sync for them all.
+    assert [m for m in sent if m in ("Query", "Sync")] == ["Query", "Sync"], sent
+    assert [c.fetchone() for c in cursors] == [("uow-test-pipelined-1",), ("uow-test-pipelined-2",),
+                                               ("authenticated", "00000000-0000-4000-8000-000000000003")]
+    with unit_of_work(own_engine, Caller.service()) as uow:  # committed, and the connection went back clean
+        assert uow.execute("select count(*) from internal.webhook_inbox "
+                           "where idempotency_key like 'uow-test-pipelined-%'").scalar_one() == 2
+        assert uow.execute("select current_user").scalar_one() == "service_role"
+
+
+def test_a_pipelined_unit_that_fails_leaves_nothing(own_engine) -> None:
+    ran: list[str] = []
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        with unit_of_work(own_engine, Caller.service(), pipelined=True) as uow:
+            uow.driver_cursor().execute("insert into internal.webhook_inbox (idempotency_key, result_id, "
+                                        "event_status, payload) values ('uow-test-pipelined-failed', "
+                                        "gen_random_uuid(), 'done', '{}')")
+            uow.driver_cursor().execute("select 1 / 0")
+            uow.on_commit(lambda: ran.append("callback"))
+    assert ran == []
+    with unit_of_work(own_engine, Caller.service()) as uow:
+        assert uow.execute("select count(*) from internal.webhook_inbox "
+                           "where idempotency_key = 'uow-test-pipelined-failed'").scalar_one() == 0
+
+
 def test_a_failed_unit_leaves_nothing_and_runs_no_callback(engine, settings) -> None:
     ran: list[str] = []
     with pytest.raises(DBAPIError):
