@@ -84,6 +84,15 @@ def upload(url: str, path: Path, headers: dict[str, str], method: str = "POST") 
         return status, _read_exactly(sock, int(response_headers.get("content-length", "0")), rest)
 
 
+def send_raw(port: int, path: Path, answer_bytes: int) -> bytes:
+    """The upload's sending half without HTTP: the file to 127.0.0.1:`port` with os.sendfile, then read an answer
+    of `answer_bytes` (bench/durable_receiver.py's `ok`)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as sock, open(path, "rb") as file:
+        if sock.sendfile(file) != path.stat().st_size:
+            raise BulkHttpError("the file was not sent whole")
+        return _read_exactly(sock, answer_bytes, b"")
+
+
 def download(url: str, path: Path, headers: dict[str, str]) -> tuple[int, int]:
     """GET into `path`; returns (status, bytes written). A non-200 answer's body is not written."""
     sock, host, target = _open(url)

@@ -348,7 +348,11 @@ def summary_rows(results: dict) -> list[list[str]]:
                          f"`cp` of the same file on the same disk: {_fmt(st['cp_mb_per_s'])} MB/s (page cache, "
                          f"no fsync; its CPU {client.get('cp', '?')} s per 100 MB)"
                          + (f"; made durable (`dd conv=fsync`): {_fmt(st['durable_copy_mb_per_s'])} "
-                            f"MB/s, upload {durable:.2f}× of it" if durable is not None else ""),
+                            f"MB/s, upload {durable:.2f}× of it" if durable is not None else "")
+                         + (f"; the floor, the same bytes over TCP into segbase's blob writer without HTTP or "
+                            f"database (bench/durable_receiver.py): {_fmt(st['floor_mb_per_s'])} MB/s = "
+                            f"{st['ratio_floor_vs_cp']:.2f}× cp, upload {st['ratio_upload_vs_floor']:.2f}× of it"
+                            if direction == "upload" and "floor_mb_per_s" in st else ""),
                          f"**{ratio:.2f}×**", "≥ 0.5×", _goal(ratio >= 0.5)])
     em = results.get("rest_embed")
     if em:

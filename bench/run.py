@@ -39,7 +39,7 @@ FULL = {
     "auth": {"requests": 400, "concurrency": 20, "users": 40, "hashes": 60, "verify_calls": 5000,
              "profile_seconds": 8},
     "dispatch": {"rate": 100, "seconds": 20, "claim_jobs": 4000, "claim_workers": 4, "claim_batches": (1, 10)},
-    "storage": {"size_mb": 100, "repeats": 5},
+    "storage": {"size_mb": 100, "repeats": 9},
     "rest_embed": {"users": 1000, "per_user": 100, "seconds": 5, "rounds": 3, "requests": 2000},
     "realtime_rls": {"users": 100, "rate": 20, "seconds": 8, "clients": 2, "missed": 100},
     "scaling": {"events": 3000, "connections": 32, "workers": (1, 2, 4), "api_processes": (1, 2),

@@ -9,7 +9,9 @@ run timing `cp`, `dd`, then the transfers with two clients in turn:
 
 A 2xx upload is durable (fsynced), which `cp` is not, so the upload is also set against the same copy made durable
 the plain way (`dd … conv=fsync`: write it all, then fsync; the upload starts its writeback as it streams, see
-db/storage/backends.py, so it may beat this). The API process tree's CPU time per transfer (from /proc) separates
+db/storage/backends.py, so it may beat this), and against a floor that no server over TCP goes below: the same
+bytes sent the same way to bench/durable_receiver.py, which commits them with segbase's own blob writer and nothing
+else (no HTTP, no database) — upload ÷ floor is what segbase adds, floor ÷ `cp` what TCP and durability cost. The API process tree's CPU time per transfer (from /proc) separates
 segbase's own cost from the client's and the disk's; the load average is recorded, as other work on the machine
 weighs on every figure.
 
@@ -21,7 +23,9 @@ hands the body to its output file in 16 KiB pieces, which stdio writes as 4 + 12
 server does; that client CPU bounds curl's download ratio. Writing 100 MB of new page cache costs ~30 ms of system
 time when the kernel reuses memory it just freed, and up to ~300 ms in a VM whose free memory the host has taken
 back (free page reporting): that falls on `cp`, `dd`, the upload's writes and curl's download alike, and the
-client CPU figures show when it did.
+client CPU figures show when it did. So that no transfer draws the expensive kind of memory while the one it is
+compared with draws the cheap kind, each timed transfer starts right after a scratch file of the same size was
+written and removed (`_equal_start`): every one writes into just-freed memory, the state in which `cp` is fastest.
 
     .venv/bin/python -m bench.run --only storage
 """
@@ -29,8 +33,10 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -79,6 +85,17 @@ def _same_bytes(left: Path, right: Path) -> bool:
                 return True
 
 
+def _equal_start(directory: Path, size: int) -> None:
+    """Write and remove `size` bytes, so the next transfer writes its page cache into memory just freed (the kernel
+    hands recently freed pages out first) rather than memory the VM's host may have taken back."""
+    scratch = directory / "scratch.bin"
+    block = b"\1" * CHUNK
+    with open(scratch, "wb") as out:
+        for _ in range(size // CHUNK):
+            out.write(block)
+    scratch.unlink()
+
+
 def _cpu_seconds(pids: list[int]) -> float:
     """User + system CPU time of these processes so far (Linux /proc)."""
     total = 0
@@ -95,6 +112,7 @@ def run(stack: Stack, *, size_mb: int = 100, repeats: int = 5) -> dict:
     api = ApiProcess(stack.settings.model_copy(update={"storage_max_file_size": size + CHUNK,
                                                         "storage_dir": str(storage_dir)}), name="storage-api")
     api.start()
+    floor: subprocess.Popen | None = None
     try:
         source = work / "source.bin"
         _write_file(source, size)
@@ -106,8 +124,11 @@ def run(stack: Stack, *, size_mb: int = 100, repeats: int = 5) -> dict:
         curl_headers = [arg for key, value in headers.items() for arg in ("-H", f"{key}: {value}")]
         api_pids = [api.pid, *child_pids(api.pid)]
         load_before = os.getloadavg()
-        seconds: dict[str, list[float]] = {name: [] for name in ("cp", "durable_copy", "upload", "download",
-                                                                 "curl_upload", "curl_download")}
+        seconds: dict[str, list[float]] = {name: [] for name in ("cp", "durable_copy", "floor", "upload",
+                                                                 "download", "curl_upload", "curl_download")}
+        floor = subprocess.Popen([sys.executable, "-m", "bench.durable_receiver", "--dir", str(work / "floor"),
+                                  "--size", str(size), "--count", str(repeats)], stdout=subprocess.PIPE, text=True)
+        floor_port = int(floor.stdout.readline())
         client_cpu: dict[str, list[float]] = {name: [] for name in ("cp", "upload", "download", "curl_upload",
                                                                     "curl_download")}
         api_cpu: dict[str, list[float]] = {name: [] for name in ("upload", "download", "curl_upload",
@@ -116,6 +137,7 @@ def run(stack: Stack, *, size_mb: int = 100, repeats: int = 5) -> dict:
 
         def measured(name: str, transfer) -> str:
             """Run one transfer, recording its wall time, the client's CPU and the API's; returns its output."""
+            _equal_start(work, size)
             before = _cpu_seconds(api_pids)
             elapsed, cpu, out = transfer()
             api_cpu[name].append(_cpu_seconds(api_pids) - before)
@@ -133,13 +155,20 @@ def run(stack: Stack, *, size_mb: int = 100, repeats: int = 5) -> dict:
 
         for attempt in range(repeats):
             target = work / f"copy-{attempt}.bin"
+            _equal_start(work, size)
             elapsed, cpu, _ = _timed(["cp", str(source), str(target)])
             seconds["cp"].append(elapsed)
             client_cpu["cp"].append(cpu)
             target.unlink()
+            _equal_start(work, size)
             seconds["durable_copy"].append(
                 _timed(["dd", f"if={source}", f"of={target}", "bs=4M", "conv=fsync", "status=none"])[0])
             target.unlink()
+            _equal_start(work, size)
+            started = time.perf_counter()
+            if bulk_http.send_raw(floor_port, source, 2) != b"ok":
+                raise RuntimeError("the durable receiver did not answer ok")
+            seconds["floor"].append(time.perf_counter() - started)
             url = f"{api.url}/storage/v1/object/{bucket}/big-{attempt}.bin"
             measured("upload", lambda url=url: in_process(lambda: bulk_http.upload(
                 url, source, {**headers, "Content-Type": "application/octet-stream"})))
@@ -172,6 +201,7 @@ def run(stack: Stack, *, size_mb: int = 100, repeats: int = 5) -> dict:
                   "client": "bench/bulk_http.py in the bench process (upload: os.sendfile; download: os.splice "
                             "through a pipe into the file)",
                   "cp_mb_per_s": rate(seconds["cp"]), "durable_copy_mb_per_s": rate(seconds["durable_copy"]),
+                  "floor_mb_per_s": rate(seconds["floor"]),
                   "upload_mb_per_s": rate(seconds["upload"]), "download_mb_per_s": rate(seconds["download"]),
                   "api_cpu_s_per_100_mb": {"upload": per_100_mb(api_cpu["upload"]),
                                            "download": per_100_mb(api_cpu["download"])},
@@ -192,10 +222,16 @@ def run(stack: Stack, *, size_mb: int = 100, repeats: int = 5) -> dict:
         result["ratio_upload_vs_cp"] = round(result["upload_mb_per_s"] / result["cp_mb_per_s"], 2)
         result["ratio_download_vs_cp"] = round(result["download_mb_per_s"] / result["cp_mb_per_s"], 2)
         result["ratio_upload_vs_durable_copy"] = round(result["upload_mb_per_s"] / result["durable_copy_mb_per_s"], 2)
+        result["ratio_upload_vs_floor"] = round(result["upload_mb_per_s"] / result["floor_mb_per_s"], 2)
+        result["ratio_floor_vs_cp"] = round(result["floor_mb_per_s"] / result["cp_mb_per_s"], 2)
         for direction in ("upload", "download"):
             result["curl"][f"ratio_{direction}_vs_cp"] = round(
                 result["curl"][f"{direction}_mb_per_s"] / result["cp_mb_per_s"], 2)
         return result
     finally:
+        if floor is not None:
+            floor.kill()
+            floor.wait()
         api.stop()
+        shutil.rmtree(work, ignore_errors=True)
         subprocess.run(["rm", "-rf", str(work)], check=False)
