@@ -84,11 +84,12 @@ def test_storage_moves_the_file_and_measures_cp_beside_it(report) -> None:
     result = report["results"]["storage"]
     assert result["upload_mb_per_s"] > 0 and result["download_mb_per_s"] > 0 and result["cp_mb_per_s"] > 0
     assert result["durable_copy_mb_per_s"] > 0 and set(result["api_cpu_s_per_100_mb"]) == {"upload", "download"}
+    assert result["floor_mb_per_s"] > 0 and result["ratio_upload_vs_floor"] > 0
     assert set(result["client_cpu_s_per_100_mb"]) == {"cp", "upload", "download"}
     curl = result["curl"]
     assert curl["upload_mb_per_s"] > 0 and curl["download_mb_per_s"] > 0
     assert curl["in_transfer_mb_per_s"]["upload"] > 0 and curl["in_transfer_mb_per_s"]["download"] > 0
-    assert "7. Storage upload" in render(report)
+    assert "7. Storage upload" in render(report) and "bench/durable_receiver.py" in render(report)
 
 
 def test_scaling_applies_every_event_in_each_configuration_and_plots(report, tmp_path) -> None:
