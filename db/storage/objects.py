@@ -179,10 +179,21 @@ def empty_bucket(uow: UnitOfWork, bucket_id: str) -> int:
 # --- objects ----------------------------------------------------------------------------------------------------
 
 def find_object(uow: UnitOfWork, bucket_id: str, name: str, *, for_update: bool = False) -> StoredObject | None:
+    return read_object(send_find_object(uow, bucket_id, name, for_update=for_update))
+
+
+def send_find_object(uow: UnitOfWork, bucket_id: str, name: str, *, for_update: bool = False) -> psycopg.Cursor:
+    """Ask for the object's row; `read_object` reads the answer (in a pipelined unit of work, once it is over)."""
     lock = " for update" if for_update else ""
-    row = uow.execute(f"select {OBJECT_COLUMNS} from storage.objects where bucket_id = :bucket and name = :name{lock}",
-                      {"bucket": bucket_id, "name": name}).first()
-    return _object(row) if row else None
+    cursor = uow.driver_cursor(row_factory=dict_row)
+    cursor.execute(f"select {OBJECT_COLUMNS} from storage.objects where bucket_id = %(bucket)s and name = %(name)s"
+                   f"{lock}", {"bucket": bucket_id, "name": name})
+    return cursor
+
+
+def read_object(cursor: psycopg.Cursor) -> StoredObject | None:
+    row = cursor.fetchone()
+    return _object(_Row(row)) if row else None
 
 
 def upload_precheck(uow: UnitOfWork, *, bucket_id: str, name: str, owner: str | None, upsert: bool) -> None:
@@ -215,10 +226,20 @@ def _send_write_row(cursor: psycopg.Cursor, *, bucket_id: str, name: str, versio
 def write_object(uow: UnitOfWork, *, bucket_id: str, name: str, version: str, owner: str | None,
                  metadata: dict[str, Any], user_metadata: dict[str, Any] | None, upsert: bool) -> StoredObject:
     """Insert the object row pointing at blob `version` (with upsert: replace the existing row's blob)."""
+    written = read_object(send_write_object(uow, bucket_id=bucket_id, name=name, version=version, owner=owner,
+                                            metadata=metadata, user_metadata=user_metadata, upsert=upsert))
+    assert written is not None, "an insert … returning gives its row"
+    return written
+
+
+def send_write_object(uow: UnitOfWork, *, bucket_id: str, name: str, version: str, owner: str | None,
+                      metadata: dict[str, Any], user_metadata: dict[str, Any] | None, upsert: bool) -> psycopg.Cursor:
+    """write_object's statement; `read_object` reads the row written (in a pipelined unit of work, once it is
+    over)."""
     cursor = uow.driver_cursor(row_factory=dict_row)
     _send_write_row(cursor, bucket_id=bucket_id, name=name, version=version, owner=owner, metadata=metadata,
                     user_metadata=user_metadata, upsert=upsert)
-    return _object(_Row(cursor.fetchone()))
+    return cursor
 
 
 def delete_objects(uow: UnitOfWork, bucket_id: str, names: list[str]) -> list[StoredObject]:

@@ -164,7 +164,6 @@ def store_upload(store: Store, caller: Caller, target: UploadTarget, open_body: 
     version = target.version
     if version is None:
         raise ValueError("store_upload needs a target from prepare_upload (one with an announced version)")
-    replaced: list[str] = []
     try:
         body = open_body()
         if not mime_allowed(body.content_type, target.bucket.allowed_mime_types):
@@ -178,21 +177,29 @@ def store_upload(store: Store, caller: Caller, target: UploadTarget, open_body: 
         metadata = {"eTag": f'"{version.replace("-", "")}"', "size": stats.size, "mimetype": body.content_type,
                     "cacheControl": body.cache_control, "lastModified": objects.iso(now),
                     "contentLength": stats.size, "httpStatusCode": 200}
-        with unit_of_work(store.engine, caller) as uow:
+        # One round trip after BEGIN (statements and COMMIT pipelined), unless a check must read inside the
+        # transaction first; the replaced blob is read from the row locked before the upsert.
+        with unit_of_work(store.engine, caller, pipelined=check_in_transaction is None) as uow:
             if check_in_transaction:
                 check_in_transaction(uow)
-            if target.upsert:
-                existing = objects.find_object(uow, target.bucket.id, target.name, for_update=True)
-                if existing and existing.version:
-                    replaced.append(existing.version)
-            stored = objects.write_object(uow, bucket_id=target.bucket.id, name=target.name, version=version,
-                                          owner=target.owner, metadata=metadata, user_metadata=body.user_metadata,
-                                          upsert=target.upsert)
-            uow.on_commit(lambda: janitor.purge_garbage(store.engine, store.backend, replaced))
+            existing = (objects.send_find_object(uow, target.bucket.id, target.name, for_update=True)
+                        if target.upsert else None)
+            written = objects.send_write_object(uow, bucket_id=target.bucket.id, name=target.name, version=version,
+                                                owner=target.owner, metadata=metadata,
+                                                user_metadata=body.user_metadata, upsert=target.upsert)
+            uow.on_commit(lambda: janitor.purge_garbage(store.engine, store.backend, _replaced_version(existing)))
     except BaseException:
         janitor.forget_upload(store.engine, store.backend, version)
         raise
+    stored = objects.read_object(written)
+    assert stored is not None, "an insert … returning gives its row"
     return stored
+
+
+def _replaced_version(existing: psycopg.Cursor | None) -> list[str]:
+    """The blob an upsert replaced (read once its transaction is over)."""
+    found = objects.read_object(existing) if existing is not None else None
+    return [found.version] if found is not None and found.version else []
 
 
 def find_visible(store: Store, caller: Caller, bucket_id: str, name: str) -> StoredObject:
