@@ -106,6 +106,15 @@ METHOD = """\
   signature) forwards to the same receiver — the floor of PostgreSQL → HTTP. Claim throughput: N queued jobs claimed
   over HTTP by 4 threads (`claim-jobs`, `max` = the batch) until empty, then re-queued and claimed as direct SQL
   (`internal.claim_dispatch_jobs`) on 4 connections.
+- **Storage** (bench/storage.py, an API process of its own, file backend on the disk `cp` uses). Per repeat, in
+  turn: `cp`, the same copy made durable (`dd conv=fsync`), the floor, then the upload and download through
+  /storage/v1 with bench/bulk_http.py (os.sendfile up, os.splice down), then curl. The floor sends the same bytes
+  the same way to bench/durable_receiver.py, which commits them with segbase's own blob writer (splice(2), writeback
+  while streaming, fsync, rename, directory fsync) and nothing else: upload ÷ floor is what HTTP, authentication and
+  the two transactions add; floor ÷ `cp` is what TCP and a durable 2xx cost whatever the server. Every timed
+  transfer starts right after a scratch file of the same size was written and removed, so each writes its page
+  cache into just-freed memory (in this VM, memory the host has taken back costs ~10× more to write into, and it
+  used to fall on whichever transfer came first).
 """
 
 PIPELINE_ADVICE = """\
