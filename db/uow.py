@@ -158,9 +158,16 @@ def unit_of_work(engine: Engine, caller: Caller, *, pipelined: bool = False) -> 
         try:
             if pipelined:
                 driver = _driver(connection)
-                with driver.pipeline():
-                    yield uow
-                    driver.execute("commit")
+                # No prepared statements in a pipeline: when its transaction fails, the server skips the statements
+                # after the failure, and psycopg's prepared-statement cache could then name one that was never
+                # prepared (a later run of it fails with "prepared statement … does not exist").
+                threshold, driver.prepare_threshold = driver.prepare_threshold, None
+                try:
+                    with driver.pipeline():
+                        yield uow
+                        driver.execute("commit")
+                finally:
+                    driver.prepare_threshold = threshold
                 _end_pipelined(driver)
             else:
                 yield uow

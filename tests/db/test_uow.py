@@ -117,6 +117,30 @@ def test_a_pipelined_unit_that_fails_leaves_nothing(own_engine) -> None:
                            "where idempotency_key = 'uow-test-pipelined-failed'").scalar_one() == 0
 
 
+def test_pipelined_units_that_fail_again_and_again_leave_the_connection_usable(own_engine) -> None:
+    """psycopg prepares a statement it has run a few times; in a pipeline whose transaction fails, the statements
+    after the failure are skipped by the server, so the connection's prepared-statement cache must not count on
+    them (else the next run of the statement asks for one that does not exist)."""
+    def unit(divisor: int) -> list:
+        cursors = []
+        with unit_of_work(own_engine, Caller.service(), pipelined=True) as uow:
+            for statement in ("select 1 / %s", "select 2 / %s", "select 3 / %s"):
+                cursor = uow.driver_cursor()
+                cursor.execute(statement, (divisor,))
+                cursors.append(cursor)
+        return [cursor.fetchone()[0] for cursor in cursors]
+
+    for divisor in (1, 1, 1, 0, 1, 0, 0, 1, 0, 1, 1, 0, 1, 1, 1, 1):
+        if divisor:
+            assert unit(divisor) == [1, 2, 3]
+        else:
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                unit(divisor)
+    with unit_of_work(own_engine, Caller.service()) as uow:  # and the plain path still prepares as it likes
+        for _ in range(8):
+            assert uow.driver_cursor().execute("select 2 / %s", (1,)).fetchone()[0] == 2
+
+
 def test_a_failed_unit_leaves_nothing_and_runs_no_callback(engine, settings) -> None:
     ran: list[str] = []
     with pytest.raises(DBAPIError):
