@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -106,12 +107,14 @@ def download(url: str, path: Path, headers: dict[str, str]) -> tuple[int, int]:
         remaining = int(response_headers["content-length"]) - len(rest)
         with open(path, "wb", buffering=0) as out:
             written = out.write(rest) if rest else 0
-            return status, written + _splice_into(sock, out, remaining)
+            return status, written + splice_socket_into(sock, out.fileno(), remaining)
 
 
-def _splice_into(sock: socket.socket, out, length: int) -> int:
-    """Move `length` bytes from the socket to the file through a pipe with splice(2): the kernel moves the pages,
-    nothing is copied into this process."""
+def splice_socket_into(sock: socket.socket, fd: int, length: int,
+                       on_progress: Callable[[int], None] | None = None) -> int:
+    """Move `length` bytes from the socket to the file `fd` through a pipe with splice(2): the kernel moves the
+    pages, nothing is copied into this process. `on_progress(total)` after each step (bench/durable_receiver.py
+    starts the blob writer's writeback with it)."""
     sock.settimeout(None)  # a socket with a timeout is non-blocking underneath, and splice would see EAGAIN
     read_end, write_end = os.pipe()
     try:
@@ -123,9 +126,11 @@ def _splice_into(sock: socket.socket, out, length: int) -> int:
             if not in_pipe:
                 raise BulkHttpError("the body ended early")
             while in_pipe:
-                done = os.splice(read_end, out.fileno(), in_pipe)
+                done = os.splice(read_end, fd, in_pipe)
                 in_pipe -= done
                 moved += done
+            if on_progress is not None:
+                on_progress(moved)
         return moved
     finally:
         os.close(read_end)

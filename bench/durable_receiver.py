@@ -12,43 +12,23 @@ blob under DIR and answers `ok`.
 from __future__ import annotations
 
 import argparse
-import fcntl
-import os
 import socket
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.bulk_http import splice_socket_into
 from db.storage.backends import FileBackend
-
-PIPE_BYTES = 1024 * 1024  # Linux's default pipe-max-size, as the API's socket body uses
-F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
 class SocketSplice:
-    """A blocking socket's next `length` bytes as a source for FileBlobWriter.splice_from."""
+    """A socket's next `length` bytes as a source for FileBlobWriter.splice_from."""
 
     def __init__(self, sock: socket.socket, length: int) -> None:
         self.sock, self.length = sock, length
 
     def splice_into(self, fd: int, on_progress: Callable[[int], None]) -> int:
-        read_end, write_end = os.pipe()
-        try:
-            fcntl.fcntl(write_end, F_SETPIPE_SZ, PIPE_BYTES)
-            moved = 0
-            while moved < self.length:
-                in_pipe = os.splice(self.sock.fileno(), write_end, min(PIPE_BYTES, self.length - moved))
-                if not in_pipe:
-                    raise RuntimeError(f"the body ended after {moved} of {self.length} bytes")
-                while in_pipe:
-                    done = os.splice(read_end, fd, in_pipe)
-                    in_pipe -= done
-                    moved += done
-                on_progress(moved)
-            return moved
-        finally:
-            os.close(read_end)
-            os.close(write_end)
+        return splice_socket_into(self.sock, fd, self.length, on_progress)
 
 
 def main() -> None:
