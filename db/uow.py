@@ -133,14 +133,12 @@ def _end(connection: Connection, statement: str) -> None:
     try:
         connection.exec_driver_sql(statement, execution_options=NO_PARAMETERS)
     finally:
-        driver = _driver(connection)
-        if not driver.closed and driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-            driver.autocommit = False
+        _restore_autocommit(_driver(connection))
 
 
-def _end_pipelined(driver: psycopg.Connection) -> None:
-    """After a pipelined COMMIT: give the connection back in psycopg's default (non-autocommit) mode, as `_end`."""
-    if driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+def _restore_autocommit(driver: psycopg.Connection) -> None:
+    """Once the transaction is over, give the connection back in psycopg's default (non-autocommit) mode."""
+    if not driver.closed and driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
         driver.autocommit = False
 
 
@@ -168,7 +166,7 @@ def unit_of_work(engine: Engine, caller: Caller, *, pipelined: bool = False) -> 
                         driver.execute("commit")
                 finally:
                     driver.prepare_threshold = threshold
-                _end_pipelined(driver)
+                _restore_autocommit(driver)
             else:
                 yield uow
                 _end(connection, "commit")
